@@ -1,0 +1,332 @@
+"""The catalog: metadata of users, groups, datasets and images in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from coverslip.catalog import tables as t
+from coverslip.catalog.records import STATUSES, Channel, Dataset, Image
+from coverslip.errors import BadParameter, Conflict, NotFound
+
+__all__ = ["Catalog", "Channel", "Dataset", "Image", "STATUSES"]
+
+LOCAL_ADMIN = "admin"
+DEFAULT_GROUP = "default"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # NOTE: WAL lets the web workers read while an import writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Return an engine for ``url``, with SQLite set up for many processes."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # NOTE: SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Catalog:
+    """Queries and updates of the metadata; no HTTP, no pixels."""
+
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate:
+            self.migrate()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _alembic(self, connection: Connection) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(resources.files("coverslip.catalog") / "migrations"))
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    def migrate(self) -> None:
+        """Bring the schema up to the newest migration (cheap when it already is)."""
+        with self.engine.begin() as connection:
+            cfg = self._alembic(connection)
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current != head:
+                command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the catalog cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    # -- users and groups (the auth layer builds on these) ------------------------------
+
+    def ensure_local_admin(self) -> tuple[int, int]:
+        """Return (user id, group id) of the local administrator, creating both if needed."""
+        with self.engine.begin() as conn:
+            user_id = conn.scalar(sa.select(t.users.c.id).where(t.users.c.username == LOCAL_ADMIN))
+            if user_id is None:
+                user_id = conn.execute(
+                    t.users.insert().values(username=LOCAL_ADMIN, full_name="Administrator", is_admin=True, created=now())
+                ).inserted_primary_key[0]
+            group_id = conn.scalar(sa.select(t.groups.c.id).where(t.groups.c.name == DEFAULT_GROUP))
+            if group_id is None:
+                group_id = conn.execute(
+                    t.groups.insert().values(name=DEFAULT_GROUP, permissions="read-only", created=now())
+                ).inserted_primary_key[0]
+                conn.execute(t.group_members.insert().values(group_id=group_id, user_id=user_id, is_owner=True))
+        return int(user_id), int(group_id)
+
+    # -- images -------------------------------------------------------------------------
+
+    def create_image(self, name: str, owner_id: int, group_id: int, status: str = "queued", **fields: Any) -> int:
+        """Insert a new image row and return its id."""
+        stamp = now()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.images.insert().values(
+                    name=name, status=status, owner_id=owner_id, group_id=group_id,
+                    created=stamp, updated=stamp, properties=fields.pop("properties", {}), **fields,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def update_image(self, image_id: int, **fields: Any) -> None:
+        """Change fields of an image; raise NotFound if it is gone."""
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise BadParameter("status", f"{fields['status']!r} is not one of {', '.join(STATUSES)}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                t.images.update().where(t.images.c.id == image_id).values(updated=now(), **fields)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"image {image_id} does not exist")
+
+    def set_status(self, image_id: int, status: str, expect: Sequence[str] | None = None, message: str = "") -> None:
+        """Move an image to ``status``; with ``expect``, only from one of those statuses."""
+        if status not in STATUSES:
+            raise BadParameter("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+        query = t.images.update().where(t.images.c.id == image_id)
+        if expect is not None:
+            query = query.where(t.images.c.status.in_(list(expect)))
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(status=status, message=message, updated=now()))
+            if result.rowcount == 0:
+                current = conn.scalar(sa.select(t.images.c.status).where(t.images.c.id == image_id))
+                if current is None:
+                    raise NotFound(f"image {image_id} does not exist")
+                raise Conflict(f"image {image_id} is {current}, not {' or '.join(expect or [])}")
+
+    def set_channels(self, image_id: int, channels: Iterable[Channel]) -> None:
+        """Replace the channels of an image."""
+        with self.engine.begin() as conn:
+            conn.execute(t.channels.delete().where(t.channels.c.image_id == image_id))
+            rows = [
+                {
+                    "image_id": image_id, "index": ch.index, "name": ch.name, "color": ch.color,
+                    "emission_wave": ch.emission_wave, "min": ch.min, "max": ch.max,
+                    "window_start": ch.window_start, "window_end": ch.window_end,
+                }
+                for ch in channels
+            ]
+            if rows:
+                conn.execute(t.channels.insert(), rows)
+
+    def get_image(self, image_id: int) -> Image:
+        """Return the image with its channels and datasets, or raise NotFound."""
+        images = self._images(sa.select(t.images).where(t.images.c.id == image_id))
+        if not images:
+            raise NotFound(f"image {image_id} does not exist")
+        return images[0]
+
+    def list_images(
+        self,
+        dataset_id: int | None = None,
+        status: str | None = None,
+        owner_id: int | None = None,
+        group_ids: Sequence[int] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Image]:
+        """Return images, newest id last, filtered as asked."""
+        query = sa.select(t.images).order_by(t.images.c.id)
+        if dataset_id is not None:
+            query = query.join(t.dataset_images, t.dataset_images.c.image_id == t.images.c.id).where(
+                t.dataset_images.c.dataset_id == dataset_id
+            )
+        if status is not None:
+            query = query.where(t.images.c.status == status)
+        if owner_id is not None:
+            query = query.where(t.images.c.owner_id == owner_id)
+        if group_ids is not None:
+            query = query.where(t.images.c.group_id.in_(list(group_ids)))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        return self._images(query)
+
+    def find_by_sha512(self, sha512: str) -> int | None:
+        """Return the id of an image (not killed) whose original has this sha512."""
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                sa.select(t.images.c.id)
+                .where(t.images.c.sha512 == sha512, t.images.c.status != "killed")
+                .order_by(t.images.c.id)
+                .limit(1)
+            )
+
+    def delete_image(self, image_id: int) -> None:
+        """Remove an image's rows (channels, memberships and settings go with it)."""
+        with self.engine.begin() as conn:
+            conn.execute(t.channels.delete().where(t.channels.c.image_id == image_id))
+            conn.execute(t.dataset_images.delete().where(t.dataset_images.c.image_id == image_id))
+            conn.execute(t.rendering_defs.delete().where(t.rendering_defs.c.image_id == image_id))
+            result = conn.execute(t.images.delete().where(t.images.c.id == image_id))
+            if result.rowcount == 0:
+                raise NotFound(f"image {image_id} does not exist")
+
+    def _images(self, query: sa.Select[Any]) -> list[Image]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            if not rows:
+                return []
+            ids = [row["id"] for row in rows]
+            channels: dict[int, list[Channel]] = {i: [] for i in ids}
+            for ch in conn.execute(
+                sa.select(t.channels).where(t.channels.c.image_id.in_(ids)).order_by(t.channels.c.image_id, t.channels.c.index)
+            ).mappings():
+                channels[ch["image_id"]].append(
+                    Channel(
+                        index=ch["index"], name=ch["name"], color=ch["color"], min=ch["min"], max=ch["max"],
+                        window_start=ch["window_start"], window_end=ch["window_end"], emission_wave=ch["emission_wave"],
+                    )
+                )
+            datasets: dict[int, list[int]] = {i: [] for i in ids}
+            for link in conn.execute(
+                sa.select(t.dataset_images).where(t.dataset_images.c.image_id.in_(ids)).order_by(t.dataset_images.c.dataset_id)
+            ).mappings():
+                datasets[link["image_id"]].append(link["dataset_id"])
+        result = []
+        for row in rows:
+            values = dict(row)
+            values["created"] = _as_utc(values["created"])
+            values["updated"] = _as_utc(values["updated"])
+            values["properties"] = values["properties"] or {}
+            result.append(Image(**values, channels=tuple(channels[row["id"]]), dataset_ids=tuple(datasets[row["id"]])))
+        return result
+
+    # -- datasets -----------------------------------------------------------------------
+
+    def create_dataset(self, name: str, owner_id: int, group_id: int, description: str = "") -> int:
+        """Create a dataset and return its id; a name is unique within a group."""
+        if not name.strip():
+            raise BadParameter("name", "a dataset needs a name")
+        with self.engine.begin() as conn:
+            existing = conn.scalar(
+                sa.select(t.datasets.c.id).where(t.datasets.c.name == name, t.datasets.c.group_id == group_id)
+            )
+            if existing is not None:
+                raise Conflict(f"dataset {name!r} exists already (id {existing})")
+            result = conn.execute(
+                t.datasets.insert().values(name=name, description=description, owner_id=owner_id, group_id=group_id, created=now())
+            )
+            return int(result.inserted_primary_key[0])
+
+    def dataset_by_name(self, name: str, group_id: int | None = None) -> Dataset | None:
+        """Return the dataset called ``name`` (in ``group_id`` if given), or None."""
+        query = self._dataset_query().where(t.datasets.c.name == name)
+        if group_id is not None:
+            query = query.where(t.datasets.c.group_id == group_id)
+        found = self._datasets(query)
+        return found[0] if found else None
+
+    def get_dataset(self, dataset_id: int) -> Dataset:
+        found = self._datasets(self._dataset_query().where(t.datasets.c.id == dataset_id))
+        if not found:
+            raise NotFound(f"dataset {dataset_id} does not exist")
+        return found[0]
+
+    def list_datasets(self, group_ids: Sequence[int] | None = None) -> list[Dataset]:
+        query = self._dataset_query()
+        if group_ids is not None:
+            query = query.where(t.datasets.c.group_id.in_(list(group_ids)))
+        return self._datasets(query)
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset; its images stay."""
+        with self.engine.begin() as conn:
+            conn.execute(t.dataset_images.delete().where(t.dataset_images.c.dataset_id == dataset_id))
+            if conn.execute(t.datasets.delete().where(t.datasets.c.id == dataset_id)).rowcount == 0:
+                raise NotFound(f"dataset {dataset_id} does not exist")
+
+    def add_to_dataset(self, dataset_id: int, image_ids: Iterable[int]) -> None:
+        """Put images in a dataset (already there is fine)."""
+        self.get_dataset(dataset_id)
+        with self.engine.begin() as conn:
+            for image_id in image_ids:
+                if conn.scalar(sa.select(t.images.c.id).where(t.images.c.id == image_id)) is None:
+                    raise NotFound(f"image {image_id} does not exist")
+                present = conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        t.dataset_images.c.dataset_id == dataset_id, t.dataset_images.c.image_id == image_id
+                    )
+                )
+                if not present:
+                    conn.execute(t.dataset_images.insert().values(dataset_id=dataset_id, image_id=image_id))
+
+    def remove_from_dataset(self, dataset_id: int, image_ids: Iterable[int]) -> None:
+        self.get_dataset(dataset_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.dataset_images.delete().where(
+                    t.dataset_images.c.dataset_id == dataset_id, t.dataset_images.c.image_id.in_(list(image_ids))
+                )
+            )
+
+    @staticmethod
+    def _dataset_query() -> sa.Select[Any]:
+        count = (
+            sa.select(sa.func.count())
+            .where(t.dataset_images.c.dataset_id == t.datasets.c.id)
+            .scalar_subquery()
+            .label("image_count")
+        )
+        return sa.select(t.datasets, count).order_by(t.datasets.c.id)
+
+    def _datasets(self, query: sa.Select[Any]) -> list[Dataset]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            Dataset(**{**dict(row), "created": _as_utc(row["created"])})
+            for row in rows
+        ]

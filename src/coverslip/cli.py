@@ -1,0 +1,401 @@
+"""The `coverslip` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from coverslip import config
+from coverslip.errors import CoverslipError, Duplicate
+from coverslip.home import Home
+from coverslip.imports import ImportOptions
+from coverslip.services import Services
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class State:
+    """What every command needs: the home, the settings, and services built on first use."""
+
+    def __init__(self, home: Home, flags: dict[str, Any] | None = None) -> None:
+        self.home = home
+        self.flags = flags or {}
+        self._services: Services | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        return self.home.settings(flags=self.flags)
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = Services.build(self.settings, self.home)
+        return self._services
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    sys.exit(code)
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn service and settings errors into one clear line and exit 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (CoverslipError, config.SettingError) as exc:
+            fail(str(exc))
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str = "") -> None:
+    """Print ``rows`` as a table, or as JSON for scripts."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title or None)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(column, "")) for column in columns))
+    console.print(table)
+
+
+@click.group()
+@click.option("--home", "home_dir", type=click.Path(file_okay=False, path_type=Path), envvar="COVERSLIP_HOME",
+              help="Instance home (default: ./var in a checkout, else ~/.local/share/coverslip).")
+@click.version_option(package_name="coverslip")
+@click.pass_context
+def main(ctx: click.Context, home_dir: Path | None) -> None:
+    """Coverslip: a fast, self-contained web server for microscopy images."""
+    home = Home(home_dir.resolve()) if home_dir else Home.from_env()
+    os.environ["COVERSLIP_HOME"] = str(home.root)
+    ctx.obj = State(home)
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (web.host).")
+@click.option("--port", type=int, help="Port to listen on (web.port).")
+@click.option("--workers", type=int, help="Worker processes (web.workers).")
+@pass_state
+@guarded
+def serve(state: State, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the web application in the foreground (Granian, web.workers workers)."""
+    flags = {"web.host": host, "web.port": port, "web.workers": workers}
+    state.flags.update({k: v for k, v in flags.items() if v is not None})
+    settings = state.settings
+    # Workers build their own app from the environment: hand the flags down that way.
+    for name, value in state.flags.items():
+        os.environ[config.lookup(name).env] = str(value)
+    state.services.catalog.migrate()
+    click.echo(f"Coverslip serving {state.home.root} at http://{settings['web.host']}:{settings['web.port']}/ "
+               f"({settings['web.workers']} workers; Ctrl-C stops)")
+    from coverslip.deploy import granian
+
+    granian.serve(settings)
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=errors, transient=False,
+    )
+
+
+def import_files(services: Services, paths: Sequence[Path], options: ImportOptions, quiet: bool = False) -> tuple[list[int], int]:
+    """Import ``paths`` one by one with a progress bar each; return (new ids, number failed)."""
+    importer = services.importer()
+    ids: list[int] = []
+    failed = 0
+    with _progress() as progress:
+        for path in paths:
+            task = progress.add_task(path.name, total=None, visible=not quiet)
+
+            def update(done: int, total: int, task: Any = task) -> None:
+                progress.update(task, completed=done, total=total or None)
+
+            try:
+                image_id = importer.import_path(path, options, update)
+            except Duplicate as exc:
+                failed += 1
+                progress.remove_task(task)
+                errors.print(f"[red]failed:[/red] {path}: {exc}", highlight=False)
+            except CoverslipError as exc:
+                failed += 1
+                progress.remove_task(task)
+                message = str(exc)
+                if not message.startswith(str(path)):
+                    message = f"{path}: {message}"
+                errors.print(f"[red]failed:[/red] {message}", highlight=False)
+            except KeyboardInterrupt:
+                progress.remove_task(task)
+                errors.print(f"[red]interrupted:[/red] {path}: nothing of it was kept", highlight=False)
+                raise SystemExit(130) from None
+            else:
+                ids.append(image_id)
+                progress.update(task, description=f"{path.name} → image {image_id}")
+    return ids, failed
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dataset", help="Put the images in this dataset (created if missing).")
+@click.option("--name", help="Name of the image (default: from the file).")
+@click.option("--axes", help="Axes of a .npy file, e.g. ZYX or TCZYX.")
+@click.option("--in-place", is_flag=True, help="Register an OME-Zarr where it is instead of copying it.")
+@click.option("--allow-duplicate", is_flag=True, help="Import files whose bytes were imported before.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new image ids as JSON.")
+@pass_state
+@guarded
+def import_(state: State, paths: tuple[Path, ...], dataset: str | None, name: str | None, axes: str | None,
+            in_place: bool, allow_duplicate: bool, as_json: bool) -> None:
+    """Import image files (TIFF, OME-TIFF, PNG, JPEG, NPY, OME-Zarr)."""
+    services = state.services
+    owner_id, group_id = services.catalog.ensure_local_admin()
+    dataset_id = _dataset_id(services, dataset, owner_id, group_id) if dataset else None
+    options = ImportOptions(name=name, dataset_id=dataset_id, owner_id=owner_id, group_id=group_id, axes=axes,
+                            in_place=in_place, allow_duplicate=allow_duplicate)
+    ids, failed = import_files(services, paths, options, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps({"imported": ids, "failed": failed}))
+    else:
+        click.echo(f"imported {len(ids)} image(s){': ' + ', '.join(map(str, ids)) if ids else ''}"
+                   f"{f'; {failed} failed' if failed else ''}")
+    if failed:
+        sys.exit(1)
+
+
+def _dataset_id(services: Services, name: str, owner_id: int, group_id: int) -> int:
+    found = services.catalog.dataset_by_name(name, group_id)
+    return found.id if found else services.catalog.create_dataset(name, owner_id, group_id)
+
+
+# -- images and datasets ----------------------------------------------------------------
+
+
+@main.group()
+def images() -> None:
+    """List, show and delete images."""
+
+
+@images.command("list")
+@click.option("--dataset", type=int, help="Only images in this dataset id.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@guarded
+def images_list(state: State, dataset: int | None, as_json: bool) -> None:
+    """List images."""
+    rows = []
+    for image in state.services.catalog.list_images(dataset_id=dataset):
+        rows.append({"id": image.id, "name": image.name, "status": image.status,
+                     "size": f"{image.size_x}×{image.size_y}×{image.size_z} c{image.size_c} t{image.size_t}",
+                     "pixel_type": image.pixel_type, "format": image.format} if not as_json else image.to_json())
+    show(rows, ["id", "name", "status", "size", "pixel_type", "format"], as_json, "Images")
+
+
+@images.command("show")
+@click.argument("image_id", type=int)
+@pass_state
+@guarded
+def images_show(state: State, image_id: int) -> None:
+    """Show everything known about one image, as JSON."""
+    click.echo(json.dumps(state.services.catalog.get_image(image_id).to_json(), indent=2))
+
+
+@images.command("delete")
+@click.argument("image_ids", type=int, nargs=-1, required=True)
+@pass_state
+@guarded
+def images_delete(state: State, image_ids: tuple[int, ...]) -> None:
+    """Delete images: catalog rows, pyramid, original and cached renders."""
+    for image_id in image_ids:
+        state.services.delete_image(image_id)
+        click.echo(f"deleted image {image_id}")
+
+
+@main.group()
+def datasets() -> None:
+    """List, create and fill datasets."""
+
+
+@datasets.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@guarded
+def datasets_list(state: State, as_json: bool) -> None:
+    """List datasets with their image counts."""
+    rows = [dataset.to_json() for dataset in state.services.catalog.list_datasets()]
+    show(rows, ["id", "name", "image_count", "description"], as_json, "Datasets")
+
+
+@datasets.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@pass_state
+@guarded
+def datasets_create(state: State, name: str, description: str) -> None:
+    """Create a dataset."""
+    owner_id, group_id = state.services.catalog.ensure_local_admin()
+    dataset_id = state.services.catalog.create_dataset(name, owner_id, group_id, description)
+    click.echo(f"created dataset {dataset_id} ({name})")
+
+
+@datasets.command("add")
+@click.argument("dataset_id", type=int)
+@click.argument("image_ids", type=int, nargs=-1, required=True)
+@pass_state
+@guarded
+def datasets_add(state: State, dataset_id: int, image_ids: tuple[int, ...]) -> None:
+    """Add images to a dataset."""
+    state.services.catalog.add_to_dataset(dataset_id, image_ids)
+    click.echo(f"dataset {dataset_id}: added {', '.join(map(str, image_ids))}")
+
+
+@datasets.command("remove")
+@click.argument("dataset_id", type=int)
+@click.argument("image_ids", type=int, nargs=-1, required=True)
+@pass_state
+@guarded
+def datasets_remove(state: State, dataset_id: int, image_ids: tuple[int, ...]) -> None:
+    """Remove images from a dataset (the images stay)."""
+    state.services.catalog.remove_from_dataset(dataset_id, image_ids)
+    click.echo(f"dataset {dataset_id}: removed {', '.join(map(str, image_ids))}")
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--if-empty", is_flag=True, help="Do nothing when the catalog already has images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@pass_state
+@guarded
+def demo(state: State, if_empty: bool, seed: int) -> None:
+    """Write a small, realistic demo set and import it into the "Demo" dataset."""
+    services = state.services
+    if if_empty and services.catalog.list_images(limit=1):
+        click.echo("the catalog has images already; no demo written")
+        return
+    from coverslip.demo import write_demo_files
+
+    folder = state.home.staging / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    click.echo("writing demo files …")
+    files = write_demo_files(folder, seed=seed)
+    owner_id, group_id = services.catalog.ensure_local_admin()
+    dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
+    failed = 0
+    for item in files:
+        options = ImportOptions(name=item.name, dataset_id=dataset_id, owner_id=owner_id, group_id=group_id,
+                                axes=item.axes, allow_duplicate=True)
+        failed += import_files(services, [item.path], options)[1]
+        item.path.unlink(missing_ok=True)
+    click.echo(f"demo dataset {dataset_id} ready with {len(files) - failed} image(s)")
+    if failed:
+        sys.exit(1)
+
+
+# -- config -----------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Read and change settings (etc/coverslip.toml in the instance home)."""
+
+
+@config_group.command("get")
+@click.argument("name")
+@pass_state
+@guarded
+def config_get(state: State, name: str) -> None:
+    """Print the effective value of a setting."""
+    config.lookup(name)
+    value = state.settings[name]
+    click.echo(",".join(value) if isinstance(value, list) else json.dumps(value) if isinstance(value, bool) else value)
+
+
+@config_group.command("set")
+@click.argument("name")
+@click.argument("value")
+@pass_state
+@guarded
+def config_set(state: State, name: str, value: str) -> None:
+    """Validate a value and write it to the settings file."""
+    converted = config.lookup(name).convert(value)
+    stored = config.read_file(state.home.config_file)
+    stored[name] = converted
+    config.write_file(state.home.config_file, stored)
+    click.echo(f"{name} = {converted!r}")
+
+
+@config_group.command("unset")
+@click.argument("name")
+@pass_state
+@guarded
+def config_unset(state: State, name: str) -> None:
+    """Remove a setting from the settings file (its default applies again)."""
+    config.lookup(name)
+    stored = config.read_file(state.home.config_file)
+    stored.pop(name, None)
+    config.write_file(state.home.config_file, stored)
+    click.echo(f"{name} unset")
+
+
+@config_group.command("list")
+@click.option("--defaults", is_flag=True, help="List every setting with its default and help.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@guarded
+def config_list(state: State, defaults: bool, as_json: bool) -> None:
+    """List the settings that differ from their defaults (all of them with --defaults)."""
+    settings = state.settings
+    rows = []
+    for setting in config.SETTINGS:
+        source = settings.sources[setting.name]
+        if not defaults and source == "default":
+            continue
+        rows.append({"name": setting.name, "value": settings[setting.name], "source": source,
+                     "default": config.describe_default(setting), "doc": setting.doc})
+    columns = ["name", "value", "source", "default", "doc"] if defaults else ["name", "value", "source"]
+    show(rows, columns, as_json)
+
+
+@config_group.command("docs")
+def config_docs() -> None:
+    """Print docs/configuration.md, generated from the settings registry."""
+    click.echo(config.render_docs(), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

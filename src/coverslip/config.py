@@ -1,0 +1,338 @@
+"""Every setting of Coverslip, declared once, and the order in which they are loaded.
+
+Load order, later wins: defaults → ``etc/coverslip.toml`` in the instance home →
+environment (``COVERSLIP_WEB_WORKERS`` for ``web.workers``) → command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+ENV_PREFIX = "COVERSLIP_"
+
+
+class SettingError(ValueError):
+    """A setting name or value that is not allowed."""
+
+
+def _default_workers() -> int:
+    return 2 * (os.cpu_count() or 1) + 1
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Return the number of bytes in a size such as ``512``, ``64M`` or ``2G``."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise ValueError("a size in bytes, optionally with K, M, G or T")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, type, default and one line of help."""
+
+    name: str
+    type: str  # str | int | float | bool | choice | list | size
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    default_doc: str | None = None  # shown instead of a computed default
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace(".", "_")
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    def allowed(self) -> str:
+        """Describe in words what values this setting takes."""
+        if self.type == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.type == "bool":
+            return "true or false"
+        if self.type == "list":
+            return "a comma-separated list"
+        if self.type == "size":
+            text = "a size in bytes (e.g. 512M, 2G; 0 for no limit)"
+        elif self.type in ("int", "float"):
+            text = "an integer" if self.type == "int" else "a number"
+        else:
+            return "text"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{text} from {self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f"{text} of at least {self.minimum:g}"
+        return text
+
+    def convert(self, raw: Any) -> Any:
+        """Return ``raw`` (text from a file, the environment or a flag) as this setting's type."""
+        try:
+            value = self._convert(raw)
+        except (TypeError, ValueError):
+            raise SettingError(
+                f"{self.name}: {raw!r} is not allowed; expected {self.allowed()}"
+            ) from None
+        if self.type in ("int", "float", "size"):
+            too_low = self.minimum is not None and value < self.minimum
+            too_high = self.maximum is not None and value > self.maximum
+            if too_low or too_high:
+                raise SettingError(
+                    f"{self.name}: {raw!r} is not allowed; expected {self.allowed()}"
+                )
+        return value
+
+    def _convert(self, raw: Any) -> Any:
+        kind = self.type
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            if isinstance(raw, bool) or isinstance(raw, float):
+                raise ValueError(raw)
+            return int(str(raw).strip())
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if kind == "size":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return raw if isinstance(raw, int) else parse_size(str(raw))
+        if kind == "choice":
+            text = str(raw).strip()
+            if text not in self.choices:
+                raise ValueError(raw)
+            return text
+        if kind == "list":
+            if isinstance(raw, list):
+                return [str(item) for item in raw]
+            return [item.strip() for item in str(raw).split(",") if item.strip()]
+        if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+            raise ValueError(raw)
+        return str(raw)
+
+
+def _s(name: str, type_: str, default: Any, doc: str, **kwargs: Any) -> Setting:
+    return Setting(name, type_, default, doc, **kwargs)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # The web application server.
+    _s("web.env", "choice", "development", "development logs to the terminal; production logs to log/.", choices=("development", "production")),
+    _s("web.application_server", "choice", "granian", "The application server that runs the WSGI app.", choices=("granian", "gunicorn", "uwsgi")),
+    _s("web.host", "str", "127.0.0.1", "Address the web application listens on."),
+    _s("web.port", "int", 4080, "Port the web application listens on.", minimum=1, maximum=65535),
+    _s("web.workers", "int", _default_workers, "Worker processes of the web application.", minimum=1, maximum=1024, default_doc="2 × cores + 1"),
+    _s("web.worker_class", "choice", "gthread", "Gunicorn worker class.", choices=("sync", "gthread", "gevent")),
+    _s("web.threads", "int", 4, "Threads per worker (Granian blocking threads, Gunicorn gthread, uWSGI).", minimum=1, maximum=1024),
+    _s("web.worker_connections", "int", 1000, "Maximum simultaneous clients per gevent worker.", minimum=1),
+    _s("web.timeout", "int", 60, "Seconds a worker may spend on one request before it is restarted.", minimum=1),
+    _s("web.graceful_timeout", "int", 30, "Seconds workers get to finish on stop before they are killed.", minimum=0),
+    _s("web.keepalive", "int", 5, "Seconds to wait for the next request on a keep-alive connection.", minimum=0),
+    _s("web.max_requests", "int", 0, "Restart a worker after this many requests (0: never).", minimum=0),
+    _s("web.max_requests_jitter", "int", 0, "Random extra requests added to web.max_requests per worker.", minimum=0),
+    _s("web.preload", "bool", False, "Load the application before forking workers."),
+    _s("web.prefix", "str", "", "URL prefix the application is mounted under behind a proxy (e.g. /coverslip)."),
+    _s("web.public.enabled", "bool", True, "Let anonymous visitors read images in public groups."),
+    _s("web.forwarded_allow_ips", "list", ["127.0.0.1", "::1"], "Proxies whose X-Forwarded-* headers are trusted."),
+    _s("web.sendfile", "choice", "none", "How downloads are sent: streamed by the worker, or handed to nginx with X-Accel-Redirect.", choices=("none", "nginx")),
+    _s("web.args", "str", "", "Extra raw arguments passed to the application server."),
+    _s("web.access_log", "str", "", "Access log path (empty: log/web-access.log in production, none in development)."),
+    _s("web.error_log", "str", "", "Error log path (empty: log/web-error.log in production, the terminal in development)."),
+    _s("web.log_level", "choice", "info", "Log level of the application server.", choices=("debug", "info", "warning", "error")),
+    # The thumbnail service.
+    _s("thumbs.host", "str", "127.0.0.1", "Address the thumbnail service listens on."),
+    _s("thumbs.port", "int", 4081, "Port the thumbnail service listens on.", minimum=1, maximum=65535),
+    _s("thumbs.workers", "int", _default_workers, "Worker processes of the thumbnail service.", minimum=1, maximum=1024, default_doc="2 × cores + 1"),
+    _s("thumbs.batch_max", "int", 50, "Most distinct ids one get_thumbnails request may ask for.", minimum=1, maximum=1000),
+    _s("thumbs.default_size", "int", 96, "Longest side in pixels of the default thumbnail.", minimum=16, maximum=1024),
+    # Sessions.
+    _s("sessions.backend", "choice", "sql", "Where sessions live: the catalog (one host) or Redis (many hosts).", choices=("sql", "redis")),
+    _s("sessions.redis_url", "str", "redis://127.0.0.1:6379/0", "Redis URL used when sessions.backend is redis."),
+    _s("sessions.cookie_age", "int", 14 * 24 * 3600, "Seconds a session lives at most after login.", minimum=60),
+    _s("sessions.idle_timeout", "int", 24 * 3600, "Seconds without a request after which a session ends.", minimum=60),
+    _s("sessions.expire_at_browser_close", "bool", False, "Send session cookies without an expiry date."),
+    # The catalog.
+    _s("db.url", "str", "", "SQLAlchemy URL of the catalog (empty: catalog.sqlite in the instance home)."),
+    # Pixels and imports.
+    _s("pixels.tile_size", "choice", "256", "Chunk and tile edge of new pyramids in pixels.", choices=("256", "512")),
+    _s("pixels.codec", "choice", "lz4", "Chunk compression of new pyramids (blosc lz4, blosc zstd, or none).", choices=("lz4", "zstd", "none")),
+    _s("imports.thumbnail", "bool", True, "Write the default thumbnail at import time."),
+    # The images API.
+    _s("images.size_cap", "size", 0, "Largest original that may be uploaded (0: no cap).", minimum=0),
+    _s("images.user_quota", "size", 0, "Total bytes of originals one user may store (0: no quota).", minimum=0),
+    _s("images.web_download_allowed_hosts", "list", [], "Hosts that web-download imports may fetch from."),
+    _s("downloads.enabled", "bool", True, "Allow downloading original files (groups may override)."),
+    # Rendering limits.
+    _s("render.max_pixels", "int", 64 * 1024 * 1024, "Largest output (width × height) a single render may produce.", minimum=1),
+    _s("cache.enabled", "bool", True, "Keep rendered thumbnails and tiles on disk."),
+)
+
+REGISTRY: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def lookup(name: str) -> Setting:
+    """Return the setting called ``name`` or raise a SettingError naming it."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise SettingError(f"unknown setting {name!r}; `coverslip config list --defaults` lists them") from None
+
+
+@dataclass(frozen=True)
+class Settings(Mapping[str, Any]):
+    """The effective value of every setting, and where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __iter__(self) -> Any:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def with_values(self, overrides: Mapping[str, Any], source: str = "flag") -> Settings:
+        """Return a copy with ``overrides`` converted, validated and applied."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for name, raw in overrides.items():
+            values[name] = lookup(name).convert(raw)
+            sources[name] = source
+        return Settings(values, sources)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Return the settings stored in ``path`` as a flat dict of dotted names."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingError(f"{path}: not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and name not in REGISTRY:
+                walk(name, value)
+            else:
+                flat[name] = value
+
+    walk("", data)
+    return flat
+
+
+def write_file(path: Path, values: Mapping[str, Any]) -> None:
+    """Write ``values`` (dotted names) to ``path`` as nested TOML tables, atomically."""
+    tree: dict[str, Any] = {}
+    for name in sorted(values):
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = values[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(tree))
+    tmp.replace(path)
+
+
+def load(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Return the settings: defaults, then the file, then the environment, then flags."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        values[setting.name] = setting.default_value()
+        sources[setting.name] = "default"
+    layers: list[tuple[str, Iterable[tuple[str, Any]]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_file(config_file).items()))
+    env = os.environ if environ is None else environ
+    layers.append(
+        ("environment", [(s.name, env[s.env]) for s in SETTINGS if s.env in env])
+    )
+    layers.append(("flag", (flags or {}).items()))
+    for source, items in layers:
+        for name, raw in items:
+            if raw is None:
+                continue
+            values[name] = lookup(name).convert(raw)
+            sources[name] = source
+    return Settings(values, sources)
+
+
+def describe_default(setting: Setting) -> str:
+    """Return the default as shown in docs and ``config list --defaults``."""
+    if setting.default_doc:
+        return setting.default_doc
+    value = setting.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(value) if value else "(empty)"
+    if value == "":
+        return "(empty)"
+    return str(value)
+
+
+def render_docs() -> str:
+    """Return docs/configuration.md, generated from the registry."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from src/coverslip/config.py by `make docs`; do not edit by hand. -->",
+        "",
+        "Settings are read in this order, later wins: the defaults below, then",
+        "`etc/coverslip.toml` in the instance home (`coverslip config set NAME VALUE` writes it),",
+        "then environment variables, then command-line flags.",
+        "",
+        "```sh",
+        "coverslip config set web.workers 9",
+        "COVERSLIP_WEB_PORT=8080 coverslip serve",
+        "coverslip config list --defaults",
+        "```",
+        "",
+    ]
+    section = ""
+    for setting in SETTINGS:
+        head = setting.name.split(".")[0]
+        if head != section:
+            section = head
+            lines += [f"## {section}", "", "| setting | environment | default | allowed | description |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| `{setting.name}` | `{setting.env}` | {describe_default(setting)} "
+            f"| {setting.allowed()} | {setting.doc} |"
+        )
+        if setting is SETTINGS[-1] or SETTINGS[SETTINGS.index(setting) + 1].name.split(".")[0] != head:
+            lines.append("")
+    return "\n".join(lines)
+

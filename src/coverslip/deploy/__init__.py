@@ -1,0 +1,1 @@
+"""Run the application under an application server, and generate deployment configuration."""

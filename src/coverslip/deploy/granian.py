@@ -1,0 +1,27 @@
+"""Run the WSGI app under Granian."""
+
+from __future__ import annotations
+
+from coverslip.config import Settings
+
+TARGETS = {"web": "coverslip.web.wsgi:create", "thumbs": "coverslip.web.wsgi:create_thumbs"}
+
+
+def serve(settings: Settings, role: str = "web") -> None:
+    """Serve in the foreground until interrupted; workers build the app from the environment."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    prefix = "thumbs" if role == "thumbs" else "web"
+    Granian(
+        TARGETS[role],
+        factory=True,
+        address=settings[f"{prefix}.host"],
+        port=settings[f"{prefix}.port"],
+        interface=Interfaces.WSGI,
+        workers=settings[f"{prefix}.workers"],
+        blocking_threads=settings["web.threads"],
+        backlog=2048,
+        log_access=False,
+        process_name=f"coverslip-{role}",
+    ).serve()

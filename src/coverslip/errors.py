@@ -1,0 +1,56 @@
+"""Typed errors raised by the services; `web/errors.py` maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class CoverslipError(Exception):
+    """Base of every error a service raises on purpose."""
+
+
+class NotFound(CoverslipError):
+    """The thing does not exist, or the caller may not know it does."""
+
+
+class BadParameter(CoverslipError):
+    """A parameter has a value that is not allowed; the message names it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+class Unauthorized(CoverslipError):
+    """The caller must sign in."""
+
+
+class Forbidden(CoverslipError):
+    """The caller is known but may not do this."""
+
+
+class Conflict(CoverslipError):
+    """The thing is in a state that does not allow this (e.g. an image not yet active)."""
+
+
+class Duplicate(Conflict):
+    """The same bytes were imported before."""
+
+    def __init__(self, existing_id: int) -> None:
+        super().__init__(f"already imported as image {existing_id} (use --allow-duplicate to import again)")
+        self.existing_id = existing_id
+
+
+class TooLarge(CoverslipError):
+    """A size cap or quota would be exceeded."""
+
+
+class Gone(CoverslipError):
+    """The thing was deleted while the request ran."""
+
+
+class ImportFailed(CoverslipError):
+    """A file could not be imported; the message says why."""
+
+
+class UnsupportedFormat(ImportFailed):
+    """No reader knows this file."""

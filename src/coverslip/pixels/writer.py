@@ -1,0 +1,166 @@
+"""Write an OME-Zarr 0.5 pyramid from bands of rows, keeping memory bounded by tiles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorstore as ts
+
+from coverslip.pixels.pyramid import AXES, level_shapes, ome_metadata
+
+CODECS: dict[str, list[dict[str, Any]]] = {
+    "lz4": [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0}},
+    ],
+    "zstd": [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "blocksize": 0}},
+    ],
+    "none": [{"name": "bytes", "configuration": {"endian": "little"}}],
+}
+
+
+def downsample(rows: np.ndarray) -> np.ndarray:
+    """Return the 2×2 mean of a 2-D array; odd edges average the pixels they have.
+
+    Integers round half up (``(sum + 2) // 4``), so every level is exact and reproducible.
+    """
+    height, width = rows.shape
+    if height % 2 or width % 2:
+        # NOTE: repeating the last row/column makes a 2×1 block the mean of its two pixels.
+        rows = np.pad(rows, ((0, height % 2), (0, width % 2)), mode="edge")
+    if np.issubdtype(rows.dtype, np.floating):
+        acc = rows.astype(np.float64)
+        out = (acc[0::2, 0::2] + acc[1::2, 0::2] + acc[0::2, 1::2] + acc[1::2, 1::2]) / 4.0
+        return out.astype(rows.dtype)
+    acc64 = rows.astype(np.int64)
+    total = acc64[0::2, 0::2] + acc64[1::2, 0::2] + acc64[0::2, 1::2] + acc64[1::2, 1::2]
+    return ((total + 2) // 4).astype(rows.dtype)
+
+
+class _Level:
+    """One level of one plane being written: rows arrive, full bands of tile rows leave."""
+
+    def __init__(self, writer: PyramidWriter, level: int, index: tuple[int, int, int]) -> None:
+        self.writer = writer
+        self.level = level
+        self.index = index
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.written = 0
+        self.child = _Level(writer, level + 1, index) if level + 1 < len(writer.shapes) else None
+
+    def push(self, rows: np.ndarray, final: bool) -> None:
+        self.pending.append(rows)
+        self.pending_rows += rows.shape[0]
+        tile = self.writer.tile
+        while self.pending_rows >= tile or (final and self.pending_rows):
+            block = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            take = min(tile, block.shape[0])
+            band, rest = block[:take], block[take:]
+            self.pending = [rest] if rest.shape[0] else []
+            self.pending_rows = rest.shape[0]
+            last = final and not self.pending_rows
+            self.writer._write(self.level, self.index, self.written, band)
+            self.written += band.shape[0]
+            if self.child is not None:
+                self.child.push(downsample(band), last)
+
+
+class PyramidWriter:
+    """Write one image's pyramid; call ``write_band`` for every band of every plane, then ``finish``."""
+
+    def __init__(
+        self,
+        path: Path,
+        shape: Sequence[int],
+        dtype: str,
+        tile: int = 256,
+        codec: str = "lz4",
+        name: str = "",
+        scale: Sequence[float | None] = (None, None, None),
+        channels: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        if tile % 2:
+            raise ValueError("tile must be even")
+        self.path = path
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.tile = tile
+        self.name = name
+        self.scale = scale
+        self.channels = list(channels)
+        self.shapes = level_shapes(self.shape[3], self.shape[4], tile)
+        if path.exists():
+            raise FileExistsError(path)
+        path.mkdir(parents=True)
+        self._write_group_metadata()
+        context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
+        self.arrays: list[ts.TensorStore] = []
+        for level, (height, width) in enumerate(self.shapes):
+            spec = {
+                "driver": "zarr3",
+                "kvstore": {"driver": "file", "path": str(path / str(level))},
+                "metadata": {
+                    "shape": [*self.shape[:3], height, width],
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 1, 1, tile, tile]}},
+                    "chunk_key_encoding": {"name": "default"},
+                    "data_type": self.dtype.name,
+                    "fill_value": 0,
+                    "codecs": CODECS[codec],
+                    "dimension_names": list(AXES.lower()),
+                },
+                "create": True,
+            }
+            self.arrays.append(ts.open(spec, context=context).result())
+        self._planes: dict[tuple[int, int, int], _Level] = {}
+        self._futures: list[Any] = []
+
+    def write_band(self, t: int, c: int, z: int, rows: np.ndarray, final: bool) -> None:
+        """Add the next rows of plane (t, c, z); ``final`` marks its last band."""
+        key = (t, c, z)
+        level = self._planes.get(key)
+        if level is None:
+            level = self._planes[key] = _Level(self, 0, key)
+        level.push(np.ascontiguousarray(rows, dtype=self.dtype), final)
+        if final:
+            del self._planes[key]
+
+    def _write(self, level: int, index: tuple[int, int, int], y0: int, band: np.ndarray) -> None:
+        t, c, z = index
+        # PERF: let tensorstore encode and write while the next band is read; two in flight
+        # keep memory bounded.
+        self._futures.append(self.arrays[level][t, c, z, y0 : y0 + band.shape[0], :].write(band))
+        if len(self._futures) > 2:
+            self._futures.pop(0).result()
+
+    def finish(self, channels: Sequence[dict[str, Any]] | None = None) -> None:
+        """Wait for every write and record the final channel metadata."""
+        for future in self._futures:
+            future.result()
+        self._futures.clear()
+        if self._planes:
+            raise RuntimeError(f"planes not finished: {sorted(self._planes)}")
+        if channels is not None:
+            self.channels = list(channels)
+            self._write_group_metadata()
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        for future in self._futures:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - the pyramid is being thrown away
+                pass
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _write_group_metadata(self) -> None:
+        attributes = {"ome": ome_metadata(self.name, self.shapes, self.shape, self.scale, self.channels)}
+        document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+        (self.path / "zarr.json").write_text(json.dumps(document, indent=2))
