@@ -92,4 +92,6 @@ def test_sizes() -> None:
 
 
 def test_docs_are_generated_from_the_registry() -> None:
-    assert DOCS.read_text() == config.render_docs(), "docs/configuration.md is stale: run `make docs`"
+    assert DOCS.read_text() == config.render_docs(), (
+        "docs/configuration.md is stale: run `make docs`"
+    )

@@ -73,7 +73,9 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str = "") -> None:
+def show(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str = ""
+) -> None:
     """Print ``rows`` as a table, or as JSON for scripts."""
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
@@ -87,8 +89,13 @@ def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, 
 
 
 @click.group()
-@click.option("--home", "home_dir", type=click.Path(file_okay=False, path_type=Path), envvar="COVERSLIP_HOME",
-              help="Instance home (default: ./var in a checkout, else ~/.local/share/coverslip).")
+@click.option(
+    "--home",
+    "home_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="COVERSLIP_HOME",
+    help="Instance home (default: ./var in a checkout, else ~/.local/share/coverslip).",
+)
 @click.version_option(package_name="coverslip")
 @click.pass_context
 def main(ctx: click.Context, home_dir: Path | None) -> None:
@@ -116,8 +123,10 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
     for name, value in state.flags.items():
         os.environ[config.lookup(name).env] = str(value)
     state.services.catalog.migrate()
-    click.echo(f"Coverslip serving {state.home.root} at http://{settings['web.host']}:{settings['web.port']}/ "
-               f"({settings['web.workers']} workers; Ctrl-C stops)")
+    click.echo(
+        f"Coverslip serving {state.home.root} at http://{settings['web.host']}:{settings['web.port']}/ "
+        f"({settings['web.workers']} workers; Ctrl-C stops)"
+    )
     from coverslip.deploy import granian
 
     granian.serve(settings)
@@ -128,12 +137,19 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=errors, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=False,
     )
 
 
-def import_files(services: Services, paths: Sequence[Path], options: ImportOptions, quiet: bool = False) -> tuple[list[int], int]:
+def import_files(
+    services: Services, paths: Sequence[Path], options: ImportOptions, quiet: bool = False
+) -> tuple[list[int], int]:
     """Import ``paths`` one by one with a progress bar each; return (new ids, number failed)."""
     importer = services.importer()
     ids: list[int] = []
@@ -160,7 +176,9 @@ def import_files(services: Services, paths: Sequence[Path], options: ImportOptio
                 errors.print(f"[red]failed:[/red] {message}", highlight=False)
             except KeyboardInterrupt:
                 progress.remove_task(task)
-                errors.print(f"[red]interrupted:[/red] {path}: nothing of it was kept", highlight=False)
+                errors.print(
+                    f"[red]interrupted:[/red] {path}: nothing of it was kept", highlight=False
+                )
                 raise SystemExit(130) from None
             else:
                 ids.append(image_id)
@@ -173,25 +191,46 @@ def import_files(services: Services, paths: Sequence[Path], options: ImportOptio
 @click.option("--dataset", help="Put the images in this dataset (created if missing).")
 @click.option("--name", help="Name of the image (default: from the file).")
 @click.option("--axes", help="Axes of a .npy file, e.g. ZYX or TCZYX.")
-@click.option("--in-place", is_flag=True, help="Register an OME-Zarr where it is instead of copying it.")
-@click.option("--allow-duplicate", is_flag=True, help="Import files whose bytes were imported before.")
+@click.option(
+    "--in-place", is_flag=True, help="Register an OME-Zarr where it is instead of copying it."
+)
+@click.option(
+    "--allow-duplicate", is_flag=True, help="Import files whose bytes were imported before."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new image ids as JSON.")
 @pass_state
 @guarded
-def import_(state: State, paths: tuple[Path, ...], dataset: str | None, name: str | None, axes: str | None,
-            in_place: bool, allow_duplicate: bool, as_json: bool) -> None:
+def import_(
+    state: State,
+    paths: tuple[Path, ...],
+    dataset: str | None,
+    name: str | None,
+    axes: str | None,
+    in_place: bool,
+    allow_duplicate: bool,
+    as_json: bool,
+) -> None:
     """Import image files (TIFF, OME-TIFF, PNG, JPEG, NPY, OME-Zarr)."""
     services = state.services
     owner_id, group_id = services.catalog.ensure_local_admin()
     dataset_id = _dataset_id(services, dataset, owner_id, group_id) if dataset else None
-    options = ImportOptions(name=name, dataset_id=dataset_id, owner_id=owner_id, group_id=group_id, axes=axes,
-                            in_place=in_place, allow_duplicate=allow_duplicate)
+    options = ImportOptions(
+        name=name,
+        dataset_id=dataset_id,
+        owner_id=owner_id,
+        group_id=group_id,
+        axes=axes,
+        in_place=in_place,
+        allow_duplicate=allow_duplicate,
+    )
     ids, failed = import_files(services, paths, options, quiet=as_json)
     if as_json:
         click.echo(json.dumps({"imported": ids, "failed": failed}))
     else:
-        click.echo(f"imported {len(ids)} image(s){': ' + ', '.join(map(str, ids)) if ids else ''}"
-                   f"{f'; {failed} failed' if failed else ''}")
+        click.echo(
+            f"imported {len(ids)} image(s){': ' + ', '.join(map(str, ids)) if ids else ''}"
+            f"{f'; {failed} failed' if failed else ''}"
+        )
     if failed:
         sys.exit(1)
 
@@ -218,9 +257,18 @@ def images_list(state: State, dataset: int | None, as_json: bool) -> None:
     """List images."""
     rows = []
     for image in state.services.catalog.list_images(dataset_id=dataset):
-        rows.append({"id": image.id, "name": image.name, "status": image.status,
-                     "size": f"{image.size_x}×{image.size_y}×{image.size_z} c{image.size_c} t{image.size_t}",
-                     "pixel_type": image.pixel_type, "format": image.format} if not as_json else image.to_json())
+        rows.append(
+            {
+                "id": image.id,
+                "name": image.name,
+                "status": image.status,
+                "size": f"{image.size_x}×{image.size_y}×{image.size_z} c{image.size_c} t{image.size_t}",
+                "pixel_type": image.pixel_type,
+                "format": image.format,
+            }
+            if not as_json
+            else image.to_json()
+        )
     show(rows, ["id", "name", "status", "size", "pixel_type", "format"], as_json, "Images")
 
 
@@ -317,8 +365,14 @@ def demo(state: State, if_empty: bool, seed: int) -> None:
     dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
     failed = 0
     for item in files:
-        options = ImportOptions(name=item.name, dataset_id=dataset_id, owner_id=owner_id, group_id=group_id,
-                                axes=item.axes, allow_duplicate=True)
+        options = ImportOptions(
+            name=item.name,
+            dataset_id=dataset_id,
+            owner_id=owner_id,
+            group_id=group_id,
+            axes=item.axes,
+            allow_duplicate=True,
+        )
         failed += import_files(services, [item.path], options)[1]
         item.path.unlink(missing_ok=True)
     click.echo(f"demo dataset {dataset_id} ready with {len(files) - failed} image(s)")
@@ -342,7 +396,13 @@ def config_get(state: State, name: str) -> None:
     """Print the effective value of a setting."""
     config.lookup(name)
     value = state.settings[name]
-    click.echo(",".join(value) if isinstance(value, list) else json.dumps(value) if isinstance(value, bool) else value)
+    click.echo(
+        ",".join(value)
+        if isinstance(value, list)
+        else json.dumps(value)
+        if isinstance(value, bool)
+        else value
+    )
 
 
 @config_group.command("set")
@@ -385,9 +445,18 @@ def config_list(state: State, defaults: bool, as_json: bool) -> None:
         source = settings.sources[setting.name]
         if not defaults and source == "default":
             continue
-        rows.append({"name": setting.name, "value": settings[setting.name], "source": source,
-                     "default": config.describe_default(setting), "doc": setting.doc})
-    columns = ["name", "value", "source", "default", "doc"] if defaults else ["name", "value", "source"]
+        rows.append(
+            {
+                "name": setting.name,
+                "value": settings[setting.name],
+                "source": source,
+                "default": config.describe_default(setting),
+                "doc": setting.doc,
+            }
+        )
+    columns = (
+        ["name", "value", "source", "default", "doc"] if defaults else ["name", "value", "source"]
+    )
     show(rows, columns, as_json)
 
 

@@ -107,7 +107,7 @@ class Setting:
                 return False
             raise ValueError(raw)
         if kind == "int":
-            if isinstance(raw, bool) or isinstance(raw, float):
+            if isinstance(raw, bool | float):
                 raise ValueError(raw)
             return int(str(raw).strip())
         if kind == "float":
@@ -138,53 +138,253 @@ def _s(name: str, type_: str, default: Any, doc: str, **kwargs: Any) -> Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     # The web application server.
-    _s("web.env", "choice", "development", "development logs to the terminal; production logs to log/.", choices=("development", "production")),
-    _s("web.application_server", "choice", "granian", "The application server that runs the WSGI app.", choices=("granian", "gunicorn", "uwsgi")),
+    _s(
+        "web.env",
+        "choice",
+        "development",
+        "development logs to the terminal; production logs to log/.",
+        choices=("development", "production"),
+    ),
+    _s(
+        "web.application_server",
+        "choice",
+        "granian",
+        "The application server that runs the WSGI app.",
+        choices=("granian", "gunicorn", "uwsgi"),
+    ),
     _s("web.host", "str", "127.0.0.1", "Address the web application listens on."),
     _s("web.port", "int", 4080, "Port the web application listens on.", minimum=1, maximum=65535),
-    _s("web.workers", "int", _default_workers, "Worker processes of the web application.", minimum=1, maximum=1024, default_doc="2 × cores + 1"),
-    _s("web.worker_class", "choice", "gthread", "Gunicorn worker class.", choices=("sync", "gthread", "gevent")),
-    _s("web.threads", "int", 4, "Threads per worker (Granian blocking threads, Gunicorn gthread, uWSGI).", minimum=1, maximum=1024),
-    _s("web.worker_connections", "int", 1000, "Maximum simultaneous clients per gevent worker.", minimum=1),
-    _s("web.timeout", "int", 60, "Seconds a worker may spend on one request before it is restarted.", minimum=1),
-    _s("web.graceful_timeout", "int", 30, "Seconds workers get to finish on stop before they are killed.", minimum=0),
-    _s("web.keepalive", "int", 5, "Seconds to wait for the next request on a keep-alive connection.", minimum=0),
-    _s("web.max_requests", "int", 0, "Restart a worker after this many requests (0: never).", minimum=0),
-    _s("web.max_requests_jitter", "int", 0, "Random extra requests added to web.max_requests per worker.", minimum=0),
+    _s(
+        "web.workers",
+        "int",
+        _default_workers,
+        "Worker processes of the web application.",
+        minimum=1,
+        maximum=1024,
+        default_doc="2 × cores + 1",
+    ),
+    _s(
+        "web.worker_class",
+        "choice",
+        "gthread",
+        "Gunicorn worker class.",
+        choices=("sync", "gthread", "gevent"),
+    ),
+    _s(
+        "web.threads",
+        "int",
+        4,
+        "Threads per worker (Granian blocking threads, Gunicorn gthread, uWSGI).",
+        minimum=1,
+        maximum=1024,
+    ),
+    _s(
+        "web.worker_connections",
+        "int",
+        1000,
+        "Maximum simultaneous clients per gevent worker.",
+        minimum=1,
+    ),
+    _s(
+        "web.timeout",
+        "int",
+        60,
+        "Seconds a worker may spend on one request before it is restarted.",
+        minimum=1,
+    ),
+    _s(
+        "web.graceful_timeout",
+        "int",
+        30,
+        "Seconds workers get to finish on stop before they are killed.",
+        minimum=0,
+    ),
+    _s(
+        "web.keepalive",
+        "int",
+        5,
+        "Seconds to wait for the next request on a keep-alive connection.",
+        minimum=0,
+    ),
+    _s(
+        "web.max_requests",
+        "int",
+        0,
+        "Restart a worker after this many requests (0: never).",
+        minimum=0,
+    ),
+    _s(
+        "web.max_requests_jitter",
+        "int",
+        0,
+        "Random extra requests added to web.max_requests per worker.",
+        minimum=0,
+    ),
     _s("web.preload", "bool", False, "Load the application before forking workers."),
-    _s("web.prefix", "str", "", "URL prefix the application is mounted under behind a proxy (e.g. /coverslip)."),
+    _s(
+        "web.prefix",
+        "str",
+        "",
+        "URL prefix the application is mounted under behind a proxy (e.g. /coverslip).",
+    ),
     _s("web.public.enabled", "bool", True, "Let anonymous visitors read images in public groups."),
-    _s("web.forwarded_allow_ips", "list", ["127.0.0.1", "::1"], "Proxies whose X-Forwarded-* headers are trusted."),
-    _s("web.sendfile", "choice", "none", "How downloads are sent: streamed by the worker, or handed to nginx with X-Accel-Redirect.", choices=("none", "nginx")),
+    _s(
+        "web.forwarded_allow_ips",
+        "list",
+        ["127.0.0.1", "::1"],
+        "Proxies whose X-Forwarded-* headers are trusted.",
+    ),
+    _s(
+        "web.sendfile",
+        "choice",
+        "none",
+        "How downloads are sent: streamed by the worker, or handed to nginx with X-Accel-Redirect.",
+        choices=("none", "nginx"),
+    ),
     _s("web.args", "str", "", "Extra raw arguments passed to the application server."),
-    _s("web.access_log", "str", "", "Access log path (empty: log/web-access.log in production, none in development)."),
-    _s("web.error_log", "str", "", "Error log path (empty: log/web-error.log in production, the terminal in development)."),
-    _s("web.log_level", "choice", "info", "Log level of the application server.", choices=("debug", "info", "warning", "error")),
+    _s(
+        "web.access_log",
+        "str",
+        "",
+        "Access log path (empty: log/web-access.log in production, none in development).",
+    ),
+    _s(
+        "web.error_log",
+        "str",
+        "",
+        "Error log path (empty: log/web-error.log in production, the terminal in development).",
+    ),
+    _s(
+        "web.log_level",
+        "choice",
+        "info",
+        "Log level of the application server.",
+        choices=("debug", "info", "warning", "error"),
+    ),
     # The thumbnail service.
     _s("thumbs.host", "str", "127.0.0.1", "Address the thumbnail service listens on."),
-    _s("thumbs.port", "int", 4081, "Port the thumbnail service listens on.", minimum=1, maximum=65535),
-    _s("thumbs.workers", "int", _default_workers, "Worker processes of the thumbnail service.", minimum=1, maximum=1024, default_doc="2 × cores + 1"),
-    _s("thumbs.batch_max", "int", 50, "Most distinct ids one get_thumbnails request may ask for.", minimum=1, maximum=1000),
-    _s("thumbs.default_size", "int", 96, "Longest side in pixels of the default thumbnail.", minimum=16, maximum=1024),
+    _s(
+        "thumbs.port",
+        "int",
+        4081,
+        "Port the thumbnail service listens on.",
+        minimum=1,
+        maximum=65535,
+    ),
+    _s(
+        "thumbs.workers",
+        "int",
+        _default_workers,
+        "Worker processes of the thumbnail service.",
+        minimum=1,
+        maximum=1024,
+        default_doc="2 × cores + 1",
+    ),
+    _s(
+        "thumbs.batch_max",
+        "int",
+        50,
+        "Most distinct ids one get_thumbnails request may ask for.",
+        minimum=1,
+        maximum=1000,
+    ),
+    _s(
+        "thumbs.default_size",
+        "int",
+        96,
+        "Longest side in pixels of the default thumbnail.",
+        minimum=16,
+        maximum=1024,
+    ),
     # Sessions.
-    _s("sessions.backend", "choice", "sql", "Where sessions live: the catalog (one host) or Redis (many hosts).", choices=("sql", "redis")),
-    _s("sessions.redis_url", "str", "redis://127.0.0.1:6379/0", "Redis URL used when sessions.backend is redis."),
-    _s("sessions.cookie_age", "int", 14 * 24 * 3600, "Seconds a session lives at most after login.", minimum=60),
-    _s("sessions.idle_timeout", "int", 24 * 3600, "Seconds without a request after which a session ends.", minimum=60),
-    _s("sessions.expire_at_browser_close", "bool", False, "Send session cookies without an expiry date."),
+    _s(
+        "sessions.backend",
+        "choice",
+        "sql",
+        "Where sessions live: the catalog (one host) or Redis (many hosts).",
+        choices=("sql", "redis"),
+    ),
+    _s(
+        "sessions.redis_url",
+        "str",
+        "redis://127.0.0.1:6379/0",
+        "Redis URL used when sessions.backend is redis.",
+    ),
+    _s(
+        "sessions.cookie_age",
+        "int",
+        14 * 24 * 3600,
+        "Seconds a session lives at most after login.",
+        minimum=60,
+    ),
+    _s(
+        "sessions.idle_timeout",
+        "int",
+        24 * 3600,
+        "Seconds without a request after which a session ends.",
+        minimum=60,
+    ),
+    _s(
+        "sessions.expire_at_browser_close",
+        "bool",
+        False,
+        "Send session cookies without an expiry date.",
+    ),
     # The catalog.
-    _s("db.url", "str", "", "SQLAlchemy URL of the catalog (empty: catalog.sqlite in the instance home)."),
+    _s(
+        "db.url",
+        "str",
+        "",
+        "SQLAlchemy URL of the catalog (empty: catalog.sqlite in the instance home).",
+    ),
     # Pixels and imports.
-    _s("pixels.tile_size", "choice", "256", "Chunk and tile edge of new pyramids in pixels.", choices=("256", "512")),
-    _s("pixels.codec", "choice", "lz4", "Chunk compression of new pyramids (blosc lz4, blosc zstd, or none).", choices=("lz4", "zstd", "none")),
+    _s(
+        "pixels.tile_size",
+        "choice",
+        "256",
+        "Chunk and tile edge of new pyramids in pixels.",
+        choices=("256", "512"),
+    ),
+    _s(
+        "pixels.codec",
+        "choice",
+        "lz4",
+        "Chunk compression of new pyramids (blosc lz4, blosc zstd, or none).",
+        choices=("lz4", "zstd", "none"),
+    ),
     _s("imports.thumbnail", "bool", True, "Write the default thumbnail at import time."),
     # The images API.
-    _s("images.size_cap", "size", 0, "Largest original that may be uploaded (0: no cap).", minimum=0),
-    _s("images.user_quota", "size", 0, "Total bytes of originals one user may store (0: no quota).", minimum=0),
-    _s("images.web_download_allowed_hosts", "list", [], "Hosts that web-download imports may fetch from."),
-    _s("downloads.enabled", "bool", True, "Allow downloading original files (groups may override)."),
+    _s(
+        "images.size_cap",
+        "size",
+        0,
+        "Largest original that may be uploaded (0: no cap).",
+        minimum=0,
+    ),
+    _s(
+        "images.user_quota",
+        "size",
+        0,
+        "Total bytes of originals one user may store (0: no quota).",
+        minimum=0,
+    ),
+    _s(
+        "images.web_download_allowed_hosts",
+        "list",
+        [],
+        "Hosts that web-download imports may fetch from.",
+    ),
+    _s(
+        "downloads.enabled", "bool", True, "Allow downloading original files (groups may override)."
+    ),
     # Rendering limits.
-    _s("render.max_pixels", "int", 64 * 1024 * 1024, "Largest output (width × height) a single render may produce.", minimum=1),
+    _s(
+        "render.max_pixels",
+        "int",
+        64 * 1024 * 1024,
+        "Largest output (width × height) a single render may produce.",
+        minimum=1,
+    ),
     _s("cache.enabled", "bool", True, "Keep rendered thumbnails and tiles on disk."),
 )
 
@@ -196,28 +396,30 @@ def lookup(name: str) -> Setting:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise SettingError(f"unknown setting {name!r}; `coverslip config list --defaults` lists them") from None
+        raise SettingError(
+            f"unknown setting {name!r}; `coverslip config list --defaults` lists them"
+        ) from None
 
 
 @dataclass(frozen=True)
 class Settings(Mapping[str, Any]):
     """The effective value of every setting, and where each came from."""
 
-    values: Mapping[str, Any]
+    data: Mapping[str, Any]
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
-        return self.values[name]
+        return self.data[name]
 
     def __iter__(self) -> Any:
-        return iter(self.values)
+        return iter(self.data)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.data)
 
     def with_values(self, overrides: Mapping[str, Any], source: str = "flag") -> Settings:
         """Return a copy with ``overrides`` converted, validated and applied."""
-        values = dict(self.values)
+        values = dict(self.data)
         sources = dict(self.sources)
         for name, raw in overrides.items():
             values[name] = lookup(name).convert(raw)
@@ -277,9 +479,7 @@ def load(
     if config_file is not None:
         layers.append((str(config_file), read_file(config_file).items()))
     env = os.environ if environ is None else environ
-    layers.append(
-        ("environment", [(s.name, env[s.env]) for s in SETTINGS if s.env in env])
-    )
+    layers.append(("environment", [(s.name, env[s.env]) for s in SETTINGS if s.env in env]))
     layers.append(("flag", (flags or {}).items()))
     for source, items in layers:
         for name, raw in items:
@@ -327,12 +527,19 @@ def render_docs() -> str:
         head = setting.name.split(".")[0]
         if head != section:
             section = head
-            lines += [f"## {section}", "", "| setting | environment | default | allowed | description |", "|---|---|---|---|---|"]
+            lines += [
+                f"## {section}",
+                "",
+                "| setting | environment | default | allowed | description |",
+                "|---|---|---|---|---|",
+            ]
         lines.append(
             f"| `{setting.name}` | `{setting.env}` | {describe_default(setting)} "
             f"| {setting.allowed()} | {setting.doc} |"
         )
-        if setting is SETTINGS[-1] or SETTINGS[SETTINGS.index(setting) + 1].name.split(".")[0] != head:
+        if (
+            setting is SETTINGS[-1]
+            or SETTINGS[SETTINGS.index(setting) + 1].name.split(".")[0] != head
+        ):
             lines.append("")
     return "\n".join(lines)
-

@@ -36,7 +36,9 @@ class Duplicate(Conflict):
     """The same bytes were imported before."""
 
     def __init__(self, existing_id: int) -> None:
-        super().__init__(f"already imported as image {existing_id} (use --allow-duplicate to import again)")
+        super().__init__(
+            f"already imported as image {existing_id} (use --allow-duplicate to import again)"
+        )
         self.existing_id = existing_id
 
 

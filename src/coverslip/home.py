@@ -64,7 +64,15 @@ class Home:
 
     def create(self) -> Home:
         """Make every folder of the home, and return it."""
-        for path in (self.root / "etc", self.pixels, self.originals, self.cache, self.log, self.run, self.staging):
+        for path in (
+            self.root / "etc",
+            self.pixels,
+            self.originals,
+            self.cache,
+            self.log,
+            self.run,
+            self.staging,
+        ):
             path.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -74,7 +82,9 @@ class Home:
     def original_dir(self, image_id: int) -> Path:
         return self.originals / str(image_id)
 
-    def settings(self, environ: dict[str, str] | None = None, flags: dict[str, object] | None = None) -> config.Settings:
+    def settings(
+        self, environ: dict[str, str] | None = None, flags: dict[str, object] | None = None
+    ) -> config.Settings:
         """Return the settings of this home: defaults < file < environment < flags."""
         return config.load(self.config_file, environ, flags)
 

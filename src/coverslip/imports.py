@@ -6,6 +6,7 @@ no image is left active, and no half-written pyramid or original stays behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -57,7 +58,9 @@ class Digest:
         self.md5.update(block)
 
 
-def copy_hashed(source: BinaryIO, target: BinaryIO, digest: Digest, progress: Progress | None = None) -> None:
+def copy_hashed(
+    source: BinaryIO, target: BinaryIO, digest: Digest, progress: Progress | None = None
+) -> None:
     """Copy ``source`` to ``target`` block by block, feeding ``digest``."""
     while block := source.read(COPY_BLOCK):
         target.write(block)
@@ -120,8 +123,14 @@ class ChannelStats:
                 color = (given.color or DEFAULT_COLORS[c % len(DEFAULT_COLORS)]).upper()
             result.append(
                 Channel(
-                    index=c, name=given.name or f"Channel {c + 1}", color=color, min=low, max=high,
-                    window_start=low, window_end=high, emission_wave=given.emission_wave,
+                    index=c,
+                    name=given.name or f"Channel {c + 1}",
+                    color=color,
+                    min=low,
+                    max=high,
+                    window_start=low,
+                    window_end=high,
+                    emission_wave=given.emission_wave,
                 )
             )
         return result
@@ -144,7 +153,9 @@ class Importer:
         self.codec = codec
         self.thumbnailer = thumbnailer
 
-    def import_path(self, path: Path, options: ImportOptions, progress: Progress | None = None) -> int:
+    def import_path(
+        self, path: Path, options: ImportOptions, progress: Progress | None = None
+    ) -> int:
         """Import ``path`` as a new image and return its id; on failure nothing is left behind."""
         path = Path(path)
         if not path.exists():
@@ -155,8 +166,13 @@ class Importer:
             owner_id, group_id = self.catalog.ensure_local_admin()
         name = options.name or reader.meta.name or path.name
         image_id = self.catalog.create_image(
-            name, owner_id, group_id, status="queued", format=reader.meta.format,
-            original_name=path.name, properties=options.properties,
+            name,
+            owner_id,
+            group_id,
+            status="queued",
+            format=reader.meta.format,
+            original_name=path.name,
+            properties=options.properties,
         )
         try:
             if options.in_place:
@@ -164,7 +180,12 @@ class Importer:
             else:
                 digest = self._keep_original(path, image_id)
             self._check_duplicate(digest, options)
-            self.catalog.update_image(image_id, sha512=digest.sha512.hexdigest(), md5=digest.md5.hexdigest(), original_size=digest.size)
+            self.catalog.update_image(
+                image_id,
+                sha512=digest.sha512.hexdigest(),
+                md5=digest.md5.hexdigest(),
+                original_size=digest.size,
+            )
             self.build(image_id, reader, options, progress, source=path)
         except BaseException:
             reader.close()
@@ -195,7 +216,8 @@ class Importer:
                 stats = self._scan(reader, progress)
                 pyramid = self._open_pyramid(source)
                 pyramid_path: str | None = str(source.resolve())
-                tile = pyramid.levels[0].array.chunk_layout.read_chunk.shape[-1] or self.tile
+                chunks = pyramid.levels[0].array.chunk_layout.read_chunk.shape
+                tile = int(chunks[-1] or self.tile) if chunks else self.tile
             else:
                 stats = self._write(target, reader, progress)
                 pyramid = self._open_pyramid(target)
@@ -205,10 +227,19 @@ class Importer:
             self.catalog.set_channels(image_id, channels)
             self.catalog.update_image(
                 image_id,
-                size_t=meta.size_t, size_c=meta.size_c, size_z=meta.size_z, size_y=meta.size_y, size_x=meta.size_x,
-                pixel_type=meta.pixel_type, physical_size_x=meta.physical_size_x, physical_size_y=meta.physical_size_y,
-                physical_size_z=meta.physical_size_z, levels=len(pyramid.levels), tile_size=int(tile),
-                pyramid_path=pyramid_path, format=meta.format,
+                size_t=meta.size_t,
+                size_c=meta.size_c,
+                size_z=meta.size_z,
+                size_y=meta.size_y,
+                size_x=meta.size_x,
+                pixel_type=meta.pixel_type,
+                physical_size_x=meta.physical_size_x,
+                physical_size_y=meta.physical_size_y,
+                physical_size_z=meta.physical_size_z,
+                levels=len(pyramid.levels),
+                tile_size=int(tile),
+                pyramid_path=pyramid_path,
+                format=meta.format,
             )
             if self.thumbnailer is not None:
                 self.thumbnailer(pyramid, self.catalog.get_image(image_id))
@@ -225,10 +256,8 @@ class Importer:
         shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
         shutil.rmtree(self.home.original_dir(image_id), ignore_errors=True)
         shutil.rmtree(self.home.cache / str(image_id), ignore_errors=True)
-        try:
+        with contextlib.suppress(CoverslipError):
             self.catalog.delete_image(image_id)
-        except CoverslipError:
-            pass
 
     # -- steps --------------------------------------------------------------------------
 
@@ -274,11 +303,20 @@ class Importer:
         if existing is not None:
             raise Duplicate(existing)
 
-    def _bands(self, reader: formats.Reader, progress: Progress | None) -> Iterator[tuple[int, int, int, np.ndarray, bool]]:
+    def _bands(
+        self, reader: formats.Reader, progress: Progress | None
+    ) -> Iterator[tuple[int, int, int, np.ndarray, bool]]:
         meta = reader.meta
         height = meta.size_y
         band = self.tile
-        total = meta.size_t * meta.size_c * meta.size_z * height * meta.size_x * np.dtype(meta.pixel_type).itemsize
+        total = (
+            meta.size_t
+            * meta.size_c
+            * meta.size_z
+            * height
+            * meta.size_x
+            * np.dtype(meta.pixel_type).itemsize
+        )
         done = 0
         for t in range(meta.size_t):
             for c in range(meta.size_c):
@@ -292,9 +330,13 @@ class Importer:
                         except MemoryError:
                             raise ImportFailed("too large to decode") from None
                         except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
-                            raise ImportFailed(f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be read ({exc})") from None
+                            raise ImportFailed(
+                                f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be read ({exc})"
+                            ) from None
                         if rows.shape != (y1 - y0, meta.size_x):
-                            raise ImportFailed(f"reader gave {rows.shape} for rows {y0}:{y1}, expected {(y1 - y0, meta.size_x)}")
+                            raise ImportFailed(
+                                f"reader gave {rows.shape} for rows {y0}:{y1}, expected {(y1 - y0, meta.size_x)}"
+                            )
                         yield t, c, z, rows, y1 == height
                         done += rows.nbytes
                         if progress:
@@ -306,11 +348,18 @@ class Importer:
             stats.add(c, rows)
         return stats
 
-    def _write(self, target: Path, reader: formats.Reader, progress: Progress | None) -> ChannelStats:
+    def _write(
+        self, target: Path, reader: formats.Reader, progress: Progress | None
+    ) -> ChannelStats:
         meta = reader.meta
         shutil.rmtree(target, ignore_errors=True)
         writer = PyramidWriter(
-            target, meta.shape, meta.pixel_type, tile=self.tile, codec=self.codec, name=meta.name,
+            target,
+            meta.shape,
+            meta.pixel_type,
+            tile=self.tile,
+            codec=self.codec,
+            name=meta.name,
             scale=(meta.physical_size_x, meta.physical_size_y, meta.physical_size_z),
         )
         stats = ChannelStats(meta.size_c)

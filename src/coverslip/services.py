@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog
+from coverslip.catalog.cached import CachedCatalog
 from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.imports import Importer
@@ -21,6 +22,7 @@ class Services:
     catalog: Catalog
     pixels: PixelStore
     cache: RenderCache
+    metadata: CachedCatalog
 
     @classmethod
     def build(
@@ -33,12 +35,16 @@ class Services:
     ) -> Services:
         """Return the services, creating whichever collaborator was not passed in."""
         home.create()
+        catalog = catalog or Catalog(home.catalog_url(settings))
+        metadata = CachedCatalog(catalog, home.run / "catalog.stamp")
+        catalog.on_change = metadata.touch
         return cls(
             settings=settings,
             home=home,
-            catalog=catalog or Catalog(home.catalog_url(settings)),
+            catalog=catalog,
             pixels=pixels or PixelStore(home),
             cache=cache or RenderCache(home.cache, enabled=settings["cache.enabled"]),
+            metadata=metadata,
         )
 
     def importer(self) -> Importer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -49,6 +49,13 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """Return the primary key of the row an INSERT made."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _as_utc(value: datetime) -> datetime:
     # NOTE: SQLite hands back naive datetimes; every stored time is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -57,17 +64,28 @@ def _as_utc(value: datetime) -> datetime:
 class Catalog:
     """Queries and updates of the metadata; no HTTP, no pixels."""
 
-    def __init__(self, url: str, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, migrate: bool = True, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.url = url
         self.engine = make_engine(url)
+        # Called after every write that changes what an image looks like, so in-process
+        # caches elsewhere (in this process or others) can drop what they hold.
+        self.on_change = on_change
         if migrate:
             self.migrate()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # -- schema -------------------------------------------------------------------------
 
     def _alembic(self, connection: Connection) -> AlembicConfig:
         cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(resources.files("coverslip.catalog") / "migrations"))
+        cfg.set_main_option(
+            "script_location", str(resources.files("coverslip.catalog") / "migrations")
+        )
         cfg.attributes["connection"] = connection
         return cfg
 
@@ -95,43 +113,71 @@ class Catalog:
         with self.engine.begin() as conn:
             user_id = conn.scalar(sa.select(t.users.c.id).where(t.users.c.username == LOCAL_ADMIN))
             if user_id is None:
-                user_id = conn.execute(
-                    t.users.insert().values(username=LOCAL_ADMIN, full_name="Administrator", is_admin=True, created=now())
-                ).inserted_primary_key[0]
+                user_id = _new_id(
+                    conn.execute(
+                        t.users.insert().values(
+                            username=LOCAL_ADMIN,
+                            full_name="Administrator",
+                            is_admin=True,
+                            created=now(),
+                        )
+                    )
+                )
             group_id = conn.scalar(sa.select(t.groups.c.id).where(t.groups.c.name == DEFAULT_GROUP))
             if group_id is None:
-                group_id = conn.execute(
-                    t.groups.insert().values(name=DEFAULT_GROUP, permissions="read-only", created=now())
-                ).inserted_primary_key[0]
-                conn.execute(t.group_members.insert().values(group_id=group_id, user_id=user_id, is_owner=True))
+                group_id = _new_id(
+                    conn.execute(
+                        t.groups.insert().values(
+                            name=DEFAULT_GROUP, permissions="read-only", created=now()
+                        )
+                    )
+                )
+                conn.execute(
+                    t.group_members.insert().values(
+                        group_id=group_id, user_id=user_id, is_owner=True
+                    )
+                )
         return int(user_id), int(group_id)
 
     # -- images -------------------------------------------------------------------------
 
-    def create_image(self, name: str, owner_id: int, group_id: int, status: str = "queued", **fields: Any) -> int:
+    def create_image(
+        self, name: str, owner_id: int, group_id: int, status: str = "queued", **fields: Any
+    ) -> int:
         """Insert a new image row and return its id."""
         stamp = now()
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.images.insert().values(
-                    name=name, status=status, owner_id=owner_id, group_id=group_id,
-                    created=stamp, updated=stamp, properties=fields.pop("properties", {}), **fields,
+                    name=name,
+                    status=status,
+                    owner_id=owner_id,
+                    group_id=group_id,
+                    created=stamp,
+                    updated=stamp,
+                    properties=fields.pop("properties", {}),
+                    **fields,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def update_image(self, image_id: int, **fields: Any) -> None:
         """Change fields of an image; raise NotFound if it is gone."""
         if "status" in fields and fields["status"] not in STATUSES:
-            raise BadParameter("status", f"{fields['status']!r} is not one of {', '.join(STATUSES)}")
+            raise BadParameter(
+                "status", f"{fields['status']!r} is not one of {', '.join(STATUSES)}"
+            )
         with self.engine.begin() as conn:
             result = conn.execute(
                 t.images.update().where(t.images.c.id == image_id).values(updated=now(), **fields)
             )
             if result.rowcount == 0:
                 raise NotFound(f"image {image_id} does not exist")
+        self._changed()
 
-    def set_status(self, image_id: int, status: str, expect: Sequence[str] | None = None, message: str = "") -> None:
+    def set_status(
+        self, image_id: int, status: str, expect: Sequence[str] | None = None, message: str = ""
+    ) -> None:
         """Move an image to ``status``; with ``expect``, only from one of those statuses."""
         if status not in STATUSES:
             raise BadParameter("status", f"{status!r} is not one of {', '.join(STATUSES)}")
@@ -145,6 +191,7 @@ class Catalog:
                 if current is None:
                     raise NotFound(f"image {image_id} does not exist")
                 raise Conflict(f"image {image_id} is {current}, not {' or '.join(expect or [])}")
+        self._changed()
 
     def set_channels(self, image_id: int, channels: Iterable[Channel]) -> None:
         """Replace the channels of an image."""
@@ -152,14 +199,21 @@ class Catalog:
             conn.execute(t.channels.delete().where(t.channels.c.image_id == image_id))
             rows = [
                 {
-                    "image_id": image_id, "index": ch.index, "name": ch.name, "color": ch.color,
-                    "emission_wave": ch.emission_wave, "min": ch.min, "max": ch.max,
-                    "window_start": ch.window_start, "window_end": ch.window_end,
+                    "image_id": image_id,
+                    "index": ch.index,
+                    "name": ch.name,
+                    "color": ch.color,
+                    "emission_wave": ch.emission_wave,
+                    "min": ch.min,
+                    "max": ch.max,
+                    "window_start": ch.window_start,
+                    "window_end": ch.window_end,
                 }
                 for ch in channels
             ]
             if rows:
                 conn.execute(t.channels.insert(), rows)
+        self._changed()
 
     def get_image(self, image_id: int) -> Image:
         """Return the image with its channels and datasets, or raise NotFound."""
@@ -180,9 +234,9 @@ class Catalog:
         """Return images, newest id last, filtered as asked."""
         query = sa.select(t.images).order_by(t.images.c.id)
         if dataset_id is not None:
-            query = query.join(t.dataset_images, t.dataset_images.c.image_id == t.images.c.id).where(
-                t.dataset_images.c.dataset_id == dataset_id
-            )
+            query = query.join(
+                t.dataset_images, t.dataset_images.c.image_id == t.images.c.id
+            ).where(t.dataset_images.c.dataset_id == dataset_id)
         if status is not None:
             query = query.where(t.images.c.status == status)
         if owner_id is not None:
@@ -214,6 +268,7 @@ class Catalog:
             result = conn.execute(t.images.delete().where(t.images.c.id == image_id))
             if result.rowcount == 0:
                 raise NotFound(f"image {image_id} does not exist")
+        self._changed()
 
     def _images(self, query: sa.Select[Any]) -> list[Image]:
         with self.engine.connect() as conn:
@@ -223,17 +278,27 @@ class Catalog:
             ids = [row["id"] for row in rows]
             channels: dict[int, list[Channel]] = {i: [] for i in ids}
             for ch in conn.execute(
-                sa.select(t.channels).where(t.channels.c.image_id.in_(ids)).order_by(t.channels.c.image_id, t.channels.c.index)
+                sa.select(t.channels)
+                .where(t.channels.c.image_id.in_(ids))
+                .order_by(t.channels.c.image_id, t.channels.c.index)
             ).mappings():
                 channels[ch["image_id"]].append(
                     Channel(
-                        index=ch["index"], name=ch["name"], color=ch["color"], min=ch["min"], max=ch["max"],
-                        window_start=ch["window_start"], window_end=ch["window_end"], emission_wave=ch["emission_wave"],
+                        index=ch["index"],
+                        name=ch["name"],
+                        color=ch["color"],
+                        min=ch["min"],
+                        max=ch["max"],
+                        window_start=ch["window_start"],
+                        window_end=ch["window_end"],
+                        emission_wave=ch["emission_wave"],
                     )
                 )
             datasets: dict[int, list[int]] = {i: [] for i in ids}
             for link in conn.execute(
-                sa.select(t.dataset_images).where(t.dataset_images.c.image_id.in_(ids)).order_by(t.dataset_images.c.dataset_id)
+                sa.select(t.dataset_images)
+                .where(t.dataset_images.c.image_id.in_(ids))
+                .order_by(t.dataset_images.c.dataset_id)
             ).mappings():
                 datasets[link["image_id"]].append(link["dataset_id"])
         result = []
@@ -242,8 +307,66 @@ class Catalog:
             values["created"] = _as_utc(values["created"])
             values["updated"] = _as_utc(values["updated"])
             values["properties"] = values["properties"] or {}
-            result.append(Image(**values, channels=tuple(channels[row["id"]]), dataset_ids=tuple(datasets[row["id"]])))
+            result.append(
+                Image(
+                    **values,
+                    channels=tuple(channels[row["id"]]),
+                    dataset_ids=tuple(datasets[row["id"]]),
+                )
+            )
         return result
+
+    # -- rendering settings -------------------------------------------------------------
+
+    def get_rdef(self, image_id: int, user_id: int) -> tuple[int, dict[str, Any]] | None:
+        """Return (version, settings) that ``user_id`` saved for an image, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.rendering_defs.c.version, t.rendering_defs.c.settings).where(
+                    t.rendering_defs.c.image_id == image_id, t.rendering_defs.c.user_id == user_id
+                )
+            ).first()
+        return (int(row.version), dict(row.settings)) if row else None
+
+    @staticmethod
+    def _bump_rdef_version(conn: Connection, image_id: int) -> int:
+        # NOTE: versions count per image, not per user: any saved or reset setting makes a
+        # new version, so no cached render made before it can answer again.
+        latest = conn.scalar(sa.select(t.images.c.rdef_version).where(t.images.c.id == image_id))
+        if latest is None:
+            raise NotFound(f"image {image_id} does not exist")
+        version = int(latest) + 1
+        conn.execute(
+            t.images.update().where(t.images.c.id == image_id).values(rdef_version=version)
+        )
+        return version
+
+    def save_rdef(self, image_id: int, user_id: int, settings: dict[str, Any]) -> int:
+        """Store a user's settings for an image and return the image's new settings version."""
+        with self.engine.begin() as conn:
+            version = self._bump_rdef_version(conn, image_id)
+            where = (t.rendering_defs.c.image_id == image_id) & (
+                t.rendering_defs.c.user_id == user_id
+            )
+            values = {"version": version, "settings": settings, "updated": now()}
+            if conn.execute(t.rendering_defs.update().where(where).values(**values)).rowcount == 0:
+                conn.execute(
+                    t.rendering_defs.insert().values(image_id=image_id, user_id=user_id, **values)
+                )
+        self._changed()
+        return version
+
+    def delete_rdef(self, image_id: int, user_id: int) -> int:
+        """Forget a user's settings for an image and return the image's new settings version."""
+        with self.engine.begin() as conn:
+            version = self._bump_rdef_version(conn, image_id)
+            conn.execute(
+                t.rendering_defs.delete().where(
+                    t.rendering_defs.c.image_id == image_id, t.rendering_defs.c.user_id == user_id
+                )
+            )
+        self._changed()
+        return version
 
     # -- datasets -----------------------------------------------------------------------
 
@@ -253,14 +376,22 @@ class Catalog:
             raise BadParameter("name", "a dataset needs a name")
         with self.engine.begin() as conn:
             existing = conn.scalar(
-                sa.select(t.datasets.c.id).where(t.datasets.c.name == name, t.datasets.c.group_id == group_id)
+                sa.select(t.datasets.c.id).where(
+                    t.datasets.c.name == name, t.datasets.c.group_id == group_id
+                )
             )
             if existing is not None:
                 raise Conflict(f"dataset {name!r} exists already (id {existing})")
             result = conn.execute(
-                t.datasets.insert().values(name=name, description=description, owner_id=owner_id, group_id=group_id, created=now())
+                t.datasets.insert().values(
+                    name=name,
+                    description=description,
+                    owner_id=owner_id,
+                    group_id=group_id,
+                    created=now(),
+                )
             )
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def dataset_by_name(self, name: str, group_id: int | None = None) -> Dataset | None:
         """Return the dataset called ``name`` (in ``group_id`` if given), or None."""
@@ -285,7 +416,9 @@ class Catalog:
     def delete_dataset(self, dataset_id: int) -> None:
         """Delete a dataset; its images stay."""
         with self.engine.begin() as conn:
-            conn.execute(t.dataset_images.delete().where(t.dataset_images.c.dataset_id == dataset_id))
+            conn.execute(
+                t.dataset_images.delete().where(t.dataset_images.c.dataset_id == dataset_id)
+            )
             if conn.execute(t.datasets.delete().where(t.datasets.c.id == dataset_id)).rowcount == 0:
                 raise NotFound(f"dataset {dataset_id} does not exist")
 
@@ -298,18 +431,22 @@ class Catalog:
                     raise NotFound(f"image {image_id} does not exist")
                 present = conn.scalar(
                     sa.select(sa.func.count()).where(
-                        t.dataset_images.c.dataset_id == dataset_id, t.dataset_images.c.image_id == image_id
+                        t.dataset_images.c.dataset_id == dataset_id,
+                        t.dataset_images.c.image_id == image_id,
                     )
                 )
                 if not present:
-                    conn.execute(t.dataset_images.insert().values(dataset_id=dataset_id, image_id=image_id))
+                    conn.execute(
+                        t.dataset_images.insert().values(dataset_id=dataset_id, image_id=image_id)
+                    )
 
     def remove_from_dataset(self, dataset_id: int, image_ids: Iterable[int]) -> None:
         self.get_dataset(dataset_id)
         with self.engine.begin() as conn:
             conn.execute(
                 t.dataset_images.delete().where(
-                    t.dataset_images.c.dataset_id == dataset_id, t.dataset_images.c.image_id.in_(list(image_ids))
+                    t.dataset_images.c.dataset_id == dataset_id,
+                    t.dataset_images.c.image_id.in_(list(image_ids)),
                 )
             )
 
@@ -326,7 +463,4 @@ class Catalog:
     def _datasets(self, query: sa.Select[Any]) -> list[Dataset]:
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [
-            Dataset(**{**dict(row), "created": _as_utc(row["created"])})
-            for row in rows
-        ]
+        return [Dataset(**{**dict(row), "created": _as_utc(row["created"])}) for row in rows]

@@ -52,6 +52,7 @@ class Image:
     sha512: str | None
     md5: str | None
     message: str
+    rdef_version: int = 0
     properties: dict[str, Any] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
     dataset_ids: tuple[int, ...] = ()
@@ -67,9 +68,19 @@ class Image:
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
             "format": self.format,
-            "size": {"t": self.size_t, "c": self.size_c, "z": self.size_z, "y": self.size_y, "x": self.size_x},
+            "size": {
+                "t": self.size_t,
+                "c": self.size_c,
+                "z": self.size_z,
+                "y": self.size_y,
+                "x": self.size_x,
+            },
             "pixel_type": self.pixel_type,
-            "physical_size": {"x": self.physical_size_x, "y": self.physical_size_y, "z": self.physical_size_z},
+            "physical_size": {
+                "x": self.physical_size_x,
+                "y": self.physical_size_y,
+                "z": self.physical_size_z,
+            },
             "levels": self.levels,
             "tile_size": self.tile_size,
             "original_name": self.original_name,

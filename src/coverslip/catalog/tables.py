@@ -31,8 +31,12 @@ groups = sa.Table(
 group_members = sa.Table(
     "group_members",
     metadata,
-    sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "group_id", sa.Integer, sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("is_owner", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
@@ -77,13 +81,17 @@ images = sa.Table(
     sa.Column("sha512", sa.String(128), nullable=True, index=True),
     sa.Column("md5", sa.String(32), nullable=True),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
+    # Bumped by every saved rendering settings change; part of every render cache key.
+    sa.Column("rdef_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("properties", sa.JSON, nullable=False, default=dict),
 )
 
 channels = sa.Table(
     "channels",
     metadata,
-    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("index", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("color", sa.String(6), nullable=False),
@@ -97,15 +105,23 @@ channels = sa.Table(
 dataset_images = sa.Table(
     "dataset_images",
     metadata,
-    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    ),
 )
 
 rendering_defs = sa.Table(
     "rendering_defs",
     metadata,
-    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),

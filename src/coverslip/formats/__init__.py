@@ -74,7 +74,11 @@ def detect(path: Path) -> str:
     """Return the format of ``path`` from its name and first bytes, or raise UnsupportedFormat."""
     name = path.name.lower()
     if path.is_dir():
-        if (path / "zarr.json").exists() or (path / ".zattrs").exists() or (path / ".zgroup").exists():
+        if (
+            (path / "zarr.json").exists()
+            or (path / ".zattrs").exists()
+            or (path / ".zgroup").exists()
+        ):
             return "ome-zarr"
         raise UnsupportedFormat(f"{path}: a folder that is not an OME-Zarr")
     try:
@@ -137,5 +141,7 @@ def check_pixel_type(dtype: np.dtype) -> str:
     """Return the pixel type name of ``dtype`` or raise UnsupportedFormat."""
     name = np.dtype(dtype).newbyteorder("=").name
     if name not in PIXEL_TYPES:
-        raise UnsupportedFormat(f"pixel type {name} is not supported (use one of {', '.join(PIXEL_TYPES)})")
+        raise UnsupportedFormat(
+            f"pixel type {name} is not supported (use one of {', '.join(PIXEL_TYPES)})"
+        )
     return name

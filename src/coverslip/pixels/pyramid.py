@@ -16,7 +16,9 @@ AXES = "TCZYX"
 
 # NOTE: no chunk cache: the render cache keeps what is worth keeping, and every worker
 # process would otherwise hold its own copy of the same chunks.
-_CONTEXT = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1}})
+_CONTEXT = ts.Context(
+    {"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1}}
+)
 
 
 class PyramidError(Exception):
@@ -54,12 +56,22 @@ def ome_metadata(
         datasets.append(
             {
                 "path": str(level),
-                "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, sz, sy * fy, sx * fx]}],
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0, 1.0, sz, sy * fy, sx * fx]}
+                ],
             }
         )
     meta: dict[str, Any] = {
         "version": "0.5",
-        "multiscales": [{"name": name, "axes": axes, "datasets": datasets, "type": "mean", "metadata": {"method": "2x2 mean, half up"}}],
+        "multiscales": [
+            {
+                "name": name,
+                "axes": axes,
+                "datasets": datasets,
+                "type": "mean",
+                "metadata": {"method": "2x2 mean, half up"},
+            }
+        ],
     }
     if channels:
         meta["omero"] = {
@@ -68,11 +80,20 @@ def ome_metadata(
                     "label": ch["name"],
                     "color": ch["color"],
                     "active": True,
-                    "window": {"min": ch["min"], "max": ch["max"], "start": ch["window_start"], "end": ch["window_end"]},
+                    "window": {
+                        "min": ch["min"],
+                        "max": ch["max"],
+                        "start": ch["window_start"],
+                        "end": ch["window_end"],
+                    },
                 }
                 for ch in channels
             ],
-            "rdefs": {"model": "color" if len(channels) > 1 else "greyscale", "defaultZ": shape[2] // 2, "defaultT": 0},
+            "rdefs": {
+                "model": "color" if len(channels) > 1 else "greyscale",
+                "defaultZ": shape[2] // 2,
+                "defaultT": 0,
+            },
         }
     return meta
 
@@ -112,7 +133,10 @@ class Pyramid:
         if not multiscales:
             raise PyramidError(f"{path}: no multiscales metadata")
         first = multiscales[0]
-        names = [axis["name"].lower() if isinstance(axis, dict) else str(axis).lower() for axis in first.get("axes", ["t", "c", "z", "y", "x"])]
+        names = [
+            axis["name"].lower() if isinstance(axis, dict) else str(axis).lower()
+            for axis in first.get("axes", ["t", "c", "z", "y", "x"])
+        ]
         dims = tuple(names.index(a.lower()) if a.lower() in names else None for a in AXES)
         if dims[3] is None or dims[4] is None:
             raise PyramidError(f"{path}: multiscales axes {names} lack y or x")
@@ -121,7 +145,11 @@ class Pyramid:
         for dataset in first["datasets"]:
             try:
                 array = ts.open(
-                    {"driver": driver, "kvstore": {"driver": "file", "path": str(path / dataset["path"])}, "open": True},
+                    {
+                        "driver": driver,
+                        "kvstore": {"driver": "file", "path": str(path / dataset["path"])},
+                        "open": True,
+                    },
                     context=_CONTEXT,
                     read=True,
                 ).result()
@@ -145,7 +173,10 @@ class Pyramid:
         """Return the coarsest level that still has at least ``scale`` × full resolution."""
         best = 0
         for index, level in enumerate(self.levels):
-            if level.width >= self.size_x * scale - 1e-9 and level.height >= self.size_y * scale - 1e-9:
+            if (
+                level.width >= self.size_x * scale - 1e-9
+                and level.height >= self.size_y * scale - 1e-9
+            ):
                 best = index
         return best
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -16,11 +17,22 @@ from coverslip.pixels.pyramid import AXES, level_shapes, ome_metadata
 CODECS: dict[str, list[dict[str, Any]]] = {
     "lz4": [
         {"name": "bytes", "configuration": {"endian": "little"}},
-        {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0}},
+        {
+            "name": "blosc",
+            "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0},
+        },
     ],
     "zstd": [
         {"name": "bytes", "configuration": {"endian": "little"}},
-        {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle", "blocksize": 0}},
+        {
+            "name": "blosc",
+            "configuration": {
+                "cname": "zstd",
+                "clevel": 1,
+                "shuffle": "bitshuffle",
+                "blocksize": 0,
+            },
+        },
     ],
     "none": [{"name": "bytes", "configuration": {"endian": "little"}}],
 }
@@ -109,7 +121,10 @@ class PyramidWriter:
                 "kvstore": {"driver": "file", "path": str(path / str(level))},
                 "metadata": {
                     "shape": [*self.shape[:3], height, width],
-                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 1, 1, tile, tile]}},
+                    "chunk_grid": {
+                        "name": "regular",
+                        "configuration": {"chunk_shape": [1, 1, 1, tile, tile]},
+                    },
                     "chunk_key_encoding": {"name": "default"},
                     "data_type": self.dtype.name,
                     "fill_value": 0,
@@ -154,13 +169,13 @@ class PyramidWriter:
     def abort(self) -> None:
         """Drop everything written so far."""
         for future in self._futures:
-            try:
+            with contextlib.suppress(Exception):  # the pyramid is being thrown away
                 future.result()
-            except Exception:  # noqa: BLE001 - the pyramid is being thrown away
-                pass
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _write_group_metadata(self) -> None:
-        attributes = {"ome": ome_metadata(self.name, self.shapes, self.shape, self.scale, self.channels)}
+        attributes = {
+            "ome": ome_metadata(self.name, self.shapes, self.shape, self.scale, self.channels)
+        }
         document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
         (self.path / "zarr.json").write_text(json.dumps(document, indent=2))

@@ -32,7 +32,9 @@ def status_of(exc: Exception) -> tuple[str, str]:
     return falcon.HTTP_500, "Internal Server Error"
 
 
-def handle_service_error(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+def handle_service_error(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+) -> None:
     """Turn a typed service error into a JSON error response."""
     status, title = status_of(exc)
     # SECURITY: a 404 never says more than that nothing is there.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import falcon
 
@@ -22,12 +23,12 @@ def create_thumbs() -> falcon.App:
     return create_app(home.settings(), home, role="thumbs")
 
 
-def application(environ: dict[str, object], start_response: object) -> object:
+def application(environ: dict[str, Any], start_response: Any) -> Any:
     """A PEP 3333 callable for servers that want a module attribute (Gunicorn, uWSGI)."""
     global _app
     if _app is None:
         _app = create_thumbs() if os.environ.get("COVERSLIP_ROLE") == "thumbs" else create()
-    return _app(environ, start_response)  # type: ignore[operator]
+    return _app(environ, start_response)
 
 
 _app: falcon.App | None = None

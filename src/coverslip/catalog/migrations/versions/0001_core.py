@@ -36,8 +36,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "group_members",
-        sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "group_id", sa.Integer, sa.ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column(
+            "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("is_owner", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     op.create_table(
@@ -77,11 +81,14 @@ def upgrade() -> None:
         sa.Column("sha512", sa.String(128), nullable=True, index=True),
         sa.Column("md5", sa.String(32), nullable=True),
         sa.Column("message", sa.Text, nullable=False, server_default=""),
+        sa.Column("rdef_version", sa.Integer, nullable=False, server_default="0"),
         sa.Column("properties", sa.JSON, nullable=False),
     )
     op.create_table(
         "channels",
-        sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("index", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("color", sa.String(6), nullable=False),
@@ -93,13 +100,24 @@ def upgrade() -> None:
     )
     op.create_table(
         "dataset_images",
-        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "dataset_id",
+            sa.Integer,
+            sa.ForeignKey("datasets.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+        ),
     )
     op.create_table(
         "rendering_defs",
-        sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column(
+            "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("settings", sa.JSON, nullable=False),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
@@ -107,5 +125,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("rendering_defs", "dataset_images", "channels", "images", "datasets", "group_members", "groups", "users"):
+    for name in (
+        "rendering_defs",
+        "dataset_images",
+        "channels",
+        "images",
+        "datasets",
+        "group_members",
+        "groups",
+        "users",
+    ):
         op.drop_table(name)

@@ -1,0 +1,76 @@
+"""A small in-process cache of image records and rendering settings, for the hot paths.
+
+Every catalog write touches a stamp file in the instance's run/ folder; a lookup first
+compares the stamp's modification time (one stat call) and drops everything when another
+process changed the catalog. With a shared PostgreSQL catalog on several hosts, entries
+also expire after ``ttl`` seconds, which bounds how long another host's change can go unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from coverslip.catalog import Catalog
+from coverslip.catalog.records import Image
+
+
+class CachedCatalog:
+    """Read-through cache of ``get_image`` and ``get_rdef`` in front of a Catalog."""
+
+    def __init__(self, catalog: Catalog, stamp: Path, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.catalog = catalog
+        self.stamp = stamp
+        self.ttl = ttl
+        self.size = size
+        self._seen = self._read_stamp()
+        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def touch(self) -> None:
+        """Tell every process that the catalog changed."""
+        self.stamp.parent.mkdir(parents=True, exist_ok=True)
+        self.stamp.write_text(str(time.time_ns()))
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _read_stamp(self) -> int:
+        try:
+            return os.stat(self.stamp).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def _get(self, key: Any, load: Any) -> Any:
+        now = time.monotonic()
+        stamp = self._read_stamp()
+        with self._lock:
+            if stamp != self._seen:
+                self._entries.clear()
+                self._seen = stamp
+            found = self._entries.get(key)
+            if found is not None and now - found[0] < self.ttl:
+                return found[1]
+        value = load()
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (now, value)
+        return value
+
+    def image(self, image_id: int) -> Image:
+        """Return the image record (raises NotFound like the catalog; misses are not cached)."""
+        result: Image = self._get(("image", image_id), lambda: self.catalog.get_image(image_id))
+        return result
+
+    def rdef(self, image_id: int, user_id: int) -> tuple[int, dict[str, Any]] | None:
+        """Return what ``get_rdef`` returns, cached."""
+        result: tuple[int, dict[str, Any]] | None = self._get(
+            ("rdef", image_id, user_id), lambda: self.catalog.get_rdef(image_id, user_id)
+        )
+        return result
