@@ -8,13 +8,24 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := postgresql redis-server
 BENCH_DEBS := apache2-utils wrk nginx
 
-.PHONY: serve test lint docs bench debs clean
+.PHONY: serve test lint docs bench debs assets clean
+
+OSD    := src/coverslip/web/static/vendor/openseadragon
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+# The viewer's OpenSeadragon comes from the npm registry and is served as a static file.
+$(OSD)/openseadragon.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(OSD)
+	cp -r node_modules/openseadragon/build/openseadragon/openseadragon.min.js node_modules/openseadragon/build/openseadragon/images $(OSD)/
+	touch $@
+
+assets: $(OSD)/openseadragon.min.js
 
 debs:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -23,7 +34,7 @@ debs:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-serve: $(STAMP)
+serve: $(STAMP) assets
 	$(VENV)/bin/coverslip demo --if-empty
 	$(VENV)/bin/coverslip serve
 
@@ -35,7 +46,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/coverslip config docs > docs/configuration.md
 
-test: $(STAMP) debs lint
+test: $(STAMP) assets debs lint
 	$(VENV)/bin/pytest -n 2 -q
 
 bench: $(STAMP)

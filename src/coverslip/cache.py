@@ -19,9 +19,14 @@ def make_key(*parts: object) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def thumbnail_key(version: int, z: int, t: int, width: int, height: int, query: str = "") -> str:
-    """Return the key of a JPEG thumbnail rendered with settings ``version``."""
-    return make_key("thumb", version, z, t, width, height, query)
+def settings_tag(user_id: int | None, version: int) -> str:
+    """Return the part of a key that names the settings: whose they are, and their version."""
+    return f"{'d' if user_id is None else f'u{user_id}'}@{version}"
+
+
+def thumbnail_key(tag: str, z: int, t: int, width: int, height: int) -> str:
+    """Return the key of a JPEG thumbnail of plane (z, t) rendered with the settings ``tag``."""
+    return make_key(tag, z, t, "thumb", width, height)
 
 
 class RenderCache:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coverslip.cache import RenderCache
-from coverslip.catalog import Catalog
+from coverslip.cache import RenderCache, settings_tag, thumbnail_key
+from coverslip.catalog import Catalog, Image
 from coverslip.catalog.cached import CachedCatalog
 from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.imports import Importer
-from coverslip.pixels import PixelStore
+from coverslip.pixels import PixelStore, Pyramid
+from coverslip.render.service import Renderer, thumbnail_size
+from coverslip.render.settings import default_def
 
 
 @dataclass
@@ -54,6 +56,26 @@ class Services:
             self.catalog,
             tile=int(self.settings["pixels.tile_size"]),
             codec=self.settings["pixels.codec"],
+            thumbnailer=self.default_thumbnail if self.settings["imports.thumbnail"] else None,
+        )
+
+    def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:
+        """Render the thumbnail everyone gets before anyone saves settings, into the cache.
+
+        The key is the one the gateway computes for a plain render_thumbnail request, so the
+        first page of a dataset is served without pixel work.
+        """
+        rdef = default_def(image.channels, image.pixel_type, image.size_z, image.size_t)
+        longest = self.settings["thumbs.default_size"]
+        size = thumbnail_size(image, longest, None, longest)
+        key = thumbnail_key(
+            settings_tag(None, image.rdef_version), rdef.default_z, rdef.default_t, *size
+        )
+        renderer = Renderer(max_pixels=self.settings["render.max_pixels"])
+        self.cache.put(
+            image.id,
+            key,
+            renderer.thumbnail(image, pyramid, rdef, rdef.default_z, rdef.default_t, size),
         )
 
     def delete_image(self, image_id: int) -> None:

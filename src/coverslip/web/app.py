@@ -10,9 +10,17 @@ from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.pixels import PixelStore
 from coverslip.services import Services
-from coverslip.web import errors, images_api, ops
+from coverslip.web import errors, gateway, gateway_meta, images_api, ops, ui
+from coverslip.web.access import Access
+from coverslip.web.rendering import RenderContext
 
 ROLES = ("web", "thumbs")
+
+
+class CoverslipApp(falcon.App):
+    """The Falcon app, holding the services it was built with (tests and tools reach them here)."""
+
+    services: Services
 
 
 def create_app(
@@ -22,17 +30,22 @@ def create_app(
     pixels: PixelStore | None = None,
     cache: RenderCache | None = None,
     role: str = "web",
-) -> falcon.App:
+) -> CoverslipApp:
     """Return the Falcon app; ``role`` "thumbs" mounts only the thumbnail routes."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     services = Services.build(settings, home, catalog=catalog, pixels=pixels, cache=cache)
-    app = falcon.App()
+    app = CoverslipApp()
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     errors.install(app)
     ops.add_routes(app, services)
+    access = Access(services)
+    render_context = RenderContext(services, access.visible, access.is_public)
+    gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
-        images_api.add_routes(app, services)
-    app.services = services  # type: ignore[attr-defined]
+        gateway_meta.add_routes(app, render_context, access)
+        images_api.add_routes(app, services, access)
+        ui.add_routes(app, services, access)
+    app.services = services
     return app

@@ -1,0 +1,35 @@
+"""`make bench`: run every benchmark in turn and print their tables.
+
+python bench/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    quick = ["--quick"] if "--quick" in sys.argv else []
+    steps = [
+        ("Pixel store: chunk size, codec, library", ["pixelstore.py", "--quick"]),
+        ("HTTP: the gateway against nginx", ["http.py", *quick]),
+        (
+            "Import: throughput and peak memory",
+            ["import_memory.py", *(["--size", "16384", "--runs", "1"] if quick else [])],
+        ),
+    ]
+    failed = 0
+    for title, command in steps:
+        print(f"\n## {title}\n\n`python bench/{' '.join(command)}`\n", flush=True)
+        failed += (
+            subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]]).returncode != 0
+        )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

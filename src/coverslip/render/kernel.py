@@ -1,0 +1,265 @@
+"""The rendering kernel: window → 8-bit through the family map → colour or LUT → composite.
+
+Semantics are OMERO's (omeis.providers.re): QuantumStrategy / Quantization_8_16_bit for
+the quantization, the codomain ReverseIntensityMap for inversion, RenderHSBRegionTask for
+colour and LUT compositing, GreyScaleStrategy for the greyscale model.
+
+Per channel, every pixel value v becomes an 8-bit value q:
+
+* v < start → 0 and v ≥ end → 255;
+* otherwise x = a·v − b with a = 255 / (end − start), b = a·start (x in [0, 255)), then
+  q = round(255 · (f(x) − f(0)) / (f(255) − f(0))), rounding half up as Java's Math.round,
+  where f is x**k for "linear" and "polynomial" (OMERO maps both through PolynomialMap, so a
+  linear channel with a coefficient other than 1 is a power curve there too), exp(x**k) for
+  "exponential" and log(x) (log 1 for x ≤ 0, coefficient ignored) for "logarithmic";
+* inverted channels take 255 − q.
+
+Then each channel paints q in its colour, component by component int(C / 255 · q) (times
+alpha / 255 when any active channel has alpha below 255), or through its LUT; channels add
+up and saturate at 255. The greyscale model paints the first active channel in grey.
+
+NOTE: where OMERO computes nonsense we do not copy it: for "logarithmic", x in (0, 1) gives a
+negative q that Java wraps to a bright byte; we clip it to 0. Exponential maps overflow for
+k ≳ 1.18 (exp(255**k) is infinite) and render black below the window end, as in OMERO.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from coverslip.errors import BadParameter
+from coverslip.render.luts import get_lut
+from coverslip.render.settings import ChannelSettings, RenderingDef
+
+# Packed colour: three 10-bit lanes (R at bit 0, G at 10, B at 20) in a uint32, so up to four
+# channels add up without carrying into the next lane; saturation happens once at the end.
+LANE = 10
+LANE_MASK = (1 << LANE) - 1
+
+# Integer types small enough to render through one table over every possible value.
+_TABLE_TYPES: dict[np.dtype[Any], np.dtype[Any]] = {
+    np.dtype(np.uint8): np.dtype(np.uint8),
+    np.dtype(np.int8): np.dtype(np.uint8),
+    np.dtype(np.uint16): np.dtype(np.uint16),
+    np.dtype(np.int16): np.dtype(np.uint16),
+}
+
+
+def quantize(
+    values: np.ndarray, start: float, end: float, family: str, coefficient: float, inverted: bool
+) -> np.ndarray:
+    """Return the 8-bit value (uint8) of each of ``values`` under one channel's settings."""
+    x = np.asarray(values, dtype=np.float64)
+    if end > start:
+        slope = 255.0 / (end - start)
+        v = slope * x
+        v -= slope * start
+        np.clip(v, 0.0, 255.0, out=v)  # values outside the window are overwritten below
+        k = coefficient
+        with np.errstate(all="ignore"):
+            if family == "exponential":
+                low, high = 1.0, float(np.exp(np.float64(255.0) ** k))
+                mapped = np.exp(np.power(v, k, out=v), out=v)
+            elif family == "logarithmic":
+                low, high = 0.0, float(np.log(255.0))
+                v[v <= 0] = 1.0
+                mapped = np.log(v, out=v)
+            else:  # linear, polynomial
+                low, high = float(np.float64(0.0) ** k), float(np.float64(255.0) ** k)
+                mapped = v if k == 1.0 else np.power(v, k, out=v)
+            mapped -= low
+            mapped *= 255.0 / (high - low)
+            mapped += 0.5
+            q = np.floor(mapped, out=mapped)
+        np.nan_to_num(q, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(q, 0.0, 255.0, out=q)
+        q[~(x >= start)] = 0.0  # also NaN
+    else:
+        q = np.zeros(x.shape, dtype=np.float64)
+    q[x >= end] = 255.0
+    out = q.astype(np.uint8)
+    if inverted:
+        np.subtract(255, out, out=out)
+    return out
+
+
+@lru_cache(maxsize=256)
+def _paint(color: str, alpha: int, lut: str | None, grey: bool, dim: bool) -> np.ndarray:
+    """Return the packed colour (uint32, 256 entries) that paints each 8-bit value."""
+    q = np.arange(256)
+    if grey:
+        rgb = np.stack([q, q, q], axis=1)
+    elif lut is not None:
+        rgb = get_lut(lut).astype(np.int64)
+    else:
+        components = [int(color[i : i + 2], 16) for i in (0, 2, 4)]
+        # NOTE: OMERO computes (int) (C / 255.0 * q): truncated, not rounded.
+        rgb = np.stack([((c / 255.0) * q).astype(np.int64) for c in components], axis=1)
+        if dim:
+            factor = np.float32(alpha) / np.float32(255)
+            rgb = (rgb.astype(np.float32) * factor).astype(np.int64)
+    packed = rgb[:, 0] | (rgb[:, 1] << LANE) | (rgb[:, 2] << (2 * LANE))
+    table = packed.astype(np.uint32)
+    table.flags.writeable = False
+    return table
+
+
+def _settings_key(ch: ChannelSettings) -> tuple[float, float, str, float, bool]:
+    return (ch.start, ch.end, ch.family, ch.coefficient, ch.inverted)
+
+
+@lru_cache(maxsize=64)
+def _quantize_table(
+    dtype: np.dtype, start: float, end: float, family: str, coefficient: float, inverted: bool
+) -> np.ndarray:
+    """Return the 8-bit value of every value of ``dtype``, indexed by its unsigned bit pattern."""
+    index_type = _TABLE_TYPES[dtype]
+    values = np.arange(np.iinfo(index_type).max + 1, dtype=np.int64).astype(index_type)
+    return quantize(values.view(dtype), start, end, family, coefficient, inverted)
+
+
+# PERF: one table per (settings, type, colour) maps a raw value straight to its packed
+# colour, so an 8/16-bit channel costs a single take per pixel and no float math.
+@lru_cache(maxsize=64)
+def _channel_table(
+    dtype: np.dtype,
+    settings: tuple[float, float, str, float, bool],
+    paint: tuple[str, int, str | None, bool, bool],
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    table = _paint(*paint).take(_quantize_table(dtype, *settings))
+    table.flags.writeable = False
+    return table, _lane_max(table)
+
+
+def _lane_max(table: np.ndarray) -> tuple[int, int, int]:
+    """Return the largest value of each lane of a packed table."""
+    if not table.size:
+        return (0, 0, 0)
+    red = int((table & LANE_MASK).max())
+    green = int(((table >> LANE) & LANE_MASK).max())
+    return (red, green, int((table >> (2 * LANE)).max()))
+
+
+def _native(plane: np.ndarray) -> np.ndarray:
+    return plane if plane.dtype.isnative else plane.astype(plane.dtype.newbyteorder("="))
+
+
+def _lookup(
+    plane: np.ndarray, ch: ChannelSettings, paint: tuple[str, int, str | None, bool, bool]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """Return (table, index, lane maxima): ``table[index]`` is the packed colour of each pixel."""
+    plane = _native(plane)
+    if plane.dtype in _TABLE_TYPES:
+        table, top = _channel_table(plane.dtype, _settings_key(ch), paint)
+        return table, plane.view(_TABLE_TYPES[plane.dtype]), top
+    if plane.dtype.kind not in "uif":
+        raise TypeError(f"cannot render pixels of type {plane.dtype}")
+    # 32-bit and float pixels: window the real values, no table over the type's range.
+    table = _paint(*paint)
+    q = quantize(plane, ch.start, ch.end, ch.family, ch.coefficient, ch.inverted)
+    return table, q, _lane_max(table)
+
+
+def _saturate(acc: np.ndarray) -> np.ndarray:
+    """Clip each lane of ``acc`` to 255 and repack."""
+    out = np.minimum(acc & LANE_MASK, 255)
+    for shift in (LANE, 2 * LANE):
+        lane = (acc >> shift) & LANE_MASK
+        np.minimum(lane, 255, out=lane)
+        out |= lane << shift
+    return out
+
+
+_SCRATCH = threading.local()
+_SCRATCH_PIXELS = 1024 * 1024
+
+
+def _scratch(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return two uint32 (height, width) work arrays, reused by this thread for small sizes.
+
+    PERF: a fresh megabyte-sized array costs page faults on every call (3 × 512² takes went
+    from 0.7 to 2.6 ms); reusing per-thread buffers avoids them.
+    """
+    count = height * width
+    if count > _SCRATCH_PIXELS:
+        return np.empty((height, width), np.uint32), np.empty((height, width), np.uint32)
+    pair = getattr(_SCRATCH, "pair", None)
+    if pair is None or pair[0].size < count:
+        pair = (np.empty(count, np.uint32), np.empty(count, np.uint32))
+        _SCRATCH.pair = pair
+    return pair[0][:count].reshape(height, width), pair[1][:count].reshape(height, width)
+
+
+def render(
+    planes: Sequence[np.ndarray | None],
+    rdef: RenderingDef,
+    pixel_type: str,
+    shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Return the (H, W, 3) uint8 RGB picture of ``planes`` (one 2-D plane per channel).
+
+    Only the planes of active channels are read (others may be None). ``pixel_type`` names the
+    image's type; each plane is rendered by its own dtype. ``shape`` gives the size of the
+    picture when no channel is active (it is black then).
+    """
+    grey = rdef.model == "greyscale"
+    chosen = [c for c, ch in enumerate(rdef.channels) if ch.active]
+    if grey:
+        chosen = chosen[:1]
+    for c in chosen:
+        if c >= len(planes) or planes[c] is None:
+            raise ValueError(f"the plane of active channel {c + 1} is missing")
+    given = [p for p in planes if p is not None]
+    size = given[0].shape if given else shape
+    if size is None:
+        raise BadParameter("c", "no channel is active")
+    height, width = int(size[0]), int(size[1])
+    if not chosen:
+        return np.zeros((height, width, 3), dtype=np.uint8)
+    # As OMERO's Renderer.checkOptimizations: alpha counts only when some active channel has one.
+    dim = not grey and any(rdef.channels[c].alpha != 255 for c in chosen)
+    acc, tmp = _scratch(height, width)
+    top = [0, 0, 0]  # an upper bound of each lane of acc
+    for number, c in enumerate(chosen):
+        plane = planes[c]
+        assert plane is not None
+        if plane.shape != (height, width):
+            raise ValueError(f"plane {c + 1} is {plane.shape}, not {(height, width)}")
+        ch = rdef.channels[c]
+        paint = (ch.color, ch.alpha if dim else 255, None if grey else ch.lut, grey, dim)
+        table, index, lanes = _lookup(plane, ch, paint)
+        if number == 0:
+            table.take(index, out=acc, mode="clip")
+            top = list(lanes)
+            continue
+        if any(t + m > LANE_MASK for t, m in zip(top, lanes, strict=True)):
+            # Only with five or more bright channels: saturate before a lane overflows.
+            acc[...] = _saturate(acc)
+            top = [min(t, 255) for t in top]
+        table.take(index, out=tmp, mode="clip")
+        np.add(acc, tmp, out=acc)
+        top = [t + m for t, m in zip(top, lanes, strict=True)]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    if max(top) <= 255:
+        # NOTE: assigning keeps the low 8 bits, which are the lane itself when it is ≤ 255.
+        out[..., 0] = acc
+        np.right_shift(acc, LANE, out=tmp)
+        out[..., 1] = tmp
+        np.right_shift(acc, 2 * LANE, out=tmp)
+        out[..., 2] = tmp
+        return out
+    for lane in range(3):
+        if lane == 0:
+            np.bitwise_and(acc, LANE_MASK, out=tmp)
+        else:
+            np.right_shift(acc, LANE * lane, out=tmp)
+            if lane == 1:
+                np.bitwise_and(tmp, LANE_MASK, out=tmp)
+        np.minimum(tmp, 255, out=tmp)
+        out[..., lane] = tmp
+    return out

@@ -1,0 +1,222 @@
+"""OMERO.web's webgateway rendering URLs: images, regions, tiles, thumbnails, split channels.
+
+A URL that works against OMERO.web gives the same picture here. Resources parse the
+request, ask the rendering context (`web/rendering.py`) for image, pyramid and settings,
+and let the Renderer do the pixel work; rendered bytes go through the render cache.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import falcon
+
+from coverslip.errors import BadParameter, CoverslipError
+from coverslip.render.encode import encode
+from coverslip.render.service import Region, check_region, tile_region
+from coverslip.render.settings import parse_format, parse_quality
+from coverslip.web.rendering import RenderContext, split_grid
+
+
+def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
+    if text is None:
+        raise BadParameter(name, "is required")
+    try:
+        values = [int(float(part)) for part in text.split(",")]
+    except ValueError:
+        raise BadParameter(name, f"{text!r} is not a comma-separated list of integers") from None
+    if len(values) not in count:
+        raise BadParameter(name, f"{text!r} needs {' or '.join(map(str, count))} numbers")
+    return values
+
+
+class RenderImage:
+    """`render_image/<iid>/[<z>/][<t>/]`: a whole plane, JPEG unless `format=` says otherwise."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        iid: int,
+        z: int | None = None,
+        t: int | None = None,
+    ) -> None:
+        view = self.ctx.view(req, iid, z, t)
+        fmt = parse_format(req.get_param("format") or "jpeg")
+        quality = parse_quality(req.get_param("q"))
+        whole = Region(0, 0, view.image.size_x, view.image.size_y)
+        key = view.key("image", fmt, quality)
+        self.ctx.respond(
+            req, resp, view, key, fmt, lambda: encode(self.ctx.rgb(view, whole), fmt, quality)
+        )
+
+
+class RenderImageRegion:
+    """`render_image_region/<iid>/<z>/<t>/?region=x,y,w,h` or `?tile=level,x,y[,w,h]`."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
+        view = self.ctx.view(req, iid, z, t)
+        fmt = parse_format(req.get_param("format") or "jpeg")
+        quality = parse_quality(req.get_param("q"))
+        tile = req.get_param("tile")
+        if tile is not None:
+            parts = _ints("tile", tile, (3, 5))
+            level, tx, ty = parts[:3]
+            width, height = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
+            level, region = tile_region(view.image, view.pyramid, level, tx, ty, width, height)
+            key = view.key(
+                "tile", level, region.x, region.y, region.width, region.height, fmt, quality
+            )
+            self.ctx.respond(
+                req,
+                resp,
+                view,
+                key,
+                fmt,
+                lambda: encode(self.ctx.rgb(view, region, level=level), fmt, quality),
+            )
+            return
+        if req.get_param("region") is None:
+            raise BadParameter("region", "region=x,y,w,h or tile=level,x,y is required")
+        x, y, w, h = _ints("region", req.get_param("region"), (4,))
+        region = check_region(view.image, Region(x, y, w, h))
+        key = view.key("region", region.x, region.y, region.width, region.height, fmt, quality)
+        self.ctx.respond(
+            req, resp, view, key, fmt, lambda: encode(self.ctx.rgb(view, region), fmt, quality)
+        )
+
+
+class RenderThumbnail:
+    """`render_thumbnail/<iid>/[<w>/][<h>/]`: a JPEG thumbnail; the default one is rendered at import."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        iid: int,
+        w: int | None = None,
+        h: int | None = None,
+    ) -> None:
+        self.ctx.thumbnail(req, resp, iid, w, h)
+
+
+class WebclientThumbnail:
+    """`webclient/render_thumbnail/size/<w>/<iid>/` and `webclient/render_thumbnail/<iid>/`.
+
+    Like OMERO.web's webclient, an image that cannot be shown answers a placeholder.
+    """
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, iid: int, w: int | None = None
+    ) -> None:
+        try:
+            self.ctx.thumbnail(req, resp, iid, w, None)
+        except (CoverslipError, falcon.HTTPError):
+            resp.status = falcon.HTTP_200
+            resp.content_type = "image/png"
+            resp.cache_control = ["no-cache"]
+            resp.data = self.ctx.placeholder(w or self.ctx.default_size)
+
+
+class BirdsEyeView:
+    """`render_birds_eye_view/<iid>/[<size>/]`: the whole plane, longest side ``size`` (default 96)."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, iid: int, size: int | None = None
+    ) -> None:
+        self.ctx.thumbnail(req, resp, iid, size, None)
+
+
+class GetThumbnails:
+    """`get_thumbnails/[<w>/]?id=1&id=2`: base64 JPEG data URIs by id; null for ids that cannot be shown."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, w: int | None = None) -> None:
+        raw = req.get_param_as_list("id") or []
+        ids: list[int] = []
+        for value in raw:
+            try:
+                number = int(value)
+            except ValueError:
+                raise BadParameter("id", f"{value!r} is not an image id") from None
+            if number not in ids:
+                ids.append(number)
+        if len(ids) > self.ctx.batch_max:
+            raise BadParameter(
+                "id", f"{len(ids)} ids asked for; at most {self.ctx.batch_max} per request"
+            )
+        if w is not None and not 1 <= w <= self.ctx.max_thumbnail:
+            raise BadParameter("w", f"{w} is not between 1 and {self.ctx.max_thumbnail}")
+        result: dict[str, str | None] = {}
+        for image_id in ids:
+            try:
+                data = self.ctx.thumbnail_bytes(req, image_id, w, None)
+            except CoverslipError:
+                result[str(image_id)] = None
+            else:
+                result[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+        resp.media = result
+
+
+class RenderSplitChannel:
+    """`render_split_channel/<iid>/<z>/<t>/`: every active channel in its own pane, plus the merge."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
+        view = self.ctx.view(req, iid, z, t)
+        fmt = parse_format(req.get_param("format") or "jpeg")
+        quality = parse_quality(req.get_param("q"))
+        key = view.key("split", fmt, quality)
+        self.ctx.respond(
+            req, resp, view, key, fmt, lambda: encode(split_grid(self.ctx, view), fmt, quality)
+        )
+
+
+def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -> None:
+    """Mount the webgateway rendering routes (only the thumbnail ones for the thumbnail service)."""
+    thumb = RenderThumbnail(ctx)
+    birds = BirdsEyeView(ctx)
+    batch = GetThumbnails(ctx)
+    webclient = WebclientThumbnail(ctx)
+    for prefix in ("/webgateway", "/webclient"):
+        app.add_route(
+            f"{prefix}/render_thumbnail/{{iid:int}}",
+            thumb if prefix == "/webgateway" else webclient,
+        )
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:int}}/{{w:int}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:int}}/{{w:int}}/{{h:int}}", thumb)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:int}}", birds)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:int}}/{{size:int}}", birds)
+        app.add_route(f"{prefix}/get_thumbnails", batch)
+        app.add_route(f"{prefix}/get_thumbnails/{{w:int}}", batch)
+    app.add_route("/webclient/render_thumbnail/size/{w:int}/{iid:int}", webclient)
+    if thumbs_only:
+        return
+    image = RenderImage(ctx)
+    region = RenderImageRegion(ctx)
+    split = RenderSplitChannel(ctx)
+    for prefix in ("/webgateway", "/webclient"):
+        app.add_route(f"{prefix}/render_image/{{iid:int}}", image)
+        app.add_route(f"{prefix}/render_image/{{iid:int}}/{{z:int}}", image)
+        app.add_route(f"{prefix}/render_image/{{iid:int}}/{{z:int}}/{{t:int}}", image)
+        app.add_route(f"{prefix}/render_image_region/{{iid:int}}/{{z:int}}/{{t:int}}", region)
+        app.add_route(f"{prefix}/render_split_channel/{{iid:int}}/{{z:int}}/{{t:int}}", split)

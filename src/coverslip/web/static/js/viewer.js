@@ -1,0 +1,235 @@
+// The deep-zoom viewer: OpenSeadragon over render_image_region tiles, with channel, Z/T,
+// greyscale and projection controls that re-render the view without reloading the page.
+
+import { api, prefix } from "./common.js";
+
+const element = document.getElementById("osd");
+const imageId = element.dataset.imageId;
+const canSave = element.dataset.canSave === "true";
+const statusLine = document.getElementById("status");
+const zInput = document.getElementById("z");
+const tInput = document.getElementById("t");
+const greyInput = document.getElementById("greyscale");
+const projectionInput = document.getElementById("projection");
+const channelBox = document.getElementById("channels");
+
+const state = { z: 0, t: 0, model: "color", projection: "normal", channels: [] };
+let info = null;
+let luts = [];
+let viewer = null;
+
+function say(text) {
+  statusLine.textContent = text;
+}
+
+function colorOrLut(ch) {
+  return ch.lut ? ch.lut : ch.color;
+}
+
+function renderQuery() {
+  const c = state.channels
+    .map((ch, i) => `${ch.active ? "" : "-"}${i + 1}|${ch.start}:${ch.end}$${colorOrLut(ch)}`)
+    .join(",");
+  const m = state.model === "greyscale" ? "g" : "c";
+  return `c=${encodeURIComponent(c)}&m=${m}&p=${state.projection}`;
+}
+
+function tileSource() {
+  const width = info.size.width;
+  const height = info.size.height;
+  const levels = info.levels || 1;
+  const tile = info.tile_size ? info.tile_size.width : Math.max(width, height);
+  const maxLevel = Math.max(0, Math.ceil(Math.log2(Math.max(width, height))));
+  const query = renderQuery();
+  const { z, t } = state;
+  return {
+    width,
+    height,
+    tileSize: tile,
+    tileOverlap: 0,
+    minLevel: Math.max(0, maxLevel - (levels - 1)),
+    maxLevel,
+    getTileUrl: (level, x, y) =>
+      `${prefix}/webgateway/render_image_region/${imageId}/${z}/${t}/?tile=${maxLevel - level},${x},${y}&${query}&format=jpeg`,
+  };
+}
+
+let pending = null;
+function refresh() {
+  clearTimeout(pending);
+  pending = setTimeout(() => {
+    const previous = viewer.world.getItemAt(0);
+    viewer.addTiledImage({
+      tileSource: tileSource(),
+      success: (event) => {
+        const drop = () => previous && viewer.world.getIndexOfItem(previous) >= 0 && viewer.world.removeItem(previous);
+        event.item.addOnceHandler("fully-loaded-change", drop);
+        setTimeout(drop, 4000);
+      },
+    });
+    history.replaceState(null, "", `?${renderQuery()}&z=${state.z}&t=${state.t}`);
+  }, 120);
+}
+
+function drawHistogram(canvas, c) {
+  const bins = 128;
+  api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}`)
+    .then((r) => r.json())
+    .then(({ data }) => {
+      const g = canvas.getContext("2d");
+      const peak = Math.log1p(Math.max(...data, 1));
+      g.clearRect(0, 0, canvas.width, canvas.height);
+      g.fillStyle = "#8aa0b8";
+      const w = canvas.width / data.length;
+      data.forEach((count, i) => {
+        const h = (Math.log1p(count) / peak) * canvas.height;
+        g.fillRect(i * w, canvas.height - h, Math.max(1, w), h);
+      });
+    })
+    .catch(() => {});
+}
+
+function channelControls() {
+  channelBox.replaceChildren();
+  state.channels.forEach((ch, c) => {
+    const box = document.createElement("div");
+    box.className = "channel";
+    const step = info.meta.pixelsType.startsWith("float") ? (ch.max - ch.min) / 1000 || 0.001 : 1;
+    box.innerHTML = `
+      <div class="channel-head">
+        <label><input type="checkbox" class="active"> <span class="label"></span></label>
+        <input type="color" class="color">
+        <select class="lut"><option value="">colour</option></select>
+      </div>
+      <canvas class="histogram" width="240" height="36" aria-hidden="true"></canvas>
+      <label class="range">Start <input type="range" class="start"> <output class="start-out"></output></label>
+      <label class="range">End <input type="range" class="end"> <output class="end-out"></output></label>`;
+    box.querySelector(".label").textContent = ch.label;
+    const active = box.querySelector(".active");
+    const color = box.querySelector(".color");
+    const lut = box.querySelector(".lut");
+    const start = box.querySelector(".start");
+    const end = box.querySelector(".end");
+    active.checked = ch.active;
+    active.setAttribute("aria-label", `Show channel ${ch.label}`);
+    color.value = `#${ch.color}`;
+    color.setAttribute("aria-label", `Colour of channel ${ch.label}`);
+    lut.setAttribute("aria-label", `Lookup table of channel ${ch.label}`);
+    for (const name of luts) lut.add(new Option(name.replace(/\.lut$/, ""), name));
+    lut.value = ch.lut || "";
+    for (const [input, key] of [[start, "start"], [end, "end"]]) {
+      input.min = ch.min;
+      input.max = ch.max;
+      input.step = step;
+      input.value = ch[key];
+      input.setAttribute("aria-label", `Window ${key} of channel ${ch.label}`);
+      box.querySelector(`.${key}-out`).value = ch[key];
+      input.addEventListener("input", () => {
+        ch[key] = Number(input.value);
+        box.querySelector(`.${key}-out`).value = input.value;
+        refresh();
+      });
+    }
+    active.addEventListener("change", () => { ch.active = active.checked; refresh(); });
+    color.addEventListener("input", () => { ch.color = color.value.slice(1).toUpperCase(); ch.lut = ""; lut.value = ""; refresh(); });
+    lut.addEventListener("change", () => { ch.lut = lut.value; refresh(); });
+    channelBox.append(box);
+    drawHistogram(box.querySelector(".histogram"), c);
+  });
+}
+
+function applyInfo(data) {
+  info = data;
+  state.z = Number(new URLSearchParams(location.search).get("z") ?? data.rdefs.defaultZ);
+  state.t = Number(new URLSearchParams(location.search).get("t") ?? data.rdefs.defaultT);
+  state.model = data.rdefs.model;
+  state.projection = String(data.rdefs.projection).split("|")[0];
+  state.channels = data.channels.map((ch) => ({
+    label: ch.label, active: ch.active, color: ch.color, lut: ch.lut || "",
+    start: ch.window.start, end: ch.window.end, min: ch.window.min, max: ch.window.max,
+  }));
+  if (zInput) { zInput.value = state.z; document.getElementById("z-out").value = state.z + 1; }
+  if (tInput) { tInput.value = state.t; document.getElementById("t-out").value = state.t + 1; }
+  greyInput.checked = state.model === "greyscale";
+  if (projectionInput) projectionInput.checked = state.projection === "intmax";
+  channelControls();
+}
+
+async function load() {
+  const keep = new URLSearchParams(location.search);
+  const query = ["c", "m", "p"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`).join("&");
+  applyInfo(await (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json());
+}
+
+function stepPlane(input, key, delta) {
+  if (!input) return;
+  const next = Math.min(Number(input.max), Math.max(0, state[key] + delta));
+  if (next === state[key]) return;
+  input.value = next;
+  input.dispatchEvent(new Event("input"));
+}
+
+async function main() {
+  try {
+    luts = (await (await api("/webgateway/luts/")).json()).luts.map((l) => l.name);
+    await load();
+  } catch (error) {
+    say(`Cannot load the image: ${error.message}`);
+    return;
+  }
+  viewer = OpenSeadragon({
+    element,
+    prefixUrl: `${prefix}/static/vendor/openseadragon/images/`,
+    tileSources: tileSource(),
+    showNavigator: true,
+    maxZoomPixelRatio: 4,
+    crossOriginPolicy: false,
+    gestureSettingsMouse: { clickToZoom: false },
+  });
+  for (const [input, key] of [[zInput, "z"], [tInput, "t"]]) {
+    input?.addEventListener("input", () => {
+      state[key] = Number(input.value);
+      document.getElementById(`${key}-out`).value = state[key] + 1;
+      refresh();
+    });
+  }
+  greyInput.addEventListener("change", () => { state.model = greyInput.checked ? "greyscale" : "color"; refresh(); });
+  projectionInput?.addEventListener("change", () => { state.projection = projectionInput.checked ? "intmax" : "normal"; refresh(); });
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea, button")) return;
+    if (event.key === "PageUp" || event.key === "ArrowUp") { stepPlane(zInput, "z", 1); event.preventDefault(); }
+    if (event.key === "PageDown" || event.key === "ArrowDown") { stepPlane(zInput, "z", -1); event.preventDefault(); }
+    if (event.key === "ArrowRight") stepPlane(tInput, "t", 1);
+    if (event.key === "ArrowLeft") stepPlane(tInput, "t", -1);
+  });
+  document.getElementById("save")?.addEventListener("click", async () => {
+    try {
+      await api(`/webgateway/saveImgRDef/${imageId}/?${renderQuery()}&z=${state.z + 1}&t=${state.t + 1}`, { method: "POST" });
+      say("Saved.");
+    } catch (error) {
+      say(`Not saved: ${error.message}`);
+    }
+  });
+  document.getElementById("reset").addEventListener("click", async () => {
+    try {
+      if (canSave) await api(`/webgateway/resetRDef/${imageId}/`, { method: "POST" });
+      history.replaceState(null, "", location.pathname);
+      await load();
+      refresh();
+      say("Reset.");
+    } catch (error) {
+      say(`Not reset: ${error.message}`);
+    }
+  });
+  document.getElementById("copy-link").addEventListener("click", async () => {
+    const link = `${location.origin}${location.pathname}?${renderQuery()}&z=${state.z}&t=${state.t}`;
+    try {
+      await navigator.clipboard.writeText(link);
+      say("Link copied.");
+    } catch (_) {
+      say(link);
+    }
+  });
+}
+
+window.addEventListener("load", main);

@@ -1,0 +1,199 @@
+"""The web UI: server-rendered pages (Jinja2) with plain ES modules for the interactive parts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+import jinja2
+
+from coverslip.catalog.records import Dataset
+from coverslip.errors import NotFound
+from coverslip.services import Services
+from coverslip.web.access import Access, caller_of
+
+HERE = Path(__file__).resolve().parent
+PAGE_SIZE = 120
+
+
+class Pages:
+    """Render templates with what every page shows: prefix, the caller, CSRF token, groups."""
+
+    def __init__(self, services: Services, access: Access) -> None:
+        self.services = services
+        self.access = access
+        self.prefix = services.settings["web.prefix"].rstrip("/")
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]),
+            auto_reload=False,
+        )
+
+    def render(
+        self, req: falcon.Request, resp: falcon.Response, template: str, **values: Any
+    ) -> None:
+        caller = caller_of(req)
+        user = getattr(caller, "user", None)
+        context = {
+            "prefix": self.prefix,
+            "user": user,
+            "csrf": getattr(caller, "csrf_token", None),
+            "groups": getattr(caller, "groups", None),
+            "current_group": self.access.current_group(req),
+            "request_path": req.relative_uri,
+            **values,
+        }
+        resp.content_type = falcon.MEDIA_HTML
+        resp.cache_control = ["private", "no-cache"]
+        resp.text = self.env.get_template(template).render(**context)
+
+    def not_found(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_404
+        self.render(
+            req,
+            resp,
+            "error.html",
+            title="Not found",
+            message="There is nothing here, or you may not see it.",
+        )
+
+
+class Index:
+    """`/`: the datasets the caller may see, with image counts."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        catalog = self.pages.services.catalog
+        groups = self.pages.access.readable_group_ids(req)
+        datasets = catalog.list_datasets(group_ids=groups)
+        loose = catalog.count_images(dataset_id=None, status="active", group_ids=groups) - sum(
+            d.image_count for d in datasets
+        )
+        self.pages.render(
+            req, resp, "index.html", datasets=datasets, loose=max(0, loose) if not datasets else 0
+        )
+
+
+class DatasetPage:
+    """`/datasets/{id}`: a paged thumbnail grid with a name filter and sorting."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, dataset_id: int) -> None:
+        services, access = self.pages.services, self.pages.access
+        groups = access.readable_group_ids(req)
+        if dataset_id == 0:
+            dataset = Dataset(0, "All images", "", 0, 0, datetime_min(), 0)
+            dataset_filter = None
+        else:
+            try:
+                dataset = services.catalog.get_dataset(dataset_id)
+            except NotFound:
+                self.pages.not_found(req, resp)
+                return
+            if groups is not None and dataset.group_id not in groups:
+                self.pages.not_found(req, resp)
+                return
+            dataset_filter = dataset_id
+        q = (req.get_param("q") or "").strip()
+        sort = req.get_param("sort") or "name"
+        if sort not in ("name", "created"):
+            sort = "name"
+        total = services.catalog.count_images(
+            dataset_id=dataset_filter, status="active", group_ids=groups, name_contains=q
+        )
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        page = min(pages, max(1, req.get_param_as_int("page") or 1))
+        images = services.catalog.list_images(
+            dataset_id=dataset_filter,
+            status="active",
+            group_ids=groups,
+            name_contains=q,
+            sort=sort,
+            descending=sort == "created",
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+        images = [image for image in images if access.visible(req, image)]
+
+        def query_for(number: int) -> str:
+            return urlencode({k: v for k, v in (("q", q), ("sort", sort), ("page", number)) if v})
+
+        self.pages.render(
+            req,
+            resp,
+            "dataset.html",
+            dataset=dataset,
+            images=images,
+            total=total,
+            page=page,
+            pages=pages,
+            q=q,
+            sort=sort,
+            query_for=query_for,
+            thumb_size=services.settings["thumbs.default_size"],
+            batch=services.settings["thumbs.batch_max"],
+        )
+
+
+class ImagePage:
+    """`/images/{id}`: the viewer."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
+        access = self.pages.access
+        try:
+            image = self.pages.services.metadata.image(image_id)
+        except NotFound:
+            self.pages.not_found(req, resp)
+            return
+        if not access.visible(req, image) or image.status != "active":
+            self.pages.not_found(req, resp)
+            return
+        self.pages.render(
+            req,
+            resp,
+            "image.html",
+            image=image,
+            can_save=access.can_annotate(req, image),
+            can_download=access.can_download(req, image),
+        )
+
+
+class UploadPage:
+    """`/upload`: drag and drop files into the images API (signed-in users only)."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.pages.access.user_id(req) is None:
+            raise falcon.HTTPSeeOther(
+                f"{self.pages.prefix}/login?{urlencode({'next': req.relative_uri})}"
+            )
+        self.pages.render(req, resp, "upload.html")
+
+
+def datetime_min() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(0, UTC)
+
+
+def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
+    """Mount the pages and the static files."""
+    pages = Pages(services, access)
+    app.add_route("/", Index(pages))
+    app.add_route("/datasets/{dataset_id:int}", DatasetPage(pages))
+    app.add_route("/images/{image_id:int}", ImagePage(pages))
+    app.add_route("/upload", UploadPage(pages))
+    app.add_static_route("/static", str(HERE / "static"))
+    return pages
