@@ -196,6 +196,16 @@ def median_of(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, f
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
+PLANE_SCRIPT = """
+local n = START
+request = function()
+  n = n + 1
+  local path = "/webgateway/render_image/IID/" .. (n % 20) .. "/0/?c=1|0:" .. (30000 + n)
+    .. "$FF0000,2|0:5000$00FF00,3|0:9000$0000FF"
+  return wrk.format("GET", path)
+end
+"""
+
 TILE_SCRIPT = """
 math.randomseed(%(seed)d)
 local n = 0
@@ -291,9 +301,9 @@ def main() -> None:
                 # A different Z and window end per request: the cache never answers.
                 script = work / "plane.lua"
                 script.write_text(
-                    "local n = %d\nrequest = function()\n  n = n + 1\n"
-                    "  return wrk.format('GET', '/webgateway/render_image/%d/' .. (n %% 20) .. '/0/?c=1|0:' .. (30000 + n) .. '$FF0000,2|0:5000$00FF00,3|0:9000$0000FF')\nend\n"
-                    % (next(counter) * 100000, ids["plane"])
+                    PLANE_SCRIPT.replace("START", str(next(counter) * 100000)).replace(
+                        "IID", str(ids["plane"])
+                    )
                 )
                 return wrk(base + "/", script, seconds=seconds)
 
