@@ -27,7 +27,9 @@ def run(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_import_list_show_delete(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tifffile.imwrite(tmp_path / "a.tif", np.full((3, 40, 50), 7, np.uint16))
+    tifffile.imwrite(
+        tmp_path / "a.tif", np.full((3, 40, 50), 7, np.uint16), photometric="minisblack"
+    )
     np.save(tmp_path / "b.npy", np.zeros((20, 30), np.uint8))
     out = json.loads(
         run(

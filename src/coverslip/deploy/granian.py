@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from coverslip.config import Settings
 
-TARGETS = {"web": "coverslip.web.wsgi:create", "thumbs": "coverslip.web.wsgi:create_thumbs"}
+# The launcher marks chunked bodies as terminated and trusts web.forwarded_allow_ips.
+TARGETS = {
+    "web": "coverslip.deploy.targets:web_granian",
+    "thumbs": "coverslip.deploy.targets:thumbs_granian",
+}
 
 
 def serve(settings: Settings, role: str = "web") -> None:
@@ -23,5 +27,4 @@ def serve(settings: Settings, role: str = "web") -> None:
         blocking_threads=settings["web.threads"],
         backlog=2048,
         log_access=False,
-        process_name=f"coverslip-{role}",
     ).serve()
