@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,18 +176,7 @@ class Importer:
             properties=options.properties,
         )
         try:
-            if options.in_place:
-                digest = hash_tree(path) if path.is_dir() else self._hash_file(path)
-            else:
-                digest = self._keep_original(path, image_id)
-            self._check_duplicate(digest, options)
-            self.catalog.update_image(
-                image_id,
-                sha512=digest.sha512.hexdigest(),
-                md5=digest.md5.hexdigest(),
-                original_size=digest.size,
-            )
-            self.build(image_id, reader, options, progress, source=path)
+            digest = self._original(path, image_id, options, reader, progress)
         except BaseException:
             reader.close()
             self.discard(image_id)
@@ -196,6 +186,40 @@ class Importer:
             self.catalog.add_to_dataset(options.dataset_id, [image_id])
         return image_id
 
+    def _original(
+        self, path: Path, image_id: int, options: ImportOptions, reader: formats.Reader, progress: Progress | None
+    ) -> Digest:
+        """Keep (or, in place, hash) the original and build the pyramid; refuse duplicates."""
+
+        def keep() -> Digest:
+            if options.in_place:
+                return hash_tree(path) if path.is_dir() else self._hash_file(path)
+            return self._keep_original(path, image_id)
+
+        def record(digest: Digest) -> None:
+            self._check_duplicate(digest, options)
+            self.catalog.update_image(
+                image_id, sha512=digest.sha512.hexdigest(), md5=digest.md5.hexdigest(), original_size=digest.size
+            )
+
+        size = path.stat().st_size if path.is_file() else None
+        if options.allow_duplicate or size is None or not self.catalog.original_size_exists(size):
+            # PERF: copying and hashing the original (I/O and hashlib, which release the GIL)
+            # runs beside the pyramid build; only a file of a size seen before is hashed first.
+            with ThreadPoolExecutor(1, thread_name_prefix="original") as pool:
+                copying = pool.submit(keep)
+                try:
+                    self.build(image_id, reader, options, progress, source=path, activate=False)
+                finally:
+                    digest = copying.result()
+            record(digest)
+        else:
+            digest = keep()
+            record(digest)
+            self.build(image_id, reader, options, progress, source=path, activate=False)
+        self.catalog.set_status(image_id, "active", expect=["importing"])
+        return digest
+
     def build(
         self,
         image_id: int,
@@ -203,10 +227,12 @@ class Importer:
         options: ImportOptions,
         progress: Progress | None = None,
         source: Path | None = None,
+        activate: bool = True,
     ) -> None:
         """Turn an image whose original is kept into an active one: pyramid, stats, thumbnail.
 
         Raises ImportFailed on bad content; the caller decides what becomes of the image row.
+        With ``activate`` False the image stays "importing" for the caller to finish.
         """
         self.catalog.set_status(image_id, "importing")
         meta = reader.meta
@@ -243,7 +269,8 @@ class Importer:
             )
             if self.thumbnailer is not None:
                 self.thumbnailer(pyramid, self.catalog.get_image(image_id))
-            self.catalog.set_status(image_id, "active", expect=["importing"])
+            if activate:
+                self.catalog.set_status(image_id, "active", expect=["importing"])
         except OSError as exc:
             shutil.rmtree(target, ignore_errors=True)
             raise ImportFailed(f"cannot write the pyramid: {exc.strerror or exc}") from None

@@ -306,6 +306,16 @@ class Catalog:
                 .limit(1)
             )
 
+    def original_size_exists(self, size: int) -> bool:
+        """Return whether an image (not killed) has an original of exactly ``size`` bytes."""
+        with self.engine.connect() as conn:
+            found = conn.scalar(
+                sa.select(t.images.c.id)
+                .where(t.images.c.original_size == size, t.images.c.status != "killed")
+                .limit(1)
+            )
+        return found is not None
+
     def delete_image(self, image_id: int) -> None:
         """Remove an image's rows (channels, memberships and settings go with it)."""
         with self.engine.begin() as conn:

@@ -51,9 +51,15 @@ def downsample(rows: np.ndarray) -> np.ndarray:
         acc = rows.astype(np.float64)
         out = (acc[0::2, 0::2] + acc[1::2, 0::2] + acc[0::2, 1::2] + acc[1::2, 1::2]) / 4.0
         return out.astype(rows.dtype)
-    acc64 = rows.astype(np.int64)
-    total = acc64[0::2, 0::2] + acc64[1::2, 0::2] + acc64[0::2, 1::2] + acc64[1::2, 1::2]
-    return ((total + 2) // 4).astype(rows.dtype)
+    # PERF: four 16-bit values and the rounding fit in 32 bits, which halves the memory traffic.
+    wide = np.uint32 if rows.dtype.itemsize <= 2 and rows.dtype.kind == "u" else np.int64
+    acc = rows.astype(wide)
+    total = acc[0::2, 0::2] + acc[1::2, 0::2]
+    total += acc[0::2, 1::2]
+    total += acc[1::2, 1::2]
+    total += 2
+    total //= 4
+    return total.astype(rows.dtype)
 
 
 class _Level:
