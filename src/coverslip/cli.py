@@ -466,5 +466,13 @@ def config_docs() -> None:
     click.echo(config.render_docs(), nl=False)
 
 
+def _attach_commands() -> None:
+    from coverslip.deploy.cli import register
+
+    register(main)
+
+
+_attach_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

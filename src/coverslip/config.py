@@ -281,6 +281,18 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="2 × cores + 1",
     ),
     _s(
+        "thumbs.access_log",
+        "str",
+        "",
+        "Access log path (empty: log/thumbs-access.log in production, none in development).",
+    ),
+    _s(
+        "thumbs.error_log",
+        "str",
+        "",
+        "Error log path (empty: log/thumbs-error.log in production, the terminal in development).",
+    ),
+    _s(
         "thumbs.batch_max",
         "int",
         50,
