@@ -16,7 +16,7 @@ def main() -> None:
     quick = ["--quick"] if "--quick" in sys.argv else []
     steps = [
         ("Pixel store: chunk size, codec, library", ["pixelstore.py", "--quick"]),
-        ("HTTP: the gateway against nginx", ["http.py", *quick]),
+        ("HTTP: the gateway against nginx", ["gateway_load.py", *quick]),
         (
             "Import: throughput and peak memory",
             ["import_memory.py", *(["--size", "16384", "--runs", "1"] if quick else [])],
