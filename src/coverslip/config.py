@@ -173,8 +173,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "web.threads",
         "int",
-        4,
-        "Threads per worker (Granian blocking threads, Gunicorn gthread, uWSGI).",
+        1,
+        "Threads per worker (Granian blocking threads, Gunicorn gthread, uWSGI); 1 is fastest for rendering.",
         minimum=1,
         maximum=1024,
     ),

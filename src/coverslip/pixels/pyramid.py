@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import tensorstore as ts
+from numcodecs import Blosc
 
 AXES = "TCZYX"
 
@@ -121,6 +122,78 @@ class Level:
     dims: tuple[int | None, ...]  # index of T, C, Z, Y, X in the array, None if absent
     height: int
     width: int
+    chunks: DirectChunks | None = None
+
+
+class DirectChunks:
+    """Read the chunks of one of our own Zarr v3 arrays straight from their files.
+
+    # PERF: a 256² tile is one chunk; opening its file and decompressing it here takes about
+    # 80 µs, where a tensorstore read costs 150 µs idle and much more under load (thread
+    # hand-offs). Only arrays this store wrote qualify: TCZYX, default chunk keys, chunks
+    # of one plane, and the bytes codec optionally followed by blosc.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.chunk_y, self.chunk_x = meta["chunk_grid"]["configuration"]["chunk_shape"][3:]
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        self.fill = meta.get("fill_value", 0) or 0
+        codecs = meta["codecs"]
+        self.blosc = Blosc() if len(codecs) == 2 else None
+
+    @classmethod
+    def for_array(cls, path: Path) -> DirectChunks | None:
+        """Return a reader for the array at ``path`` if it is one this store wrote, else None."""
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return None
+        codecs = [codec.get("name") for codec in meta.get("codecs", [])]
+        chunk_shape = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
+        bytes_codec = meta.get("codecs", [{}])[0].get("configuration", {})
+        if (
+            meta.get("dimension_names") != list(AXES.lower())
+            or meta.get("chunk_key_encoding", {}).get("name") != "default"
+            or meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
+            != "/"
+            or codecs not in (["bytes"], ["bytes", "blosc"])
+            or bytes_codec.get("endian", "little") != "little"
+            or len(chunk_shape) != 5
+            or chunk_shape[:3] != [1, 1, 1]
+        ):
+            return None
+        return cls(path, meta)
+
+    def read(
+        self, plane: tuple[int, int, int], y: slice, x: slice, height: int, width: int
+    ) -> np.ndarray:
+        """Return rows ``y`` and columns ``x`` (bounded slices) of one (t, c, z) plane."""
+        y0, y1, _ = y.indices(height)
+        x0, x1, _ = x.indices(width)
+        out = np.empty((y1 - y0, x1 - x0), dtype=self.dtype)
+        t, c, z = plane
+        for cy in range(y0 // self.chunk_y, (y1 - 1) // self.chunk_y + 1):
+            for cx in range(x0 // self.chunk_x, (x1 - 1) // self.chunk_x + 1):
+                chunk = self._chunk(t, c, z, cy, cx)
+                top, left = cy * self.chunk_y, cx * self.chunk_x
+                ya, yb = max(y0, top), min(y1, top + self.chunk_y)
+                xa, xb = max(x0, left), min(x1, left + self.chunk_x)
+                out[ya - y0 : yb - y0, xa - x0 : xb - x0] = chunk[
+                    ya - top : yb - top, xa - left : xb - left
+                ]
+        return out
+
+    def _chunk(self, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
+        try:
+            with open(
+                self.path / "c" / str(t) / str(c) / str(z) / str(cy) / str(cx), "rb"
+            ) as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return np.full((self.chunk_y, self.chunk_x), self.fill, dtype=self.dtype)
+        data = self.blosc.decode(raw) if self.blosc is not None else raw
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk_y, self.chunk_x)
 
 
 class Pyramid:
@@ -156,7 +229,8 @@ class Pyramid:
             except Exception as exc:  # noqa: BLE001 - tensorstore raises ValueError and others
                 raise PyramidError(f"{path}/{dataset['path']}: cannot open ({exc})") from None
             shape = array.shape
-            self.levels.append(Level(array, dims, int(shape[dims[3]]), int(shape[dims[4]])))
+            direct = DirectChunks.for_array(path / dataset["path"]) if driver == "zarr3" else None
+            self.levels.append(Level(array, dims, int(shape[dims[3]]), int(shape[dims[4]]), direct))
         full = self.levels[0].array.shape
         self.shape = tuple(int(full[d]) if d is not None else 1 for d in dims)
         self.dtype = np.dtype(self.levels[0].array.dtype.numpy_dtype)
@@ -189,6 +263,8 @@ class Pyramid:
     ) -> np.ndarray:
         """Return an (N, Y, X) array: the region of each (t, c, z) plane, read concurrently."""
         lv = self.levels[level]
+        if lv.chunks is not None:
+            return np.stack([lv.chunks.read(plane, y, x, lv.height, lv.width) for plane in planes])
         futures = []
         for plane in planes:
             index: list[Any] = [0] * lv.array.rank
