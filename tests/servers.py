@@ -1,177 +1,389 @@
-"""Real PostgreSQL and Redis servers for the tests, on loopback ports they pick themselves.
+"""Real PostgreSQL and Redis servers for the tests, on loopback ports picked at run time.
 
-Debian's binaries are used as they are; as root, PostgreSQL runs as the `postgres` user,
-since it refuses to run as root.
+Each server is a context manager that starts the Debian-packaged binary in a fresh directory,
+yields the URL to reach it, and stops it on exit. No process outlives the test run: each one
+leads its own process group, is killed with that group at interpreter exit, and is sent a
+signal by the kernel if the Python process dies first (``PR_SET_PDEATHSIG``).
+
+PostgreSQL refuses to run as root; when the tests run as root, ``initdb`` and ``postgres``
+run as the ``postgres`` system user in a directory that user owns.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
 import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+POSTGRES_PACKAGE = "postgresql"
+REDIS_PACKAGE = "redis-server"
+REDIS_SERVER = "/usr/bin/redis-server"
+DATABASE = "coverslip"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class ServerURL(str):
+    """The URL of a running server, which also knows the server's port, process and directory
+    (the process leads its own group, so ``os.killpg(url.pid, 0)`` asks whether any of it
+    is still alive)."""
+
+    port: int
+    pid: int
+    directory: Path
+
+    def __new__(cls, url: str, port: int, pid: int, directory: Path) -> ServerURL:
+        self = super().__new__(cls, url)
+        self.port, self.pid, self.directory = port, pid, directory
+        return self
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return sock.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
-    """Return once something accepts connections on host:port, or raise TimeoutError."""
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT) -> None:
+    """Wait until ``host:port`` accepts TCP connections; raise TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout
+    while not port_open(host, port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g} s")
+        time.sleep(0.02)
+
+
+# Process groups and directories still to clean up, in case a context manager never exits
+# (an interrupted session); emptied as each server stops normally.
+_groups: set[int] = set()
+_directories: set[Path] = set()
+
+
+@atexit.register
+def _clean_up() -> None:
+    for pgid in list(_groups):
+        _kill_group(pgid, signal.SIGKILL)
+    for directory in list(_directories):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _clean_up_on_sigterm() -> None:
+    """Clean up before dying of SIGTERM too, which otherwise skips ``atexit``: once, and only
+    if nobody else handles the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        _clean_up()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn`` asking the kernel to send ``sig`` to the child when its parent dies.
+    It runs after ``subprocess`` has switched user, which would otherwise clear the setting."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+
+    return preexec
+
+
+def _spawn(
+    args: list[str], log: Path, death_signal: signal.Signals, **kwargs: object
+) -> subprocess.Popen[bytes]:
+    """Start a server process leading its own process group, its output going to ``log``."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(death_signal),
+            **kwargs,  # type: ignore[call-overload]
+        )
+    _groups.add(process.pid)
+    _clean_up_on_sigterm()
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Send ``sig`` to the server, wait for it, then kill whatever is left of its group."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill_group(process.pid, signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+    # Children of the leader (PostgreSQL backends) leave soon after it; make sure.
+    deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        _kill_group(process.pid, signal.SIGKILL)
+        time.sleep(0.02)
+    _groups.discard(process.pid)
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
+def _tail(log: Path, lines: int = 20) -> str:
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
-def _postgres_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    if not found:
+# PostgreSQL
+
+
+def postgres_bindir() -> Path:
+    """The directory of ``initdb`` and ``postgres``: the newest Debian version installed, or
+    what ``pg_config --bindir`` says."""
+    found = sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin") if Path(p, "initdb").exists()),
+        key=lambda p: [int(part) if part.isdigit() else 0 for part in p.parent.name.split(".")],
+    )
+    if found:
+        return found[-1]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        bindir = Path(out.stdout.strip())
+        if out.returncode == 0 and (bindir / "initdb").exists():
+            return bindir
+    raise RuntimeError(
+        "PostgreSQL is not installed: the tests start a real server. "
+        f"Install the Debian package: apt-get install {POSTGRES_PACKAGE} (or run `make debs`)"
+    )
+
+
+def _postgres_user() -> dict[str, object]:
+    """``subprocess`` arguments to run PostgreSQL programs as ``postgres`` when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
         raise RuntimeError(
-            "PostgreSQL is not installed: apt-get install -y postgresql (`make test` does)"
-        )
-    return Path(found[-1])
+            "running as root, but there is no `postgres` user to run PostgreSQL as; "
+            f"install the Debian package {POSTGRES_PACKAGE}, which creates it"
+        ) from None
+    return {"user": "postgres", "group": "postgres", "extra_groups": []}
 
 
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """Run a throwaway PostgreSQL server and yield its SQLAlchemy URL."""
-    bindir = _postgres_bin()
-    root = Path(tempfile.mkdtemp(prefix="coverslip-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        os.chmod(root, 0o755)
-        shutil.chown(root, "postgres", "postgres")
-    data = root / "data"
-    port = free_port()
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "coverslip",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    process = subprocess.Popen(
-        [
-            *prefix,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            str(root),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+@contextlib.contextmanager
+def postgres_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[ServerURL]:
+    """Run a throwaway PostgreSQL with a database ``coverslip`` owned by user ``coverslip``.
+
+    Yields ``postgresql+psycopg://coverslip@127.0.0.1:PORT/coverslip``. The cluster lives in a
+    new directory under ``tmpdir`` (under the system temporary directory when root, since
+    ``postgres`` must reach it) and is deleted on exit. Durability is off, for speed.
+    """
+    bindir = postgres_bindir()
+    as_user = _postgres_user()
+    parent = tempfile.gettempdir() if as_user or tmpdir is None else os.fspath(tmpdir)
+    directory = Path(tempfile.mkdtemp(prefix="coverslip-pg-", dir=parent))
+    _directories.add(directory)
+    process = None
     try:
-        wait_for_port("127.0.0.1", port)
-        deadline = time.monotonic() + 30
-        while True:
-            made = subprocess.run(
+        if as_user:
+            account = pwd.getpwnam("postgres")
+            os.chown(directory, account.pw_uid, account.pw_gid)
+        data, log = directory / "data", directory / "postgres.log"
+        run = {"cwd": directory, **as_user}
+        initdb = subprocess.run(
+            [
+                f"{bindir}/initdb",
+                f"--pgdata={data}",
+                f"--username={DATABASE}",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            **run,  # type: ignore[call-overload]
+        )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
+        for _attempt in range(3):  # another process may take the free port before postgres
+            port = free_port()
+            process = _spawn(
                 [
-                    str(bindir / "createdb"),
-                    "-h",
-                    "127.0.0.1",
+                    f"{bindir}/postgres",
+                    "-D",
+                    str(data),
                     "-p",
                     str(port),
-                    "-U",
-                    "coverslip",
-                    "coverslip",
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={directory}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
                 ],
-                capture_output=True,
-                text=True,
+                log,
+                signal.SIGQUIT,  # immediate shutdown, children included
+                **run,
             )
-            if made.returncode == 0:
+            if _wait_for_postgres(process, port):
                 break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"createdb failed: {made.stderr}")
-            time.sleep(0.2)
-        yield f"postgresql+psycopg://coverslip@127.0.0.1:{port}/coverslip"
+            _stop(process, signal.SIGQUIT)
+            if "could not bind" not in _tail(log):
+                raise RuntimeError(f"postgres did not start; its log ends:\n{_tail(log)}")
+        else:
+            raise RuntimeError(f"postgres found no free port; its log ends:\n{_tail(log)}")
+        _create_database(port)
+        url = f"postgresql+psycopg://{DATABASE}@127.0.0.1:{port}/{DATABASE}"
+        yield ServerURL(url, port, process.pid, directory)
     finally:
-        _stop(process)
-        shutil.rmtree(root, ignore_errors=True)
+        if process is not None:
+            _stop(process, signal.SIGQUIT)
+        shutil.rmtree(directory, ignore_errors=True)
+        _directories.discard(directory)
 
 
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """Run a throwaway Redis server and yield its URL."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
+def _wait_for_postgres(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Wait until postgres accepts connections; False if it exits first."""
+    import psycopg
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while process.poll() is None:
+        if port_open("127.0.0.1", port):
+            try:
+                psycopg.connect(
+                    host="127.0.0.1", port=port, user=DATABASE, dbname="postgres"
+                ).close()
+                return True
+            except psycopg.OperationalError:  # "the database system is starting up"
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"postgres on port {port} not ready after {START_TIMEOUT:g} s")
+        time.sleep(0.02)
+    return False
+
+
+def _create_database(port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user=DATABASE, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+# Redis
+
+
+@contextlib.contextmanager
+def redis_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[ServerURL]:
+    """Run a throwaway Redis without persistence. Yields ``redis://127.0.0.1:PORT/0``."""
+    if not os.access(REDIS_SERVER, os.X_OK):
         raise RuntimeError(
-            "Redis is not installed: apt-get install -y redis-server (`make test` does)"
+            f"{REDIS_SERVER} is missing: the tests start a real server. "
+            f"Install the Debian package: apt-get install {REDIS_PACKAGE} (or run `make debs`)"
         )
-    root = Path(tempfile.mkdtemp(prefix="coverslip-redis-"))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(root),
-            "--daemonize",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    parent = None if tmpdir is None else os.fspath(tmpdir)
+    directory = Path(tempfile.mkdtemp(prefix="coverslip-redis-", dir=parent))
+    _directories.add(directory)
+    log = directory / "redis.log"
+    process = None
     try:
-        wait_for_port("127.0.0.1", port)
-        yield f"redis://127.0.0.1:{port}/0"
+        for _attempt in range(3):  # another process may take the free port before redis
+            port = free_port()
+            process = _spawn(
+                [
+                    REDIS_SERVER,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(directory),
+                    "--daemonize",
+                    "no",
+                ],
+                log,
+                signal.SIGKILL,  # nothing to save
+                cwd=directory,
+            )
+            if _wait_for_redis(process, port):
+                break
+            _stop(process, signal.SIGTERM)
+            if "Address already in use" not in _tail(log):
+                raise RuntimeError(f"redis-server did not start; its log ends:\n{_tail(log)}")
+        else:
+            raise RuntimeError(f"redis-server found no free port; its log ends:\n{_tail(log)}")
+        yield ServerURL(f"redis://127.0.0.1:{port}/0", port, process.pid, directory)
     finally:
-        _stop(process)
-        shutil.rmtree(root, ignore_errors=True)
+        if process is not None:
+            _stop(process, signal.SIGTERM)
+        shutil.rmtree(directory, ignore_errors=True)
+        _directories.discard(directory)
+
+
+def _wait_for_redis(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Wait until redis answers PING; False if it exits first."""
+    import redis
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while process.poll() is None:
+        if port_open("127.0.0.1", port):
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+            try:
+                if client.ping():
+                    return True
+            except redis.exceptions.RedisError:  # still loading
+                pass
+            finally:
+                client.close()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis on port {port} not ready after {START_TIMEOUT:g} s")
+        time.sleep(0.02)
+    return False
