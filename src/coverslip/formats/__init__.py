@@ -6,14 +6,15 @@ Every reader describes the image (`ImageMeta`) and hands out bands of rows of on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from coverslip.errors import UnsupportedFormat
+from coverslip.errors import ImportFailed, UnsupportedFormat
 
 PIXEL_TYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
 AXES = "TCZYX"
@@ -145,3 +146,41 @@ def check_pixel_type(dtype: np.dtype) -> str:
             f"pixel type {name} is not supported (use one of {', '.join(PIXEL_TYPES)})"
         )
     return name
+
+
+class Seekable(Protocol):
+    """A file opened for binary reading (a Python file or tifffile's FileHandle)."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def readinto(self, buffer: Any, /) -> int | None: ...
+
+
+def read_stored_band(
+    handle: Seekable,
+    offset: int,
+    dtype: np.dtype,
+    shape: Sequence[int],
+    index: Sequence[int | slice],
+) -> np.ndarray:
+    """Return ``array[index]`` of a C-order array stored uncompressed at ``offset`` in ``handle``.
+
+    ``index`` fixes every axis before the one that selects rows with a slice, so the band is
+    one run of bytes: only those bytes are read (a memory map would leave the whole file
+    resident). Axes after the rows are read whole and indexed in memory.
+    """
+    rows, wanted = next((i, item) for i, item in enumerate(index) if isinstance(item, slice))
+    lead = [item for item in index[:rows] if isinstance(item, int)]
+    if len(lead) != rows:
+        raise ValueError(f"index {index} has a slice before the rows")
+    y0, y1, _step = wanted.indices(shape[rows])
+    y1 = max(y0, y1)
+    row_items = math.prod(shape[rows + 1 :])
+    first = int(np.ravel_multi_index((*lead, y0), tuple(shape[: rows + 1]))) if y1 > y0 else 0
+    band = np.empty((y1 - y0) * row_items, dtype=dtype)
+    handle.seek(offset + first * row_items * dtype.itemsize)
+    got = handle.readinto(band.data.cast("B"))
+    if got != band.nbytes:
+        raise ImportFailed("the file ends inside its image data (truncated)")
+    band = band.reshape(y1 - y0, *shape[rows + 1 :])[(slice(None), *index[rows + 1 :])]
+    return np.ascontiguousarray(band, dtype=dtype.newbyteorder("="))
