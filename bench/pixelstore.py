@@ -1,4 +1,4 @@
-"""Choose the pixel store's chunk size, codec and I/O library by measurement.
+"""Choose the pixel store's chunk size, codec and I/O package by measurement.
 
     python bench/pixelstore.py [--quick]
 
@@ -73,20 +73,20 @@ QUICK_CODECS = ["none", "blosc-lz4", "blosc-zstd1", "zstd1"]
 
 NO_CACHE = {"cache_pool": {"total_bytes_limit": 0}}
 READERS: dict[str, dict[str, Any]] = {
-    "ts": {"library": "tensorstore", "context": NO_CACHE},
+    "ts": {"engine": "tensorstore", "context": NO_CACHE},
     "ts dcc1": {
-        "library": "tensorstore",
+        "engine": "tensorstore",
         "context": {**NO_CACHE, "data_copy_concurrency": {"limit": 1}},
     },
     "ts dcc1 cache": {
-        "library": "tensorstore",
+        "engine": "tensorstore",
         "context": {
             "cache_pool": {"total_bytes_limit": 256 * 2**20},
             "data_copy_concurrency": {"limit": 1},
         },
         "recheck_cached_data": "open",
     },
-    "zarr": {"library": "zarr"},
+    "zarr": {"engine": "zarr"},
 }
 
 
@@ -274,7 +274,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     opens: list[float] = []
     arrays: list[Any] = []
-    if reader["library"] == "tensorstore":
+    if reader["engine"] == "tensorstore":
         import tensorstore as ts
 
         started = time.perf_counter_ns()
@@ -382,13 +382,13 @@ def main() -> None:
                 sizes: dict[str, int] = {}
                 speeds: dict[str, float] = {}
                 roots: dict[str, Path] = {}
-                for library, write in (("ts", write_tensorstore), ("zarr", write_zarr)):
-                    root = work / f"{chunk}-{codec}-{library}.ome.zarr"
+                for engine, write in (("ts", write_tensorstore), ("zarr", write_zarr)):
+                    root = work / f"{chunk}-{codec}-{engine}.ome.zarr"
                     started = time.perf_counter()
                     write(root, levels, chunk, codec)
-                    speeds[library] = raw / 1e6 / (time.perf_counter() - started)
-                    sizes[library] = disk_bytes(root)
-                    roots[library] = root
+                    speeds[engine] = raw / 1e6 / (time.perf_counter() - started)
+                    sizes[engine] = disk_bytes(root)
+                    roots[engine] = root
                 os.sync()
                 disk = sizes["ts"]
                 storage_rows.append(
@@ -396,9 +396,9 @@ def main() -> None:
                     f"| {speeds['ts']:,.0f} | {speeds['zarr']:,.0f} |"
                 )
                 for name, reader in READERS.items():
-                    library = "zarr" if reader["library"] == "zarr" else "ts"
+                    engine = "zarr" if reader["engine"] == "zarr" else "ts"
                     job = {
-                        "root": str(roots[library]),
+                        "root": str(roots[engine]),
                         "reader": name,
                         "levels": len(levels),
                         "size": SIZE,

@@ -19,7 +19,7 @@ CODECS: dict[str, list[dict[str, Any]]] = {
         {"name": "bytes", "configuration": {"endian": "little"}},
         {
             "name": "blosc",
-            "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0},
+            "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0},
         },
     ],
     "zstd": [
@@ -29,7 +29,7 @@ CODECS: dict[str, list[dict[str, Any]]] = {
             "configuration": {
                 "cname": "zstd",
                 "clevel": 1,
-                "shuffle": "bitshuffle",
+                "shuffle": "shuffle",
                 "blocksize": 0,
             },
         },
@@ -119,7 +119,9 @@ class PyramidWriter:
             raise FileExistsError(path)
         path.mkdir(parents=True)
         self._write_group_metadata()
-        context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
+        # PERF: no fsync per chunk file (tensorstore's default); an import that dies half-way
+        # is discarded whole anyway.
+        context = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "file_io_sync": False})
         self.arrays: list[ts.TensorStore] = []
         for level, (height, width) in enumerate(self.shapes):
             spec = {
