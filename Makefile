@@ -35,6 +35,7 @@ debs:
 	fi
 
 serve: $(STAMP) assets
+	$(VENV)/bin/coverslip user ensure-admin
 	$(VENV)/bin/coverslip demo --if-empty
 	$(VENV)/bin/coverslip serve
 

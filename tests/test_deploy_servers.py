@@ -165,8 +165,23 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     home = folder / "home"
     plane = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint8)
     np.save(folder / "plane.npy", plane)
+    subprocess.run(
+        [sys.executable, "-c", BOOT, "user", "ensure-admin"],
+        env=Instance(home, {}).env,
+        capture_output=True,
+        check=True,
+    )
     result = subprocess.run(
-        [sys.executable, "-c", BOOT, "import", str(folder / "plane.npy"), "--json"],
+        [
+            sys.executable,
+            "-c",
+            BOOT,
+            "import",
+            str(folder / "plane.npy"),
+            "--group",
+            "Public",
+            "--json",
+        ],
         env=Instance(home, {}).env,
         capture_output=True,
         text=True,
@@ -181,7 +196,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     instance_home = Home(home)
     services = Services.build(instance_home.settings(environ={}), instance_home)
     services.catalog.migrate()
-    owner, group = services.catalog.ensure_local_admin()
+    owner, _default = services.catalog.ensure_local_admin()
+    group = services.auth.ensure_public_group()
     image_id = services.catalog.create_image("plane", owner, group, status="queued", format="npy")
     services.importer().build(image_id, PlaneReader(plane), ImportOptions())  # type: ignore[arg-type]
     return home, image_id

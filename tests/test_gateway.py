@@ -29,7 +29,8 @@ def add_image(
 ) -> int:
     """Import a TCZYX array through the real pipeline (pyramid, stats, default thumbnail)."""
     services = app.services
-    owner, group = services.catalog.ensure_local_admin()
+    owner, _default = services.catalog.ensure_local_admin()
+    group = services.auth.ensure_public_group()  # anonymous test clients may read it
     image_id = services.catalog.create_image(name, owner, group)
     importer = services.importer()
     if tile:
@@ -51,6 +52,14 @@ def app(home: Home) -> CoverslipApp:
 @pytest.fixture(scope="module")
 def client(app: CoverslipApp) -> testing.TestClient:
     return testing.TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def admin_token(app: CoverslipApp) -> dict[str, str]:
+    """Headers that sign requests in as the image owner with an API token."""
+    owner, _group = app.services.catalog.ensure_local_admin()
+    _id, token = app.services.auth.tokens.create(owner, "tests")
+    return {"X-Auth-Token": token}
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +325,7 @@ def test_thumbnail_reads_a_coarse_level_only(app: CoverslipApp, client: testing.
 
 
 def test_saved_settings_show_at_once_and_etags(
-    app: CoverslipApp, client: testing.TestClient
+    app: CoverslipApp, client: testing.TestClient, admin_token: dict[str, str]
 ) -> None:
     data = RNG.integers(0, 1000, (1, 1, 1, 64, 64), dtype=np.uint16)
     image_id = add_image(app, data, "saved")
@@ -330,7 +339,11 @@ def test_saved_settings_show_at_once_and_etags(
     )
     tile_url = f"/webgateway/render_image_region/{image_id}/0/0/?tile=0,0,0&format=png"
     before = get_png(client, tile_url)
-    saved = client.simulate_post(f"/webgateway/saveImgRDef/{image_id}/?c=1|0:10$FFFFFF&m=g")
+    anonymous = client.simulate_post(f"/webgateway/saveImgRDef/{image_id}/?c=1|0:10$FFFFFF&m=g")
+    assert anonymous.status_code == 403
+    saved = client.simulate_post(
+        f"/webgateway/saveImgRDef/{image_id}/?c=1|0:10$FFFFFF&m=g", headers=admin_token
+    )
     assert saved.status_code == 200, saved.text
     after = client.simulate_get(
         f"/webgateway/render_thumbnail/{image_id}/", headers={"If-None-Match": etag}
@@ -341,7 +354,10 @@ def test_saved_settings_show_at_once_and_etags(
     assert not np.array_equal(before, get_png(client, tile_url))
     rdef = client.simulate_get(f"/webgateway/getImgRDef/{image_id}/").json["rdef"]
     assert rdef["c"].startswith("1|0:10$FFFFFF") and rdef["m"] == "g"
-    assert client.simulate_post(f"/webgateway/resetRDef/{image_id}/").status_code == 200
+    assert (
+        client.simulate_post(f"/webgateway/resetRDef/{image_id}/", headers=admin_token).status_code
+        == 200
+    )
     np.testing.assert_array_equal(get_png(client, tile_url), before)
 
 

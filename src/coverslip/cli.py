@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from coverslip import config
-from coverslip.errors import CoverslipError, Duplicate
+from coverslip.errors import BadParameter, CoverslipError, Duplicate
 from coverslip.home import Home
 from coverslip.imports import ImportOptions
 from coverslip.services import Services
@@ -197,6 +197,10 @@ def import_files(
 @click.option(
     "--allow-duplicate", is_flag=True, help="Import files whose bytes were imported before."
 )
+@click.option("--user", "username", help="Owner of the images (default: the local administrator).")
+@click.option(
+    "--group", "group_name", help="Group of the images (default: the owner's first group)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new image ids as JSON.")
 @pass_state
 @guarded
@@ -208,11 +212,13 @@ def import_(
     axes: str | None,
     in_place: bool,
     allow_duplicate: bool,
+    username: str | None,
+    group_name: str | None,
     as_json: bool,
 ) -> None:
     """Import image files (TIFF, OME-TIFF, PNG, JPEG, NPY, OME-Zarr)."""
     services = state.services
-    owner_id, group_id = services.catalog.ensure_local_admin()
+    owner_id, group_id = _owner_and_group(services, username, group_name)
     dataset_id = _dataset_id(services, dataset, owner_id, group_id) if dataset else None
     options = ImportOptions(
         name=name,
@@ -233,6 +239,29 @@ def import_(
         )
     if failed:
         sys.exit(1)
+
+
+def _owner_and_group(
+    services: Services, username: str | None, group_name: str | None
+) -> tuple[int, int]:
+    """Return (owner id, group id) for new images; the owner must belong to the group."""
+    admin_id, default_group = services.catalog.ensure_local_admin()
+    directory = services.auth.directory
+    owner = directory.user(username) if username else directory.user(admin_id)
+    account = directory.account(owner.id)
+    member_of = account.member_of if account else frozenset()
+    if group_name:
+        group = directory.find_group(group_name)
+        if group.id not in member_of:
+            raise BadParameter("group", f"{owner.username} is not a member of group {group_name!r}")
+        return owner.id, group.id
+    if username is None:
+        return owner.id, default_group
+    if not member_of:
+        raise BadParameter(
+            "user", f"{owner.username} belongs to no group; add them with `coverslip group adduser`"
+        )
+    return owner.id, min(member_of)
 
 
 def _dataset_id(services: Services, name: str, owner_id: int, group_id: int) -> int:
@@ -359,9 +388,17 @@ def demo(state: State, if_empty: bool, seed: int) -> None:
 
     folder = state.home.staging / "demo"
     folder.mkdir(parents=True, exist_ok=True)
+    username, password = services.auth.ensure_admin()
+    if password:
+        click.echo(
+            f"created the administrator: username {username}, password {password}\n"
+            "  (shown only this once; change it with `coverslip user passwd admin`)"
+        )
+    owner_id, _default = services.catalog.ensure_local_admin()
+    # The demo goes in the public group, so an anonymous visitor can browse it.
+    group_id = services.auth.ensure_public_group()
     click.echo("writing demo files …")
     files = write_demo_files(folder, seed=seed)
-    owner_id, group_id = services.catalog.ensure_local_admin()
     dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
     failed = 0
     for item in files:
@@ -467,9 +504,13 @@ def config_docs() -> None:
 
 
 def _attach_commands() -> None:
+    from coverslip.auth import cli as auth_cli
     from coverslip.deploy.cli import register
 
     register(main)
+    main.add_command(auth_cli.user)
+    main.add_command(auth_cli.group)
+    main.add_command(auth_cli.token)
 
 
 _attach_commands()

@@ -342,6 +342,28 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Send session cookies without an expiry date.",
     ),
+    # Signing in.
+    _s(
+        "login.max_failures_user",
+        "int",
+        5,
+        "Failed sign-ins for one username within login.window before it is refused.",
+        minimum=1,
+    ),
+    _s(
+        "login.max_failures_address",
+        "int",
+        50,
+        "Failed sign-ins from one client address within login.window before it is refused.",
+        minimum=1,
+    ),
+    _s(
+        "login.window",
+        "int",
+        900,
+        "Seconds failed sign-ins are counted for; a refused username or address waits this long.",
+        minimum=1,
+    ),
     # The catalog.
     _s(
         "db.url",

@@ -10,8 +10,8 @@ import contextlib
 import hashlib
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -176,7 +176,7 @@ class Importer:
             properties=options.properties,
         )
         try:
-            digest = self._original(path, image_id, options, reader, progress)
+            self._original(path, image_id, options, reader, progress)
         except BaseException:
             reader.close()
             self.discard(image_id)
@@ -187,7 +187,12 @@ class Importer:
         return image_id
 
     def _original(
-        self, path: Path, image_id: int, options: ImportOptions, reader: formats.Reader, progress: Progress | None
+        self,
+        path: Path,
+        image_id: int,
+        options: ImportOptions,
+        reader: formats.Reader,
+        progress: Progress | None,
     ) -> Digest:
         """Keep (or, in place, hash) the original and build the pyramid; refuse duplicates."""
 
@@ -199,7 +204,10 @@ class Importer:
         def record(digest: Digest) -> None:
             self._check_duplicate(digest, options)
             self.catalog.update_image(
-                image_id, sha512=digest.sha512.hexdigest(), md5=digest.md5.hexdigest(), original_size=digest.size
+                image_id,
+                sha512=digest.sha512.hexdigest(),
+                md5=digest.md5.hexdigest(),
+                original_size=digest.size,
             )
 
         size = path.stat().st_size if path.is_file() else None

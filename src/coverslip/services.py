@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coverslip.auth import Auth
 from coverslip.cache import RenderCache, settings_tag, thumbnail_key
 from coverslip.catalog import Catalog, Image
 from coverslip.catalog.cached import CachedCatalog
@@ -25,6 +26,7 @@ class Services:
     pixels: PixelStore
     cache: RenderCache
     metadata: CachedCatalog
+    auth: Auth
 
     @classmethod
     def build(
@@ -47,6 +49,7 @@ class Services:
             pixels=pixels or PixelStore(home),
             cache=cache or RenderCache(home.cache, enabled=settings["cache.enabled"]),
             metadata=metadata,
+            auth=Auth(settings, catalog, metadata, stamp=metadata.stamp),
         )
 
     def importer(self) -> Importer:

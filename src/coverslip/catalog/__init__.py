@@ -705,12 +705,6 @@ class Catalog:
                 for row in rows
             ]
 
-    def group_permissions(self) -> dict[int, str]:
-        """Return the permission level of every group, by id."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.groups.c.id, t.groups.c.permissions))
-            return {int(row[0]): str(row[1]) for row in rows}
-
 
 # Sort keys of `search_images`; NULLs read as "" or -1 so that keyset pagination compares.
 SEARCH_SORT_KEYS: dict[str, sa.ColumnElement[Any]] = {

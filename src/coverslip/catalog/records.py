@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("queued", "saving", "importing", "active", "killed")
+# "uploading": bytes staged through the images API, waiting for an import call.
+STATUSES = ("queued", "saving", "uploading", "importing", "active", "killed")
 
 
 @dataclass(frozen=True)
@@ -126,3 +127,32 @@ class Dataset:
             "created": self.created.isoformat(),
             "image_count": self.image_count,
         }
+
+
+@dataclass(frozen=True)
+class ApiFields:
+    """What the images API stores about an image beyond the catalog's own columns."""
+
+    disk_format: str | None = None
+    container_format: str | None = None
+    min_disk: int = 0
+    min_ram: int = 0
+    protected: bool = False
+    os_hidden: bool = False
+    home_group_id: int | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    """An import task of the images API."""
+
+    id: str
+    image_id: int
+    type: str
+    status: str  # pending | processing | success | failure
+    message: str
+    input: dict[str, Any]
+    user_id: int | None
+    created: datetime
+    updated: datetime

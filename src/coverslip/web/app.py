@@ -10,8 +10,8 @@ from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.pixels import PixelStore
 from coverslip.services import Services
-from coverslip.web import errors, gateway, gateway_meta, images_api, ops, ui
-from coverslip.web.access import Access
+from coverslip.web import errors, gateway, gateway_meta, images_api, ops, session, ui
+from coverslip.web.middleware import AuthMiddleware, PolicyAccess
 from coverslip.web.rendering import RenderContext
 
 ROLES = ("web", "thumbs")
@@ -39,11 +39,14 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     errors.install(app)
+    auth_middleware = AuthMiddleware(services.auth, settings)
+    app.add_middleware(auth_middleware)
     ops.add_routes(app, services)
-    access = Access(services)
+    access = PolicyAccess(services)
     render_context = RenderContext(services, access.visible, access.is_public)
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
+        session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"])
         gateway_meta.add_routes(app, render_context, access)
         images_api.add_routes(app, services, access)
         ui.add_routes(app, services, access)

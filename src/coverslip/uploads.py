@@ -1,0 +1,372 @@
+"""Uploads of the images API: stream bytes to staging, check caps, then run the import.
+
+An uploaded image runs queued → saving → importing → active. A staged one runs
+queued → uploading (bytes kept in staging) → importing → active once imported. Any failure
+puts the image back to queued and deletes every byte written for it; an image deleted while
+its bytes arrive makes the upload fail with Gone. Nothing here knows HTTP: the web layer
+hands over an iterator of body blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coverslip import fetch, formats
+from coverslip.catalog import Image
+from coverslip.errors import (
+    BadParameter,
+    Conflict,
+    CoverslipError,
+    Gone,
+    ImportFailed,
+    NotFound,
+    TooLarge,
+)
+from coverslip.imports import Digest, ImportOptions
+from coverslip.services import Services
+
+# How often (in blocks of the body) a running upload checks that its image still exists.
+CHECK_EVERY = 16
+FETCH_BLOCK = 1024 * 1024
+
+# The file name an original gets from its disk_format; the readers detect by content and
+# tell OME-TIFF from TIFF by the name.
+ORIGINAL_NAMES = {
+    "tiff": "original.tif",
+    "ome-tiff": "original.ome.tif",
+    "png": "original.png",
+    "jpeg": "original.jpg",
+    "npy": "original.npy",
+    "ome-zarr": "original.ome.zarr.zip",
+}
+
+TaskRunner = Callable[[Callable[[], None]], None]
+
+
+def run_in_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` in a daemon thread (the default way import tasks run)."""
+    threading.Thread(target=work, name="coverslip-import", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many bytes an upload may still bring: the size cap and what the quota leaves."""
+
+    cap: int | None
+    quota_left: int | None
+
+    def check(self, size: int) -> None:
+        """Raise TooLarge if ``size`` bytes would break the cap or the quota."""
+        if self.cap is not None and size > self.cap:
+            raise TooLarge(f"the image is larger than images.size_cap ({self.cap} bytes)")
+        if self.quota_left is not None and size > self.quota_left:
+            raise TooLarge(
+                f"the image would exceed your quota (images.user_quota; {self.quota_left} bytes left)"
+            )
+
+
+class Uploads:
+    """Receive, stage and import the bytes of images created through the images API."""
+
+    def __init__(self, services: Services, run_task: TaskRunner = run_in_thread) -> None:
+        self.services = services
+        self.catalog = services.catalog
+        self.home = services.home
+        self.run_task = run_task
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return list(self.services.settings["images.web_download_allowed_hosts"])
+
+    # -- limits -------------------------------------------------------------------------
+
+    def limits(self, image: Image) -> Limits:
+        """Return the limits that apply to new bytes of ``image``."""
+        cap = int(self.services.settings["images.size_cap"]) or None
+        quota = int(self.services.settings["images.user_quota"]) or None
+        left = None
+        if quota is not None:
+            left = max(0, quota - self.catalog.used_bytes(image.owner_id, exclude=image.id))
+        return Limits(cap, left)
+
+    # -- upload and stage ---------------------------------------------------------------
+
+    def upload(
+        self,
+        image_id: int,
+        chunks: Iterable[bytes],
+        length: int | None = None,
+        expected: int | None = None,
+    ) -> Image:
+        """Stream the bytes of a queued image to disk and import them; return the active image.
+
+        ``length`` is the Content-Length (None when chunked), ``expected`` the size the
+        client announced (x-openstack-image-size).
+        """
+        image = self._begin(image_id, "saving", length, expected)
+        staged = self._staging_file(image_id, "upload")
+        try:
+            digest = self._receive(image, chunks, staged, length, expected)
+            self._import_file(image, staged, digest)
+        except BaseException as exc:
+            self._fail(image_id, exc, ("saving", "importing"))
+            raise
+        return self.catalog.get_image(image_id)
+
+    def stage(
+        self,
+        image_id: int,
+        chunks: Iterable[bytes],
+        length: int | None = None,
+        expected: int | None = None,
+    ) -> None:
+        """Stream the bytes of a queued image to staging; it stays "uploading" until imported."""
+        image = self._begin(image_id, "uploading", length, expected)
+        staged = self._staging_file(image_id, "staged")
+        try:
+            digest = self._receive(image, chunks, staged, length, expected)
+            self.catalog.update_image(image_id, original_size=digest.size)
+        except BaseException as exc:
+            self._fail(image_id, exc, ("uploading",))
+            raise
+
+    def _begin(self, image_id: int, status: str, length: int | None, expected: int | None) -> Image:
+        image = self.catalog.get_image(image_id)
+        if length is not None and expected is not None and length != expected:
+            raise BadParameter(
+                "x-openstack-image-size", f"{expected} differs from Content-Length {length}"
+            )
+        known = expected if expected is not None else length
+        if known is not None:
+            self.limits(image).check(known)
+        self.catalog.set_status(image_id, status, expect=["queued"])
+        return image
+
+    def _receive(
+        self,
+        image: Image,
+        chunks: Iterable[bytes],
+        target: Path,
+        length: int | None,
+        expected: int | None,
+    ) -> Digest:
+        """Write ``chunks`` to ``target`` with size, sha512 and md5, enforcing the limits."""
+        limits = self.limits(image)
+        digest = Digest()
+        iterator = iter(chunks)
+        with target.open("wb") as out:
+            count = 0
+            while True:
+                try:
+                    block = next(iterator)
+                except StopIteration:
+                    break
+                except CoverslipError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - servers signal a cut body in many ways
+                    raise BadParameter("body", f"the upload was cut short ({exc})") from None
+                digest.update(block)
+                limits.check(digest.size)
+                out.write(block)
+                count += 1
+                if count % CHECK_EVERY == 0:
+                    self._still_there(image.id)
+        self._still_there(image.id)
+        if expected is not None and digest.size != expected:
+            raise BadParameter(
+                "x-openstack-image-size", f"{expected} announced but {digest.size} bytes arrived"
+            )
+        if length is not None and digest.size != length:
+            raise BadParameter("body", f"{digest.size} of {length} bytes arrived")
+        return digest
+
+    def _still_there(self, image_id: int) -> None:
+        try:
+            self.catalog.get_image(image_id)
+        except NotFound:
+            raise Gone(f"image {image_id} was deleted during the upload") from None
+
+    # -- import -------------------------------------------------------------------------
+
+    def _import_file(self, image: Image, staged: Path, digest: Digest) -> None:
+        """Keep ``staged`` as the original of ``image`` and build its pyramid."""
+        fields = self.catalog.api_fields([image.id])[image.id]
+        name = ORIGINAL_NAMES.get(fields.disk_format or "", "original")
+        folder = self.home.original_dir(image.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        original = folder / name
+        os.replace(staged, original)
+        try:
+            fmt = self._check_format(original, fields.disk_format)
+        except ImportFailed as exc:
+            # SECURITY: a client hears what is wrong with its data, never where it is kept.
+            raise type(exc)(str(exc).replace(str(original), "the data")) from None
+        if fields.disk_format is None:
+            name = ORIGINAL_NAMES[fmt]
+            os.replace(original, folder / name)
+            original = folder / name
+            self.catalog.set_api_fields(image.id, disk_format=fmt)
+        self.catalog.update_image(
+            image.id,
+            sha512=digest.sha512.hexdigest(),
+            md5=digest.md5.hexdigest(),
+            original_size=digest.size,
+            original_name=name,
+            format=fmt,
+        )
+        self._still_there(image.id)
+        source = self._unzip(original, image.id) if fmt == "ome-zarr" else original
+        try:
+            reader = _open_reader(source)
+            try:
+                self.services.importer().build(image.id, reader, ImportOptions(), source=source)
+            finally:
+                reader.close()
+        finally:
+            # The pyramid is written; the extracted copy of a zipped OME-Zarr is not needed.
+            shutil.rmtree(self._staging_file(image.id, "zarr"), ignore_errors=True)
+
+    @staticmethod
+    def _check_format(path: Path, disk_format: str | None) -> str:
+        """Return the format of the bytes at ``path``, which must match ``disk_format``."""
+        if disk_format == "ome-zarr":
+            if not zipfile.is_zipfile(path):
+                raise ImportFailed("disk_format ome-zarr takes a zip file of the .zarr folder")
+            return "ome-zarr"
+        if zipfile.is_zipfile(path) and disk_format is None:
+            return "ome-zarr"
+        found = formats.detect(path)
+        if disk_format is not None and found != disk_format:
+            raise ImportFailed(f"disk_format is {disk_format} but the data is {found}")
+        return found
+
+    def _unzip(self, archive: Path, image_id: int) -> Path:
+        """Extract a zipped OME-Zarr into staging and return its root folder."""
+        target = self._staging_file(image_id, "zarr")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        root = target.resolve()
+        with zipfile.ZipFile(archive) as bundle:
+            for member in bundle.infolist():
+                # SECURITY: no member may land outside the extraction folder (zip slip).
+                destination = (target / member.filename).resolve()
+                if not destination.is_relative_to(root):
+                    raise ImportFailed(f"the zip holds an unsafe path: {member.filename!r}")
+            bundle.extractall(target)
+        for candidate in [target, *sorted(p for p in target.iterdir() if p.is_dir())]:
+            if any((candidate / marker).exists() for marker in ("zarr.json", ".zattrs", ".zgroup")):
+                return candidate
+        shutil.rmtree(target, ignore_errors=True)
+        raise ImportFailed("the zip holds no OME-Zarr folder")
+
+    def _fail(self, image_id: int, exc: BaseException, statuses: tuple[str, ...]) -> None:
+        """Put the image back to queued and remove its bytes; turn a vanished image into Gone."""
+        self.discard_bytes(image_id)
+        try:
+            self.catalog.set_status(image_id, "queued", expect=list(statuses), message=str(exc))
+            self.catalog.update_image(image_id, sha512=None, md5=None, original_size=None)
+        except NotFound:
+            if not isinstance(exc, Gone):
+                raise Gone(f"image {image_id} was deleted during the upload") from None
+        except CoverslipError:
+            pass  # someone else moved the image on; leave it be
+
+    def discard_bytes(self, image_id: int) -> None:
+        """Delete every byte written for an image: staging, original, pyramid."""
+        for suffix in ("upload", "staged"):
+            with contextlib.suppress(FileNotFoundError):
+                self._staging_file(image_id, suffix).unlink()
+        shutil.rmtree(self._staging_file(image_id, "zarr"), ignore_errors=True)
+        shutil.rmtree(self.home.original_dir(image_id), ignore_errors=True)
+        shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
+
+    def _staging_file(self, image_id: int, suffix: str) -> Path:
+        return self.home.staging / f"{image_id}.{suffix}"
+
+    # -- staged import and web-download -------------------------------------------------
+
+    def start_import(self, image_id: int, method: str, uri: str | None, user_id: int | None) -> str:
+        """Start importing an image by ``method`` in the background; return the task id."""
+        image = self.catalog.get_image(image_id)
+        if method == "glance-direct":
+            if image.status == "uploading" and not self._staging_file(image_id, "staged").exists():
+                raise Conflict(f"image {image_id} has no staged data")
+            self.catalog.set_status(image_id, "importing", expect=["uploading"])
+            work: Callable[[], None] = lambda: self._import_staged(image)  # noqa: E731
+            task_input: dict[str, Any] = {"import_req": {"method": {"name": method}}}
+        elif method == "web-download":
+            if not uri:
+                raise BadParameter("method.uri", "web-download needs a uri")
+            if image.status != "queued":
+                raise Conflict(f"image {image_id} is {image.status}, not queued")
+            fetch.check_url(uri, self.allowed_hosts)
+            self.catalog.set_status(image_id, "importing", expect=["queued"])
+            work = lambda: self._import_web(image, uri)  # noqa: E731
+            task_input = {"import_req": {"method": {"name": method, "uri": uri}}}
+        else:
+            raise BadParameter("method.name", f"{method!r} is not glance-direct or web-download")
+        task_id = str(uuid.uuid4())
+        self.catalog.create_task(task_id, image_id, "api_image_import", task_input, user_id)
+
+        def run() -> None:
+            self.catalog.update_task(task_id, "processing")
+            try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - a task records every failure
+                self.catalog.update_task(task_id, "failure", str(exc))
+                with contextlib.suppress(Gone):
+                    self._fail(image_id, exc, ("importing",))
+                return
+            self.catalog.update_task(task_id, "success", "imported")
+
+        self.run_task(run)
+        return task_id
+
+    def _import_staged(self, image: Image) -> None:
+        staged = self._staging_file(image.id, "staged")
+        digest = Digest()
+        with staged.open("rb") as handle:
+            while block := handle.read(FETCH_BLOCK):
+                digest.update(block)
+        self._import_file(image, staged, digest)
+
+    def _import_web(self, image: Image, uri: str) -> None:
+        staged = self._staging_file(image.id, "upload")
+        response = fetch.fetch(uri, self.allowed_hosts)
+        try:
+            length = response.getheader("Content-Length")
+            known = int(length) if length and length.isdigit() else None
+            if known is not None:
+                self.limits(image).check(known)
+            digest = self._receive(image, _read_blocks(response), staged, known, None)
+        finally:
+            response.close()
+        self._import_file(image, staged, digest)
+
+
+def _open_reader(path: Path) -> formats.Reader:
+    try:
+        return formats.open_reader(path)
+    except ImportFailed as exc:
+        raise type(exc)(str(exc).replace(str(path), "the data")) from None
+    except CoverslipError:
+        raise
+    except MemoryError:
+        raise ImportFailed("too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
+        raise ImportFailed(f"cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _read_blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    while block := response.read(FETCH_BLOCK):
+        yield block

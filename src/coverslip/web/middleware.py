@@ -1,0 +1,199 @@
+"""Resolve who is asking, once per request, and defend cookie sessions against CSRF.
+
+``AuthMiddleware`` sets ``req.context.caller`` (a ``coverslip.auth.Caller``) from, in order:
+an API token (``X-Auth-Token`` or ``Authorization: Bearer``; a bad one is 401), the
+``sessionid`` cookie (an unknown or expired one reads as anonymous and is cleared), else
+anonymous. Unsafe methods (POST, PUT, PATCH, DELETE) authenticated by the cookie must carry
+the session's CSRF token in ``X-CSRFToken`` or a ``csrfmiddlewaretoken`` form field; token
+requests need none, and signing in is exempt.
+
+``PolicyAccess`` is the per-request face of ``coverslip.auth.policy`` that the rendering,
+gateway, images API and UI routes are built with: ``visible(req, image)`` (else answer 404),
+``can_annotate``, ``can_edit``, ``can_delete``, ``can_download``, ``readable_group_ids``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import falcon
+
+from coverslip.auth import Auth, Caller, policy
+from coverslip.catalog.records import Image
+from coverslip.services import Services
+from coverslip.web.access import Access
+
+COOKIE = "sessionid"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Routes that need no caller at all: load balancers probe them many times a second.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Signing in starts a session; it cannot carry that session's CSRF token yet.
+CSRF_EXEMPT = frozenset({("POST", "/login"), ("POST", "/api/v2/session")})
+
+
+def caller(req: falcon.Request) -> Caller:
+    """Return the request's caller (the middleware always sets one)."""
+    found = getattr(req.context, "caller", None)
+    assert isinstance(found, Caller), "AuthMiddleware did not run"
+    return found
+
+
+def request_token(req: falcon.Request) -> str | None:
+    """Return the API token the request carries, if any."""
+    token = req.get_header("X-Auth-Token")
+    if token:
+        return token.strip()
+    authorization = req.get_header("Authorization")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+def is_https(req: falcon.Request, trusted: frozenset[str]) -> bool:
+    """Return whether the request came over https (X-Forwarded-Proto only from a trusted proxy)."""
+    if req.scheme == "https":
+        return True
+    # SECURITY: anyone can send X-Forwarded-Proto; only a listed proxy is believed.
+    if "*" in trusted or req.remote_addr in trusted:
+        proto = (req.get_header("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+        return proto == "https"
+    return False
+
+
+class AuthMiddleware:
+    """Set ``req.context.caller``; enforce CSRF on cookie-authenticated unsafe requests."""
+
+    def __init__(self, auth: Auth, settings: Any) -> None:
+        self.auth = auth
+        self.trusted = frozenset(ip.strip() for ip in settings["web.forwarded_allow_ips"])
+        self.cookie_age = int(settings["sessions.cookie_age"])
+        self.browser_session = bool(settings["sessions.expire_at_browser_close"])
+        self.cookie_path = (settings["web.prefix"].rstrip("/") or "") + "/"
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        anonymous = self.auth.anonymous
+        if req.path in OPEN_PATHS:
+            req.context.caller = anonymous
+            return
+        token = request_token(req)
+        if token is not None:
+            found = self.auth.caller_for_token(token)
+            if found is None:
+                raise falcon.HTTPUnauthorized(
+                    title="Unauthorized",
+                    description="the API token is unknown, revoked or expired",
+                    challenges=["Bearer"],
+                )
+            req.context.caller = found
+            return
+        key = req.cookies.get(COOKIE)
+        if not key:
+            req.context.caller = anonymous
+            return
+        found = self.auth.caller_for_session(key)
+        if found is None:
+            req.context.caller = anonymous
+            req.context.clear_session = True
+            return
+        req.context.caller = found
+        if req.method in UNSAFE and (req.method, req.path) not in CSRF_EXEMPT:
+            self.check_csrf(req, found)
+
+    @staticmethod
+    def check_csrf(req: falcon.Request, found: Caller) -> None:
+        """Raise 403 unless the request carries the session's CSRF token."""
+        sent = req.get_header("X-CSRFToken")
+        if not sent and (req.content_type or "").startswith("application/x-www-form-urlencoded"):
+            form = req.get_media(default_when_empty={})
+            value = form.get("csrfmiddlewaretoken") if isinstance(form, dict) else None
+            sent = value if isinstance(value, str) else None
+        expected = found.csrf_token or ""
+        # SECURITY: constant-time comparison; an empty expected token never matches.
+        if not sent or not expected or not hmac.compare_digest(sent, expected):
+            raise falcon.HTTPForbidden(
+                title="Forbidden",
+                description="CSRF token missing or wrong: send the session's token in the "
+                "X-CSRFToken header (GET /api/v2/session gives it)",
+            )
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        if getattr(req.context, "clear_session", False):
+            self.clear_cookie(req, resp)
+
+    # -- the cookie ---------------------------------------------------------------------
+
+    def set_cookie(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        """Send the session cookie: HttpOnly, SameSite=Lax, Secure over https."""
+        req.context.clear_session = False
+        resp.set_cookie(
+            COOKIE,
+            key,
+            max_age=None if self.browser_session else self.cookie_age,
+            path=self.cookie_path,
+            secure=is_https(req, self.trusted),
+            http_only=True,
+            same_site="Lax",
+        )
+
+    def clear_cookie(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.unset_cookie(COOKIE, path=self.cookie_path, same_site="Lax")
+
+
+class PolicyAccess(Access):
+    """Answer the routes' permission questions for (request, image) with the auth policy."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.auth = services.auth
+
+    def caller(self, req: falcon.Request) -> Caller:
+        """Return the request's Caller; one set by other middleware by user id is resolved."""
+        found = getattr(req.context, "caller", None)
+        if isinstance(found, Caller):
+            return found
+        user_id = getattr(found, "user_id", None)
+        if user_id is not None:
+            resolved = self.auth.caller_for_user(int(user_id), "session")
+            if resolved is not None:
+                req.context.caller = resolved
+                return resolved
+        return self.auth.anonymous
+
+    def visible(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "read", image)
+
+    def is_public(self, image: Image) -> bool:
+        return self.auth.is_public(image)
+
+    def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
+        return self.auth.readable_group_ids(self.caller(req))
+
+    def user_id(self, req: falcon.Request) -> int | None:
+        return self.caller(req).user_id
+
+    def can_annotate(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "annotate", image)
+
+    def can_edit(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "edit", image)
+
+    def can_delete(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "delete", image)
+
+    def can_download(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can_download(self.caller(req), image)
+
+    def permissions(self, req: falcon.Request, image: Image) -> dict[str, bool]:
+        who = self.caller(req)
+        group = self.auth.group(image.group_id)
+        return {
+            "canAnnotate": policy.can_annotate(who, image, group),
+            "canEdit": policy.can_edit(who, image, group),
+            "canDelete": policy.can_delete(who, image, group),
+            "canLink": policy.can_edit(who, image, group),
+        }
