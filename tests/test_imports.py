@@ -195,3 +195,16 @@ def test_truncated_files_leave_nothing_behind(
 def test_missing_file(services: Services, tmp_path: Path) -> None:
     with pytest.raises(ImportFailed, match="no such file"):
         run_import(services, tmp_path / "nope.tif")
+
+
+def test_placeholder_ome_names_give_way_to_the_file_name(
+    services: Services, tmp_path: Path
+) -> None:
+    tifffile.imwrite(
+        tmp_path / "mitosis.ome.tif",
+        np.zeros((2, 16, 16), np.uint8),
+        ome=True,
+        metadata={"axes": "ZYX"},
+    )
+    image = services.catalog.get_image(run_import(services, tmp_path / "mitosis.ome.tif"))
+    assert image.name == "mitosis"

@@ -154,7 +154,12 @@ def parse_ome_xml(
             ChannelMeta(ch.get("Name", ""), ome_color(ch.get("Color")), wave)
             for _ in range(samples)
         )
-    return image.attrib.get("Name") or None, channels, (psx, psy, psz)
+    name = image.attrib.get("Name") or None
+    # NOTE: writers that know no name fill in "Image0", "Image:0" and the like; the file
+    # name says more.
+    if name is not None and re.fullmatch(r"Image[:_ ]?\d*", name):
+        name = None
+    return name, channels, (psx, psy, psz)
 
 
 def plan_axes(axes: str, shape: tuple[int, ...]) -> dict[str, list[int]]:

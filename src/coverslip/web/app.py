@@ -46,9 +46,9 @@ def create_app(
     render_context = RenderContext(services, access.visible, access.is_public)
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
-        session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"])
         gateway_meta.add_routes(app, render_context, access)
         images_api.add_routes(app, services, access)
-        ui.add_routes(app, services, access)
+        pages = ui.add_routes(app, services, access)
+        session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"], pages)
     app.services = services
     return app

@@ -22,6 +22,7 @@ import falcon
 from coverslip.auth import Auth, Caller, Throttled
 from coverslip.errors import BadParameter, Unauthorized
 from coverslip.web.middleware import AuthMiddleware, caller
+from coverslip.web.ui import Pages
 
 LOGIN_PAGE = """<!doctype html>
 <html lang="en">
@@ -83,14 +84,19 @@ def session_json(who: Caller) -> dict[str, Any]:
 class Login:
     """`/login`: the sign-in form and its POST."""
 
-    def __init__(self, auth: Auth, cookies: AuthMiddleware, prefix: str) -> None:
+    def __init__(self, auth: Auth, cookies: AuthMiddleware, prefix: str, pages: Pages | None = None) -> None:
         self.auth = auth
         self.cookies = cookies
         self.prefix = prefix
+        self.pages = pages
 
     def page(
-        self, resp: falcon.Response, next_path: str, message: str = "", username: str = ""
+        self, req: falcon.Request, resp: falcon.Response, next_path: str, message: str = "", username: str = ""
     ) -> None:
+        if self.pages is not None:
+            self.pages.render(req, resp, "login.html", next=next_path, error=message, username=username)
+            resp.cache_control = ["private", "no-store"]
+            return
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["private", "no-store"]
         resp.text = LOGIN_PAGE.format(
@@ -101,7 +107,7 @@ class Login:
         )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.page(resp, safe_next(req.get_param("next"), self.prefix + "/"))
+        self.page(req, resp, safe_next(req.get_param("next"), self.prefix + "/"))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         form = req.get_media(default_when_empty={})
@@ -114,11 +120,11 @@ class Login:
         except Throttled as exc:
             resp.status = falcon.HTTP_429
             resp.set_header("Retry-After", str(exc.retry_after))
-            self.page(resp, next_path, str(exc), username)
+            self.page(req, resp, next_path, str(exc), username)
             return
         except Unauthorized as exc:
             resp.status = falcon.HTTP_401
-            self.page(resp, next_path, str(exc), username)
+            self.page(req, resp, next_path, str(exc), username)
             return
         self.end_old_session(req)
         self.cookies.set_cookie(req, resp, key)
@@ -243,10 +249,13 @@ def too_many(req: falcon.Request, resp: falcon.Response, exc: Throttled, params:
     )
 
 
-def add_routes(app: falcon.App, auth: Auth, cookies: AuthMiddleware, prefix: str) -> None:
+def add_routes(
+    app: falcon.App, auth: Auth, cookies: AuthMiddleware, prefix: str, pages: Pages | None = None
+) -> None:
+    """Mount sign-in and sign-out; with ``pages`` the form is drawn in the UI's layout."""
     prefix = prefix.rstrip("/")
     app.add_error_handler(Throttled, too_many)
-    app.add_route("/login", Login(auth, cookies, prefix))
+    app.add_route("/login", Login(auth, cookies, prefix, pages))
     app.add_route("/logout", Logout(auth, cookies, prefix))
     app.add_route("/api/v2/session", SessionResource(auth, cookies))
     app.add_route("/api/v2/tokens", TokenList(auth))
