@@ -17,6 +17,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -75,15 +76,16 @@ def prepare(home: Path, work: Path, mosaic_size: int) -> dict[str, int]:
             ]
         )
     tifffile.imwrite(work / "plane.ome.tif", np.array(planes), ome=True, metadata={"axes": "ZCYX"})
+    coverslip(home, "user", "ensure-admin")  # also makes the public group the images go into
     ids = {}
     ids["plane"] = int(
-        re.findall(r"\d+", coverslip(home, "import", str(work / "plane.ome.tif"), "--json"))[0]
+        re.findall(r"\d+", coverslip(home, "import", str(work / "plane.ome.tif"), "--group", "Public", "--json"))[0]
     )
     from coverslip.demo import write_mosaic
 
     write_mosaic(work / "mosaic.tif", mosaic_size, seed=0)
     ids["mosaic"] = int(
-        re.findall(r"\d+", coverslip(home, "import", str(work / "mosaic.tif"), "--json"))[0]
+        re.findall(r"\d+", coverslip(home, "import", str(work / "mosaic.tif"), "--group", "Public", "--json"))[0]
     )
     return ids
 
@@ -104,8 +106,12 @@ def server(home: Path, port: int, **settings: str) -> Iterator[str]:
         wait_http(base + "/healthz")
         yield base
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -140,67 +141,28 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-class PlaneReader:
-    """A reader over one 2-D array, for when `coverslip import` cannot read .npy files."""
-
-    def __init__(self, plane: np.ndarray) -> None:
-        from coverslip.formats import ChannelMeta, ImageMeta
-
-        self.plane = plane
-        self.meta = ImageMeta(
-            "plane", "npy", 1, 1, 1, *plane.shape, str(plane.dtype), [ChannelMeta("0")]
-        )
-
-    def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
-        return self.plane[y0:y1]
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """Return an instance home with one imported image, and the image's id."""
+    """Return an instance home with a public and a private image, and the public one's id.
+
+    The admin's password and the private image's id are kept in ``fixture.json`` in the home.
+    """
     folder = tmp_path_factory.mktemp("template")
     home = folder / "home"
     plane = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint8)
     np.save(folder / "plane.npy", plane)
-    subprocess.run(
-        [sys.executable, "-c", BOOT, "user", "ensure-admin"],
-        env=Instance(home, {}).env,
-        capture_output=True,
-        check=True,
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            BOOT,
-            "import",
-            str(folder / "plane.npy"),
-            "--group",
-            "Public",
-            "--json",
-        ],
-        env=Instance(home, {}).env,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode == 0:
-        return home, json.loads(result.stdout.splitlines()[-1])["imported"][0]
-    # NOTE: build the image from the array directly, the way the importer does.
-    from coverslip.home import Home
-    from coverslip.imports import ImportOptions
-    from coverslip.services import Services
+    np.save(folder / "private.npy", plane[::-1].copy())
+    maker = Instance(home, {})
+    made = maker.run("user", "ensure-admin")
+    password = made.split("password: ", 1)[1].split()[0]
 
-    instance_home = Home(home)
-    services = Services.build(instance_home.settings(environ={}), instance_home)
-    services.catalog.migrate()
-    owner, _default = services.catalog.ensure_local_admin()
-    group = services.auth.ensure_public_group()
-    image_id = services.catalog.create_image("plane", owner, group, status="queued", format="npy")
-    services.importer().build(image_id, PlaneReader(plane), ImportOptions())  # type: ignore[arg-type]
-    return home, image_id
+    def imported(*args: str) -> int:
+        return int(json.loads(maker.run("import", *args, "--json").splitlines()[-1])["imported"][0])
+
+    public = imported(str(folder / "plane.npy"), "--group", "Public")
+    private = imported(str(folder / "private.npy"))
+    (home / "fixture.json").write_text(json.dumps({"password": password, "private": private}))
+    return home, public
 
 
 @contextlib.contextmanager
@@ -253,6 +215,48 @@ def check_thumbnail(instance: Instance, port: int, image_id: int) -> None:
     assert path not in instance.log("web-access.log")
 
 
+def check_session_upload_and_download(instance: Instance, port: int, folder: Path) -> None:
+    """Sign in through nginx, see a private thumbnail on thumbs, upload chunked, download
+    through X-Accel-Redirect, sign out and be refused on thumbs at once."""
+    fixture = json.loads((instance.home / "fixture.json").read_text())
+    thumb = f"/webgateway/render_thumbnail/{fixture['private']}"
+    assert get(port, thumb)[0] == 404
+    status, headers, body = get(
+        port, "/api/v2/session", "POST", json.dumps({"username": "admin", "password": fixture["password"]}),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    signed = {"Cookie": cookie, "X-CSRFToken": json.loads(body)["csrf_token"]}
+    assert get(port, thumb, headers=signed)[0] == 200  # the thumbnail service shares the session
+    status, _, body = get(
+        port, "/api/v2/images", "POST", json.dumps({"name": "upload", "disk_format": "npy", "container_format": "bare"}),
+        {**signed, "Content-Type": "application/json"},
+    )
+    assert status == 201, body
+    image_id = json.loads(body)["id"]
+    payload = io.BytesIO()
+    np.save(payload, np.arange(300 * 200, dtype=np.uint16).reshape(300, 200))
+    data = payload.getvalue()
+    chunks = iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
+    status, _, body = get(
+        port, f"/api/v2/images/{image_id}/file", "PUT", chunks,
+        {**signed, "Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"},
+    )
+    assert status == 204, body
+    deadline = time.monotonic() + 30
+    while json.loads(get(port, f"/api/v2/images/{image_id}", headers=signed)[2])["status"] != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    status, headers, body = get(port, f"/api/v2/images/{image_id}/file", headers=signed)
+    assert status == 200 and body == data
+    # The worker only named the file; nginx sent the bytes.
+    _, direct, direct_body = get(instance.web_port, f"/api/v2/images/{image_id}/file", headers=signed)
+    assert direct.get("x-accel-redirect", "").startswith("/_coverslip_files/") and direct_body == b""
+    assert get(port, "/api/v2/session", "DELETE", headers=signed)[0] == 204
+    assert get(port, thumb, headers={"Cookie": cookie})[0] == 404  # refused at once on thumbs
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_web_and_thumbs_behind_nginx(
     server: str, template: tuple[Path, int], tmp_path: Path
@@ -275,6 +279,7 @@ def test_web_and_thumbs_behind_nginx(
             assert "/static/css/app.css" not in instance.log("web-access.log")
 
             check_thumbnail(instance, port, image_id)
+            check_session_upload_and_download(instance, port, tmp_path)
 
             # The web app stops: nginx answers with its maintenance page; thumbnails go on.
             instance.run("web", "stop")
