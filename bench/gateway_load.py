@@ -79,13 +79,19 @@ def prepare(home: Path, work: Path, mosaic_size: int) -> dict[str, int]:
     coverslip(home, "user", "ensure-admin")  # also makes the public group the images go into
     ids = {}
     ids["plane"] = int(
-        re.findall(r"\d+", coverslip(home, "import", str(work / "plane.ome.tif"), "--group", "Public", "--json"))[0]
+        re.findall(
+            r"\d+",
+            coverslip(home, "import", str(work / "plane.ome.tif"), "--group", "Public", "--json"),
+        )[0]
     )
     from coverslip.demo import write_mosaic
 
     write_mosaic(work / "mosaic.tif", mosaic_size, seed=0)
     ids["mosaic"] = int(
-        re.findall(r"\d+", coverslip(home, "import", str(work / "mosaic.tif"), "--group", "Public", "--json"))[0]
+        re.findall(
+            r"\d+",
+            coverslip(home, "import", str(work / "mosaic.tif"), "--group", "Public", "--json"),
+        )[0]
     )
     return ids
 

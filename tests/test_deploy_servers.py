@@ -157,7 +157,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     password = made.split("password: ", 1)[1].split()[0]
 
     def imported(*args: str) -> int:
-        return int(json.loads(maker.run("import", *args, "--json").splitlines()[-1])["imported"][0])
+        output = maker.run("import", *args, "--json")
+        line = next(line for line in output.splitlines() if line.startswith('{"imported"'))
+        return int(json.loads(line)["imported"][0])
 
     public = imported(str(folder / "plane.npy"), "--group", "Public")
     private = imported(str(folder / "private.npy"))
@@ -222,7 +224,10 @@ def check_session_upload_and_download(instance: Instance, port: int, folder: Pat
     thumb = f"/webgateway/render_thumbnail/{fixture['private']}"
     assert get(port, thumb)[0] == 404
     status, headers, body = get(
-        port, "/api/v2/session", "POST", json.dumps({"username": "admin", "password": fixture["password"]}),
+        port,
+        "/api/v2/session",
+        "POST",
+        json.dumps({"username": "admin", "password": fixture["password"]}),
         {"Content-Type": "application/json"},
     )
     assert status == 200, body
@@ -230,7 +235,10 @@ def check_session_upload_and_download(instance: Instance, port: int, folder: Pat
     signed = {"Cookie": cookie, "X-CSRFToken": json.loads(body)["csrf_token"]}
     assert get(port, thumb, headers=signed)[0] == 200  # the thumbnail service shares the session
     status, _, body = get(
-        port, "/api/v2/images", "POST", json.dumps({"name": "upload", "disk_format": "npy", "container_format": "bare"}),
+        port,
+        "/api/v2/images",
+        "POST",
+        json.dumps({"name": "upload", "disk_format": "npy", "container_format": "bare"}),
         {**signed, "Content-Type": "application/json"},
     )
     assert status == 201, body
@@ -240,19 +248,28 @@ def check_session_upload_and_download(instance: Instance, port: int, folder: Pat
     data = payload.getvalue()
     chunks = iter([data[i : i + 4096] for i in range(0, len(data), 4096)])
     status, _, body = get(
-        port, f"/api/v2/images/{image_id}/file", "PUT", chunks,
+        port,
+        f"/api/v2/images/{image_id}/file",
+        "PUT",
+        chunks,
         {**signed, "Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"},
     )
     assert status == 204, body
     deadline = time.monotonic() + 30
-    while json.loads(get(port, f"/api/v2/images/{image_id}", headers=signed)[2])["status"] != "active":
+    while (
+        json.loads(get(port, f"/api/v2/images/{image_id}", headers=signed)[2])["status"] != "active"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     status, headers, body = get(port, f"/api/v2/images/{image_id}/file", headers=signed)
     assert status == 200 and body == data
     # The worker only named the file; nginx sent the bytes.
-    _, direct, direct_body = get(instance.web_port, f"/api/v2/images/{image_id}/file", headers=signed)
-    assert direct.get("x-accel-redirect", "").startswith("/_coverslip_files/") and direct_body == b""
+    _, direct, direct_body = get(
+        instance.web_port, f"/api/v2/images/{image_id}/file", headers=signed
+    )
+    assert (
+        direct.get("x-accel-redirect", "").startswith("/_coverslip_files/") and direct_body == b""
+    )
     assert get(port, "/api/v2/session", "DELETE", headers=signed)[0] == 204
     assert get(port, thumb, headers={"Cookie": cookie})[0] == 404  # refused at once on thumbs
 

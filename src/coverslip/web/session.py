@@ -84,17 +84,26 @@ def session_json(who: Caller) -> dict[str, Any]:
 class Login:
     """`/login`: the sign-in form and its POST."""
 
-    def __init__(self, auth: Auth, cookies: AuthMiddleware, prefix: str, pages: Pages | None = None) -> None:
+    def __init__(
+        self, auth: Auth, cookies: AuthMiddleware, prefix: str, pages: Pages | None = None
+    ) -> None:
         self.auth = auth
         self.cookies = cookies
         self.prefix = prefix
         self.pages = pages
 
     def page(
-        self, req: falcon.Request, resp: falcon.Response, next_path: str, message: str = "", username: str = ""
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        next_path: str,
+        message: str = "",
+        username: str = "",
     ) -> None:
         if self.pages is not None:
-            self.pages.render(req, resp, "login.html", next=next_path, error=message, username=username)
+            self.pages.render(
+                req, resp, "login.html", next=next_path, error=message, username=username
+            )
             resp.cache_control = ["private", "no-store"]
             return
         resp.content_type = falcon.MEDIA_HTML
