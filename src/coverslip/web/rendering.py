@@ -21,7 +21,7 @@ from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, Conflict, NotFound
 from coverslip.pixels import Pyramid, PyramidError
 from coverslip.render.encode import content_type
-from coverslip.render.service import Region, Renderer, split_layout, thumbnail_size
+from coverslip.render.service import Region, Renderer, check_plane, split_layout, thumbnail_size
 from coverslip.render.settings import RenderingDef, apply_query, default_def
 from coverslip.services import Services
 
@@ -128,10 +128,7 @@ class RenderContext:
         assert z is not None and t is not None
         if req.get_param("ia") not in (None, "", "0"):
             z, t = t, z  # OMERO's inverted axis: Z and T swap places
-        if not 0 <= z < image.size_z:
-            raise BadParameter("z", f"{z} is outside 0..{image.size_z - 1}")
-        if not 0 <= t < image.size_t:
-            raise BadParameter("t", f"{t} is outside 0..{image.size_t - 1}")
+        check_plane(image, z, t)
         return View(image, rdef, z, t, tag, self.is_public(image), self.pyramid)
 
     def pyramid(self, image: Image) -> Pyramid:
