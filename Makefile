@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests start for real.
-DEBS   := postgresql redis-server nginx apache2 chromium
+DEBS   := postgresql redis-server nginx apache2 chromium libmagic1
 BENCH_DEBS := apache2-utils wrk nginx
 
 .PHONY: serve test lint docs bench debs assets clean

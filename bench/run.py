@@ -17,7 +17,10 @@ def main() -> None:
     steps = [
         ("Pixel store: chunk size, codec, library", ["pixelstore.py", "--quick"]),
         ("HTTP: the gateway against nginx", ["gateway_load.py", *quick]),
-        ("HTTP: each application server behind nginx", ["deploy_load.py", *(["--runs", "1"] if quick else [])]),
+        (
+            "HTTP: each application server behind nginx",
+            ["deploy_load.py", *(["--runs", "1"] if quick else [])],
+        ),
         (
             "Import: throughput and peak memory",
             ["import_memory.py", *(["--size", "16384", "--runs", "1"] if quick else [])],

@@ -208,3 +208,11 @@ def test_placeholder_ome_names_give_way_to_the_file_name(
     )
     image = services.catalog.get_image(run_import(services, tmp_path / "mitosis.ome.tif"))
     assert image.name == "mitosis"
+
+
+def test_rgb_photos_keep_their_colours(services: Services, tmp_path: Path) -> None:
+    rgb = np.random.default_rng(8).integers(20, 240, (30, 40, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).save(tmp_path / "photo.png")
+    image = services.catalog.get_image(run_import(services, tmp_path / "photo.png"))
+    assert [(ch.window_start, ch.window_end) for ch in image.channels] == [(0.0, 255.0)] * 3
+    assert image.channels[0].min >= 20 and image.channels[0].max < 240

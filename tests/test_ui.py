@@ -229,3 +229,17 @@ def test_phone_width(browser: object, site: Site) -> None:
     panel = page.locator(".panel").bounding_box()
     assert panel is not None and panel["width"] <= 390
     shot(page, "viewer-phone")
+
+
+def test_openseadragon_reads_iiif(browser: object, site: Site) -> None:
+    page = new_page(browser)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{site.base}/images/{site.public_id}?iiif=1")
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e => e.name.includes('/default.jpg'))", timeout=20000
+    )
+    page.wait_for_load_state("networkidle")
+    assert any(url.endswith(f"/iiif/3/{site.public_id}/info.json") for url in requests)
+    assert any("/iiif/3/" in url and url.endswith("/default.jpg") for url in requests)
+    shot(page, "viewer-iiif")

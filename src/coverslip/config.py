@@ -419,6 +419,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest output (width × height) a single render may produce.",
         minimum=1,
     ),
+    _s(
+        "iiif.aliases",
+        "list",
+        [],
+        "IIIF identifiers that name an image, as name=id (e.g. 67352ccc-d1b0-11e1-89ae-279075081939=7).",
+    ),
+    _s(
+        "iiif.max_area",
+        "int",
+        16 * 1024 * 1024,
+        "Largest IIIF output (width × height) in pixels, announced as maxArea.",
+        minimum=1,
+    ),
     _s("cache.enabled", "bool", True, "Keep rendered thumbnails and tiles on disk."),
 )
 

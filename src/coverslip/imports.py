@@ -111,8 +111,15 @@ class ChannelStats:
             self.high[c] = max(self.high[c], found[1])
 
     def channels(self, meta: formats.ImageMeta) -> list[Channel]:
-        """Return the channels with names, colours, statistics and a default window (min to max)."""
+        """Return the channels with names, colours, statistics and a default window.
+
+        The window is the channel's min to max, except for 8-bit red/green/blue images (photos,
+        RGB TIFFs): stretching each of their channels on its own would change the colours, so
+        their window is the full 0 to 255.
+        """
         result = []
+        colors = [(ch.color or "").upper() for ch in meta.channels]
+        photo = meta.pixel_type == "uint8" and colors == ["FF0000", "00FF00", "0000FF"]
         for c in range(meta.size_c):
             given = meta.channels[c] if c < len(meta.channels) else formats.ChannelMeta(name="")
             low, high = self.low[c], self.high[c]
@@ -129,8 +136,8 @@ class ChannelStats:
                     color=color,
                     min=low,
                     max=high,
-                    window_start=low,
-                    window_end=high,
+                    window_start=0.0 if photo else low,
+                    window_end=255.0 if photo else high,
                     emission_wave=given.emission_wave,
                 )
             )

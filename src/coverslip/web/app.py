@@ -10,7 +10,7 @@ from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.pixels import PixelStore
 from coverslip.services import Services
-from coverslip.web import errors, gateway, gateway_meta, images_api, ops, session, ui
+from coverslip.web import errors, gateway, gateway_meta, iiif, images_api, ops, session, ui
 from coverslip.web.middleware import AuthMiddleware, PolicyAccess
 from coverslip.web.rendering import RenderContext
 
@@ -47,6 +47,7 @@ def create_app(
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
         gateway_meta.add_routes(app, render_context, access)
+        iiif.add_routes(app, render_context)
         images_api.add_routes(app, services, access)
         pages = ui.add_routes(app, services, access)
         session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"], pages)

@@ -177,10 +177,12 @@ async function main() {
     say(`Cannot load the image: ${error.message}`);
     return;
   }
+  // ?iiif=1 shows the image through the IIIF Image API (saved settings, no live controls).
+  const viaIiif = new URLSearchParams(location.search).get("iiif") === "1";
   viewer = OpenSeadragon({
     element,
     prefixUrl: `${prefix}/static/vendor/openseadragon/images/`,
-    tileSources: tileSource(),
+    tileSources: viaIiif ? `${location.origin}${prefix}/iiif/3/${imageId}/info.json` : tileSource(),
     showNavigator: true,
     maxZoomPixelRatio: 4,
     crossOriginPolicy: false,
