@@ -237,7 +237,8 @@ def test_openseadragon_reads_iiif(browser: object, site: Site) -> None:
     page.on("request", lambda request: requests.append(request.url))
     page.goto(f"{site.base}/images/{site.public_id}?iiif=1")
     page.wait_for_function(
-        "() => performance.getEntriesByType('resource').some(e => e.name.includes('/default.jpg'))", timeout=20000
+        "() => performance.getEntriesByType('resource').some(e => e.name.includes('/default.jpg'))",
+        timeout=20000,
     )
     page.wait_for_load_state("networkidle")
     assert any(url.endswith(f"/iiif/3/{site.public_id}/info.json") for url in requests)
