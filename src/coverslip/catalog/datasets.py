@@ -1,0 +1,115 @@
+"""Dataset queries of the catalog: named sets of images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from coverslip.catalog import tables as t
+from coverslip.catalog.base import _as_utc, _new_id, now
+from coverslip.catalog.records import Dataset
+from coverslip.errors import BadParameter, Conflict, NotFound
+
+
+class DatasetQueries:
+    """Create, list and fill datasets (mixed into Catalog)."""
+
+    engine: Engine
+
+    def create_dataset(self, name: str, owner_id: int, group_id: int, description: str = "") -> int:
+        """Create a dataset and return its id; a name is unique within a group."""
+        if not name.strip():
+            raise BadParameter("name", "a dataset needs a name")
+        with self.engine.begin() as conn:
+            existing = conn.scalar(
+                sa.select(t.datasets.c.id).where(
+                    t.datasets.c.name == name, t.datasets.c.group_id == group_id
+                )
+            )
+            if existing is not None:
+                raise Conflict(f"dataset {name!r} exists already (id {existing})")
+            result = conn.execute(
+                t.datasets.insert().values(
+                    name=name,
+                    description=description,
+                    owner_id=owner_id,
+                    group_id=group_id,
+                    created=now(),
+                )
+            )
+            return _new_id(result)
+
+    def dataset_by_name(self, name: str, group_id: int | None = None) -> Dataset | None:
+        """Return the dataset called ``name`` (in ``group_id`` if given), or None."""
+        query = self._dataset_query().where(t.datasets.c.name == name)
+        if group_id is not None:
+            query = query.where(t.datasets.c.group_id == group_id)
+        found = self._datasets(query)
+        return found[0] if found else None
+
+    def get_dataset(self, dataset_id: int) -> Dataset:
+        found = self._datasets(self._dataset_query().where(t.datasets.c.id == dataset_id))
+        if not found:
+            raise NotFound(f"dataset {dataset_id} does not exist")
+        return found[0]
+
+    def list_datasets(self, group_ids: Sequence[int] | None = None) -> list[Dataset]:
+        query = self._dataset_query()
+        if group_ids is not None:
+            query = query.where(t.datasets.c.group_id.in_(list(group_ids)))
+        return self._datasets(query)
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Delete a dataset; its images stay."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.dataset_images.delete().where(t.dataset_images.c.dataset_id == dataset_id)
+            )
+            if conn.execute(t.datasets.delete().where(t.datasets.c.id == dataset_id)).rowcount == 0:
+                raise NotFound(f"dataset {dataset_id} does not exist")
+
+    def add_to_dataset(self, dataset_id: int, image_ids: Iterable[int]) -> None:
+        """Put images in a dataset (already there is fine)."""
+        self.get_dataset(dataset_id)
+        with self.engine.begin() as conn:
+            for image_id in image_ids:
+                if conn.scalar(sa.select(t.images.c.id).where(t.images.c.id == image_id)) is None:
+                    raise NotFound(f"image {image_id} does not exist")
+                present = conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        t.dataset_images.c.dataset_id == dataset_id,
+                        t.dataset_images.c.image_id == image_id,
+                    )
+                )
+                if not present:
+                    conn.execute(
+                        t.dataset_images.insert().values(dataset_id=dataset_id, image_id=image_id)
+                    )
+
+    def remove_from_dataset(self, dataset_id: int, image_ids: Iterable[int]) -> None:
+        self.get_dataset(dataset_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.dataset_images.delete().where(
+                    t.dataset_images.c.dataset_id == dataset_id,
+                    t.dataset_images.c.image_id.in_(list(image_ids)),
+                )
+            )
+
+    @staticmethod
+    def _dataset_query() -> sa.Select[Any]:
+        count = (
+            sa.select(sa.func.count())
+            .where(t.dataset_images.c.dataset_id == t.datasets.c.id)
+            .scalar_subquery()
+            .label("image_count")
+        )
+        return sa.select(t.datasets, count).order_by(t.datasets.c.id)
+
+    def _datasets(self, query: sa.Select[Any]) -> list[Dataset]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [Dataset(**{**dict(row), "created": _as_utc(row["created"])}) for row in rows]
