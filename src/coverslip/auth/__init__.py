@@ -14,7 +14,7 @@ How routes use it (the web layer sets everything up; nothing here imports Falcon
 - Listing queries: ``services.auth.readable_group_ids(caller)`` (None means every group) and
   the caller's own images (``owner_id == caller.user_id``), e.g. ``catalog.search_images(...,
   group_ids=ids, or_owner_id=caller.user_id)``; or filter records with ``can_read``.
-- ``web.middleware.PolicyAccess`` answers the same questions per request for the rendering,
+- ``web.access.Access`` answers the same questions per request for the rendering,
   gateway, images API and UI routes.
 """
 

@@ -1,56 +1,74 @@
-"""Permission questions the rendering routes ask about a request, answered by the auth policy."""
+"""Permission questions the routes ask about a request, answered by the auth policy.
+
+``visible(req, image)`` (else the route answers 404), ``can_annotate``, ``can_edit``,
+``can_delete``, ``can_download`` and ``readable_group_ids`` ask ``coverslip.auth.policy``
+about the Caller that ``web.middleware.AuthMiddleware`` resolved.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 
+from coverslip.auth import Caller, policy
 from coverslip.catalog.records import Image
 from coverslip.services import Services
 
 
-def caller_of(req: falcon.Request) -> Any:
-    """Return the caller the auth middleware resolved, or None."""
-    return getattr(req.context, "caller", None)
-
-
 class Access:
-    """Answer can-read/annotate/download for (request, image)."""
+    """Answer the routes' permission questions for (request, image) with the auth policy."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.auth = services.auth
+
+    def caller(self, req: falcon.Request) -> Caller:
+        """Return the request's Caller; one set by other middleware by user id is resolved."""
+        found = getattr(req.context, "caller", None)
+        if isinstance(found, Caller):
+            return found
+        user_id = getattr(found, "user_id", None)
+        if user_id is not None:
+            resolved = self.auth.caller_for_user(int(user_id), "session")
+            if resolved is not None:
+                req.context.caller = resolved
+                return resolved
+        return self.auth.anonymous
 
     def visible(self, req: falcon.Request, image: Image) -> bool:
-        return True
+        return self.auth.can(self.caller(req), "read", image)
 
     def is_public(self, image: Image) -> bool:
-        return False
-
-    def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
-        """Return the groups whose images the caller may list (None: every group)."""
-        return None
+        return self.auth.is_public(image)
 
     def current_group(self, req: falcon.Request) -> int | None:
         """Return the group the caller chose in the group switcher, if any."""
         raw = req.cookies.get("coverslip_group", "")
         return int(raw) if raw.isdigit() else None
 
+    def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
+        return self.auth.readable_group_ids(self.caller(req))
+
     def user_id(self, req: falcon.Request) -> int | None:
-        caller = caller_of(req)
-        return getattr(caller, "user_id", None)
+        return self.caller(req).user_id
 
     def can_annotate(self, req: falcon.Request, image: Image) -> bool:
-        return self.user_id(req) is not None
+        return self.auth.can(self.caller(req), "annotate", image)
+
+    def can_edit(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "edit", image)
+
+    def can_delete(self, req: falcon.Request, image: Image) -> bool:
+        return self.auth.can(self.caller(req), "delete", image)
 
     def can_download(self, req: falcon.Request, image: Image) -> bool:
-        return bool(self.services.settings["downloads.enabled"])
+        return self.auth.can_download(self.caller(req), image)
 
     def permissions(self, req: falcon.Request, image: Image) -> dict[str, bool]:
-        annotate = self.can_annotate(req, image)
+        who = self.caller(req)
+        group = self.auth.group(image.group_id)
         return {
-            "canAnnotate": annotate,
-            "canEdit": annotate,
-            "canDelete": annotate,
-            "canLink": annotate,
+            "canAnnotate": policy.can_annotate(who, image, group),
+            "canEdit": policy.can_edit(who, image, group),
+            "canDelete": policy.can_delete(who, image, group),
+            "canLink": policy.can_edit(who, image, group),
         }

@@ -11,7 +11,8 @@ from coverslip.home import Home
 from coverslip.pixels import PixelStore
 from coverslip.services import Services
 from coverslip.web import errors, gateway, gateway_meta, iiif, images_api, ops, session, ui
-from coverslip.web.middleware import AuthMiddleware, PolicyAccess
+from coverslip.web.access import Access
+from coverslip.web.middleware import AuthMiddleware
 from coverslip.web.rendering import RenderContext
 
 ROLES = ("web", "thumbs")
@@ -42,7 +43,7 @@ def create_app(
     auth_middleware = AuthMiddleware(services.auth, settings)
     app.add_middleware(auth_middleware)
     ops.add_routes(app, services)
-    access = PolicyAccess(services)
+    access = Access(services)
     render_context = RenderContext(services, access.visible, access.is_public)
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":

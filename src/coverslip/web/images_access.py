@@ -25,7 +25,7 @@ from coverslip.auth.caller import Group
 from coverslip.catalog.records import Image
 from coverslip.errors import Forbidden, NotFound, Unauthorized
 from coverslip.services import Services
-from coverslip.web.middleware import PolicyAccess
+from coverslip.web.access import Access
 
 
 def meaning(group: Group | None) -> str:
@@ -39,7 +39,7 @@ def meaning(group: Group | None) -> str:
 class ImageAccess:
     """Answer the images API's permission questions for (request, image)."""
 
-    def __init__(self, services: Services, access: PolicyAccess) -> None:
+    def __init__(self, services: Services, access: Access) -> None:
         self.services = services
         self.access = access
         self.auth = services.auth

@@ -17,6 +17,7 @@ from coverslip.errors import BadParameter, Conflict, Forbidden, NotFound
 from coverslip.services import Services
 from coverslip.uploads import Uploads
 from coverslip.web import images_import
+from coverslip.web.access import Access
 from coverslip.web.body import read_json, require_media_type
 from coverslip.web.files import send_file
 from coverslip.web.images_access import ImageAccess
@@ -31,7 +32,6 @@ from coverslip.web.images_schema import (
     parse_patch,
     render,
 )
-from coverslip.web.middleware import PolicyAccess
 
 ROOT = "/api"
 DEFAULT_LIMIT = 25
@@ -372,7 +372,7 @@ class ImageTag:
         resp.status = falcon.HTTP_204
 
 
-def add_routes(app: falcon.App, services: Services, access: PolicyAccess) -> None:
+def add_routes(app: falcon.App, services: Services, access: Access) -> None:
     """Mount the images API at /api/v2 and its version document at /versions and /api/versions."""
     image_access = ImageAccess(services, access)
     docs = ImageDocs(services, image_access)

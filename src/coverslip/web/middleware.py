@@ -7,9 +7,7 @@ anonymous. Unsafe methods (POST, PUT, PATCH, DELETE) authenticated by the cookie
 the session's CSRF token in ``X-CSRFToken`` or a ``csrfmiddlewaretoken`` form field; token
 requests need none, and signing in is exempt.
 
-``PolicyAccess`` is the per-request face of ``coverslip.auth.policy`` that the rendering,
-gateway, images API and UI routes are built with: ``visible(req, image)`` (else answer 404),
-``can_annotate``, ``can_edit``, ``can_delete``, ``can_download``, ``readable_group_ids``.
+``web.access.Access`` turns that caller into permission answers for the routes.
 """
 
 from __future__ import annotations
@@ -19,10 +17,7 @@ from typing import Any
 
 import falcon
 
-from coverslip.auth import Auth, Caller, policy
-from coverslip.catalog.records import Image
-from coverslip.services import Services
-from coverslip.web.access import Access
+from coverslip.auth import Auth, Caller
 
 COOKIE = "sessionid"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -142,58 +137,3 @@ class AuthMiddleware:
 
     def clear_cookie(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.unset_cookie(COOKIE, path=self.cookie_path, same_site="Lax")
-
-
-class PolicyAccess(Access):
-    """Answer the routes' permission questions for (request, image) with the auth policy."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.auth = services.auth
-
-    def caller(self, req: falcon.Request) -> Caller:
-        """Return the request's Caller; one set by other middleware by user id is resolved."""
-        found = getattr(req.context, "caller", None)
-        if isinstance(found, Caller):
-            return found
-        user_id = getattr(found, "user_id", None)
-        if user_id is not None:
-            resolved = self.auth.caller_for_user(int(user_id), "session")
-            if resolved is not None:
-                req.context.caller = resolved
-                return resolved
-        return self.auth.anonymous
-
-    def visible(self, req: falcon.Request, image: Image) -> bool:
-        return self.auth.can(self.caller(req), "read", image)
-
-    def is_public(self, image: Image) -> bool:
-        return self.auth.is_public(image)
-
-    def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
-        return self.auth.readable_group_ids(self.caller(req))
-
-    def user_id(self, req: falcon.Request) -> int | None:
-        return self.caller(req).user_id
-
-    def can_annotate(self, req: falcon.Request, image: Image) -> bool:
-        return self.auth.can(self.caller(req), "annotate", image)
-
-    def can_edit(self, req: falcon.Request, image: Image) -> bool:
-        return self.auth.can(self.caller(req), "edit", image)
-
-    def can_delete(self, req: falcon.Request, image: Image) -> bool:
-        return self.auth.can(self.caller(req), "delete", image)
-
-    def can_download(self, req: falcon.Request, image: Image) -> bool:
-        return self.auth.can_download(self.caller(req), image)
-
-    def permissions(self, req: falcon.Request, image: Image) -> dict[str, bool]:
-        who = self.caller(req)
-        group = self.auth.group(image.group_id)
-        return {
-            "canAnnotate": policy.can_annotate(who, image, group),
-            "canEdit": policy.can_edit(who, image, group),
-            "canDelete": policy.can_delete(who, image, group),
-            "canLink": policy.can_edit(who, image, group),
-        }

@@ -13,7 +13,7 @@ import jinja2
 from coverslip.catalog.records import Dataset
 from coverslip.errors import NotFound
 from coverslip.services import Services
-from coverslip.web.access import Access, caller_of
+from coverslip.web.access import Access
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 120
@@ -35,13 +35,13 @@ class Pages:
     def render(
         self, req: falcon.Request, resp: falcon.Response, template: str, **values: Any
     ) -> None:
-        caller = caller_of(req)
-        user = getattr(caller, "user", None)
+        caller = self.access.caller(req)
+        user = caller.user
         context = {
             "prefix": self.prefix,
             "user": user,
-            "csrf": getattr(caller, "csrf_token", None),
-            "groups": getattr(caller, "groups", None),
+            "csrf": caller.csrf_token,
+            "groups": caller.groups,
             "current_group": self.access.current_group(req),
             "request_path": req.relative_uri,
             **values,
