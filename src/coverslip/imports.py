@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from coverslip import formats
+from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog, Channel, Image
 from coverslip.errors import CoverslipError, Duplicate, ImportFailed
 from coverslip.home import Home
@@ -154,8 +155,10 @@ class Importer:
         tile: int = 256,
         codec: str = "lz4",
         thumbnailer: Thumbnailer | None = None,
+        cache: RenderCache | None = None,
     ) -> None:
         self.home = home
+        self.cache = cache
         self.catalog = catalog
         self.tile = tile
         self.codec = codec
@@ -293,11 +296,16 @@ class Importer:
             shutil.rmtree(target, ignore_errors=True)
             raise
 
-    def discard(self, image_id: int) -> None:
-        """Remove an image and everything written for it."""
+    def remove_files(self, image_id: int) -> None:
+        """Remove the pyramid, the original and the cached renders of an image."""
         shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
         shutil.rmtree(self.home.original_dir(image_id), ignore_errors=True)
-        shutil.rmtree(self.home.cache / str(image_id), ignore_errors=True)
+        if self.cache is not None:
+            self.cache.drop_image(image_id)
+
+    def discard(self, image_id: int) -> None:
+        """Remove an image and everything written for it."""
+        self.remove_files(image_id)
         with contextlib.suppress(CoverslipError):
             self.catalog.delete_image(image_id)
 

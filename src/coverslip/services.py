@@ -60,6 +60,7 @@ class Services:
             tile=int(self.settings["pixels.tile_size"]),
             codec=self.settings["pixels.codec"],
             thumbnailer=self.default_thumbnail if self.settings["imports.thumbnail"] else None,
+            cache=self.cache,
         )
 
     def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:

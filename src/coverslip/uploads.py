@@ -287,8 +287,7 @@ class Uploads:
             with contextlib.suppress(FileNotFoundError):
                 self._staging_file(image_id, suffix).unlink()
         shutil.rmtree(self._staging_file(image_id, "zarr"), ignore_errors=True)
-        shutil.rmtree(self.home.original_dir(image_id), ignore_errors=True)
-        shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
+        self.services.importer().remove_files(image_id)
 
     def _staging_file(self, image_id: int, suffix: str) -> Path:
         return self.home.staging / f"{image_id}.{suffix}"
