@@ -30,6 +30,11 @@ def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
     return values
 
 
+def _output(req: falcon.Request) -> tuple[str, float]:
+    """Return the requested (format, quality): `format=` (JPEG by default) and `q=`."""
+    return parse_format(req.get_param("format") or "jpeg"), parse_quality(req.get_param("q"))
+
+
 class RenderImage:
     """`render_image/<iid>/[<z>/][<t>/]`: a whole plane, JPEG unless `format=` says otherwise."""
 
@@ -45,8 +50,7 @@ class RenderImage:
         t: int | None = None,
     ) -> None:
         view = self.ctx.view(req, iid, z, t)
-        fmt = parse_format(req.get_param("format") or "jpeg")
-        quality = parse_quality(req.get_param("q"))
+        fmt, quality = _output(req)
         whole = Region(0, 0, view.image.size_x, view.image.size_y)
         key = view.key("image", fmt, quality)
         self.ctx.respond(
@@ -62,8 +66,7 @@ class RenderImageRegion:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
         view = self.ctx.view(req, iid, z, t)
-        fmt = parse_format(req.get_param("format") or "jpeg")
-        quality = parse_quality(req.get_param("q"))
+        fmt, quality = _output(req)
         tile = req.get_param("tile")
         if tile is not None:
             parts = _ints("tile", tile, (3, 5))
@@ -183,8 +186,7 @@ class RenderSplitChannel:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
         view = self.ctx.view(req, iid, z, t)
-        fmt = parse_format(req.get_param("format") or "jpeg")
-        quality = parse_quality(req.get_param("q"))
+        fmt, quality = _output(req)
         key = view.key("split", fmt, quality)
         self.ctx.respond(
             req, resp, view, key, fmt, lambda: encode(split_grid(self.ctx, view), fmt, quality)
