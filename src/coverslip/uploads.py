@@ -232,6 +232,10 @@ class Uploads:
                 self.services.importer().build(image.id, reader, ImportOptions(), source=source)
             finally:
                 reader.close()
+        except ImportFailed as exc:
+            # SECURITY: a client hears what is wrong with its data, never where it is kept.
+            message = str(exc).replace(str(source), "the data").replace(str(self.home.root), "")
+            raise type(exc)(message) from None
         finally:
             # The pyramid is written; the extracted copy of a zipped OME-Zarr is not needed.
             shutil.rmtree(self._staging_file(image.id, "zarr"), ignore_errors=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, ImageMeta, check_pixel_type
-from coverslip.pixels.pyramid import Pyramid, PyramidError, read_group
+from coverslip.pixels.pyramid import Pyramid, PyramidError, confined, escaping_links, read_group
 
 # The UDUNITS-2 length names OME-Zarr allows, in micrometres.
 LENGTH_UNITS = {
@@ -49,8 +49,12 @@ def _image_folder(path: Path) -> Path:
     if "multiscales" in attrs:
         return path
     if "bioformats2raw.layout" in attrs:
-        if "multiscales" in _attributes(path / "0"):
-            return path / "0"
+        try:
+            first = confined(path, "0")
+        except PyramidError as exc:
+            raise ImportFailed(str(exc)) from None
+        if "multiscales" in _attributes(first):
+            return first
         raise UnsupportedFormat("a bioformats2raw folder whose image 0 has no multiscales")
     if "plate" in attrs:
         wells = attrs["plate"].get("wells") or [{}]
@@ -113,14 +117,16 @@ class OmeZarrReader:
     """An OME-Zarr image folder."""
 
     def __init__(self, path: Path) -> None:
+        links = escaping_links(path)
+        if links:
+            # SECURITY: a link out of the folder would import pixels the uploader cannot see.
+            raise ImportFailed(f"the OME-Zarr links outside its folder ({', '.join(links[:3])})")
         folder = _image_folder(path)
         attrs = _attributes(folder)
         try:
             self.pyramid = Pyramid(folder)
         except PyramidError as exc:
-            raise ImportFailed(
-                str(exc).replace(f"{folder}: ", "").replace(f"{folder}/", "")
-            ) from None
+            raise ImportFailed(str(exc)) from None
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ImportFailed(f"malformed multiscales metadata ({exc!r})") from None
         multiscale = attrs["multiscales"][0]
@@ -159,9 +165,10 @@ class OmeZarrReader:
             return self.pyramid.read(0, t, c, z, slice(y0, y1), slice(None))
         except MemoryError:
             raise ImportFailed("a band of the OME-Zarr is too large to read") from None
-        except Exception as exc:  # noqa: BLE001 - tensorstore reports corrupt chunks as it can
+        except Exception:  # noqa: BLE001 - tensorstore reports corrupt chunks as it can
+            # SECURITY: tensorstore's message spells out absolute paths and its spec.
             raise ImportFailed(
-                f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be read ({exc})"
+                f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be read (corrupt or missing chunks)"
             ) from None
 
     def close(self) -> None:

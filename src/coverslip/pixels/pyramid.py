@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,50 @@ _CONTEXT = ts.Context(
 
 
 class PyramidError(Exception):
-    """The pyramid is missing or not an OME-Zarr image this store reads."""
+    """The pyramid is missing or not an OME-Zarr image this store reads.
+
+    # SECURITY: messages name paths relative to the pyramid's folder only, never the
+    # instance home or a tensorstore spec: they reach the people who upload files.
+    """
+
+
+def confined(root: Path, relative: object) -> Path:
+    """Return ``root / relative`` if it stays inside ``root`` after resolving symlinks.
+
+    # SECURITY: paths inside OME-Zarr metadata come from whoever wrote the file. An absolute
+    # path, ``..``, or a symlink out of the folder would read another image's pixels.
+    """
+    text = str(relative)
+    if not isinstance(relative, str) or not text or "\\" in text or "\0" in text:
+        raise PyramidError(f"the path {text[:80]!r} in the metadata is not a relative path")
+    parts = Path(text).parts
+    if Path(text).is_absolute() or ".." in parts:
+        raise PyramidError(f"the path {text[:80]!r} in the metadata leaves the image folder")
+    target = root / text
+    try:
+        inside = target.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise PyramidError(f"the path {text[:80]!r} in the metadata leaves the image folder")
+    return target
+
+
+def escaping_links(root: Path) -> list[str]:
+    """Return the symlinks under ``root`` (relative names) that resolve outside it."""
+    base = root.resolve()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            entry = Path(dirpath) / name
+            if entry.is_symlink():
+                try:
+                    inside = entry.resolve().is_relative_to(base)
+                except (OSError, RuntimeError):
+                    inside = False
+                if not inside:
+                    found.append(str(entry.relative_to(root)))
+    return sorted(found)
 
 
 def level_shapes(height: int, width: int, tile: int) -> list[tuple[int, int]]:
@@ -110,8 +154,9 @@ def read_group(path: Path) -> tuple[str, dict[str, Any]]:
         if v2.exists():
             return "2", json.loads(v2.read_text())
     except (OSError, ValueError) as exc:
-        raise PyramidError(f"{path}: unreadable group metadata ({exc})") from None
-    raise PyramidError(f"{path}: not a Zarr group")
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise PyramidError(f"unreadable group metadata ({reason})") from None
+    raise PyramidError("not a Zarr group")
 
 
 @dataclass(frozen=True)
@@ -204,7 +249,7 @@ class Pyramid:
         zarr_format, attrs = read_group(path)
         multiscales = attrs.get("multiscales")
         if not multiscales:
-            raise PyramidError(f"{path}: no multiscales metadata")
+            raise PyramidError("no multiscales metadata")
         first = multiscales[0]
         names = [
             axis["name"].lower() if isinstance(axis, dict) else str(axis).lower()
@@ -212,24 +257,32 @@ class Pyramid:
         ]
         dims = tuple(names.index(a.lower()) if a.lower() in names else None for a in AXES)
         if dims[3] is None or dims[4] is None:
-            raise PyramidError(f"{path}: multiscales axes {names} lack y or x")
+            raise PyramidError(f"multiscales axes {names} lack y or x")
         driver = "zarr3" if zarr_format == "3" else "zarr"
         self.levels: list[Level] = []
-        for dataset in first["datasets"]:
+        datasets = first.get("datasets")
+        if not isinstance(datasets, list) or not datasets:
+            raise PyramidError("multiscales metadata lists no datasets")
+        for dataset in datasets:
+            relative = dataset.get("path") if isinstance(dataset, dict) else None
+            folder = confined(path, relative)
             try:
                 array = ts.open(
                     {
                         "driver": driver,
-                        "kvstore": {"driver": "file", "path": str(path / dataset["path"])},
+                        "kvstore": {"driver": "file", "path": str(folder)},
                         "open": True,
                     },
                     context=_CONTEXT,
                     read=True,
                 ).result()
-            except Exception as exc:  # noqa: BLE001 - tensorstore raises ValueError and others
-                raise PyramidError(f"{path}/{dataset['path']}: cannot open ({exc})") from None
+            except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+                # SECURITY: tensorstore's message spells out the spec and absolute paths.
+                raise PyramidError(
+                    f"level {relative!r} is not a Zarr array this server reads"
+                ) from None
             shape = array.shape
-            direct = DirectChunks.for_array(path / dataset["path"]) if driver == "zarr3" else None
+            direct = DirectChunks.for_array(folder) if driver == "zarr3" else None
             self.levels.append(Level(array, dims, int(shape[dims[3]]), int(shape[dims[4]]), direct))
         full = self.levels[0].array.shape
         self.shape = tuple(int(full[d]) if d is not None else 1 for d in dims)
