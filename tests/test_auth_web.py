@@ -258,23 +258,19 @@ def test_tokens_over_http(client: testing.TestClient) -> None:
     assert client.simulate_get("/api/v2/tokens").status_code == 401
 
 
-def test_throttling_per_username_slows_then_refuses_then_releases(
+def test_throttling_per_username_slows_but_never_locks(
     client: testing.TestClient, clock: Clock
 ) -> None:
-    for _ in range(3):
+    for _ in range(5):
         assert login(client, password="wrong-password").status_code == 401
     slowed = login(client, password=PASSWORD)
     assert slowed.status_code == 429 and "try again in 2 seconds" in slowed.json["description"]
     assert slowed.headers["retry-after"] == "2"
     clock.advance(2)
-    assert login(client, password="wrong-password").status_code == 401
+    assert login(client, password="wrong-password").status_code == 401  # the sixth failure
+    assert login(client, password=PASSWORD).headers["retry-after"] == "4"
+    assert login(client, "bo", "bo-password").status_code == 200  # other users are not slowed
     clock.advance(4)
-    assert login(client, password="wrong-password").status_code == 401  # the fifth failure
-    clock.advance(60)  # past any slow-down, but five failures lock the username
-    locked = login(client, password=PASSWORD)
-    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 800
-    assert login(client, "bo", "bo-password").status_code == 200  # other users are not locked
-    clock.advance(901)
     assert login(client, password=PASSWORD).status_code == 200
     # A success clears the username's count.
     assert login(client, password="wrong-password").status_code == 401
@@ -283,18 +279,16 @@ def test_throttling_per_username_slows_then_refuses_then_releases(
 
 def test_throttling_per_address(client: testing.TestClient, clock: Clock) -> None:
     for n in range(8):
-        clock.advance(60)
         assert login(client, f"user{n}", "wrong-password").status_code == 401
-    clock.advance(60)
     refused = login(client, "bo", "bo-password")
-    assert refused.status_code == 429
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "2"
     other_address = login(client, "bo", "bo-password", remote_addr="10.0.0.9")
     assert other_address.status_code == 200
     form = client.simulate_post(
         "/login", body=_form({"username": "bo", "password": "bo-password"}), headers=_FORM
     )
     assert form.status_code == 429 and "too many failed sign-ins" in form.text
-    clock.advance(900)
+    clock.advance(2)
     assert login(client, "bo", "bo-password").status_code == 200
 
 

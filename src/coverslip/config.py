@@ -347,22 +347,30 @@ SETTINGS: tuple[Setting, ...] = (
         "login.max_failures_user",
         "int",
         5,
-        "Failed sign-ins for one username within login.window before it is refused.",
+        "Failed sign-ins for one username within login.window before each next attempt waits.",
         minimum=1,
     ),
     _s(
         "login.max_failures_address",
         "int",
         50,
-        "Failed sign-ins from one client address within login.window before it is refused.",
+        "Failed sign-ins from one client address within login.window before attempts wait.",
         minimum=1,
     ),
     _s(
         "login.window",
         "int",
         900,
-        "Seconds failed sign-ins are counted for; a refused username or address waits this long.",
+        "Seconds failed sign-ins are counted for, from the first one.",
         minimum=1,
+    ),
+    _s(
+        "login.max_delay",
+        "int",
+        30,
+        "Longest wait (seconds; 2, 4, 8 … after each failure) before a sign-in is tried again.",
+        minimum=1,
+        maximum=3600,
     ),
     # The catalog.
     _s(

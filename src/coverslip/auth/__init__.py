@@ -34,7 +34,7 @@ from coverslip.auth.sessions import (
     SessionStore,
     SqlSessionStore,
 )
-from coverslip.auth.throttle import Throttle, Throttled
+from coverslip.auth.throttle import Throttle, Throttled, scopes_of
 from coverslip.auth.tokens import Tokens
 from coverslip.auth.users import Directory
 from coverslip.errors import NotFound, Unauthorized
@@ -104,6 +104,7 @@ class Auth:
                 "addr": int(settings["login.max_failures_address"]),
             },
             window=float(settings["login.window"]),
+            max_delay=float(settings["login.max_delay"]),
             clock=self.clock,
         )
 
@@ -160,16 +161,16 @@ class Auth:
     def login(self, username: str, password: str, address: str = "") -> tuple[str, Caller]:
         """Check the password and return (new session key, caller); raise Unauthorized or Throttled.
 
-        # SECURITY: every login makes a new key (no session fixation), and throttled
-        # usernames/addresses are refused before the password is even checked.
+        # SECURITY: every login makes a new key (no session fixation), and an attempt that
+        # must still wait (at most login.max_delay) is refused before the password is checked.
         """
-        scopes = [f"user:{username.lower()}"] + ([f"addr:{address}"] if address else [])
+        scopes = scopes_of(username, address)
         self.throttle.check(scopes)
         user = self.directory.authenticate(username, password)
         if user is None:
             self.throttle.failed(scopes)
             raise Unauthorized("wrong username or password")
-        self.throttle.clear(scopes[0])
+        self.throttle.succeeded(scopes)
         key, session = self.sessions.create(user.id)
         caller = self.caller_for_user(user.id, "session", session, key)
         if caller is None:  # disabled between the check and now
