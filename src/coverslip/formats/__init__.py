@@ -1,16 +1,21 @@
-"""Readers that stream an image out of a file, one horizontal band of one plane at a time.
+"""Readers that stream images out of files, one horizontal band of one plane at a time.
 
-Every reader describes the image (`ImageMeta`) and hands out bands of rows of one
-(t, c, z) plane, so that an import never holds more than a band of the image in memory.
+A file (or a set of files that belong together) opens as a `Fileset`: the files it is made
+of, and one or more images (series, scenes, positions, fields of a plate, a slide's label).
+Every image is opened on demand as a `Reader`, which describes it (`ImageMeta`) and hands
+out bands of rows of one (t, c, z) plane, so that an import never holds more than a band of
+an image in memory. A reader whose file stores its own resolution levels lists them in
+``meta.levels`` and reads them with ``read_level_band``, so they are copied as they are.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,15 +31,16 @@ class ChannelMeta:
 
     name: str
     color: str | None = None  # RRGGBB, upper case, or None to let the importer choose
-    emission_wave: float | None = None
+    emission_wave: float | None = None  # nanometres
+    excitation_wave: float | None = None  # nanometres
 
 
 @dataclass
 class ImageMeta:
-    """What a file says about its image: 5-D sizes, pixel type, channels, physical sizes."""
+    """What a file says about one image: 5-D sizes, pixel type, channels, physical sizes."""
 
     name: str
-    format: str  # tiff | ome-tiff | png | jpeg | npy | ome-zarr
+    format: str  # a name from FORMATS
     size_t: int
     size_c: int
     size_z: int
@@ -45,6 +51,20 @@ class ImageMeta:
     physical_size_x: float | None = None  # micrometres
     physical_size_y: float | None = None
     physical_size_z: float | None = None
+    # The place of this image in its file ("scene 2", "position 3", "label"); None when
+    # the file holds one image.
+    series: str | None = None
+    # "image", or what a slide keeps beside it: "label", "macro", "thumbnail", "overview".
+    kind: str = "image"
+    objective: str | None = None  # e.g. "Plan-Apochromat 20x/0.8"
+    acquired: str | None = None  # ISO 8601 date and time of acquisition
+    time_increment: float | None = None  # seconds between time points
+    # The vendor's own metadata, flattened to text keys and values ("Scaling|X": "9.1e-08").
+    original_metadata: dict[str, str] = field(default_factory=dict)
+    # (height, width) of the file's own resolution levels after level 0, finest first;
+    # empty when the file has none. Read them with Pyramidal.read_level_band.
+    levels: list[tuple[int, int]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # names of label images kept beside it
 
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
@@ -52,7 +72,7 @@ class ImageMeta:
 
 
 class Reader(Protocol):
-    """An open image file."""
+    """An open image."""
 
     meta: ImageMeta
 
@@ -64,60 +84,236 @@ class Reader(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the file."""
+        """Release what this image holds open."""
         ...
 
 
-FORMATS = ("tiff", "ome-tiff", "png", "jpeg", "npy", "ome-zarr")
+@runtime_checkable
+class Pyramidal(Protocol):
+    """A reader whose file stores resolution levels of its own (``meta.levels``)."""
+
+    meta: ImageMeta
+
+    def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray: ...
+
+    def read_level_band(self, level: int, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Return rows ``y0:y1`` of plane (t, c, z) of ``level`` (1 = first of meta.levels)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class WellMeta:
+    """One well of a plate: its row and column (0-based) and its fields, as image indices."""
+
+    row: int
+    column: int
+    fields: list[int]  # indices into Fileset.images, field 0 first
+
+
+@dataclass
+class PlateMeta:
+    """A plate of wells (HCS), as a file describes it."""
+
+    name: str
+    rows: list[str]  # row names, e.g. ["A", "B", ...]
+    columns: list[str]  # column names, e.g. ["1", "2", ...]
+    wells: list[WellMeta] = field(default_factory=list)
+    acquisitions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fileset:
+    """What a file or a set of files holds: one or more images, maybe arranged as a plate."""
+
+    format: str
+    files: list[Path]  # every file or folder of the set; the one opened comes first
+    images: list[Callable[[], Reader]]  # open image i; each reader is closed by its user
+    plate: PlateMeta | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release what the images share (an open file, a library handle)."""
+        while self.closers:
+            self.closers.pop()()
+
+
+@dataclass(frozen=True)
+class Format:
+    """A format Coverslip reads, the module that reads it and the library it uses."""
+
+    name: str
+    title: str
+    module: str  # module under coverslip.formats with open_fileset(path) -> Fileset
+    library: str  # the distribution that does the reading, for `coverslip formats`
+    suffixes: tuple[str, ...] = ()
+
+
+FORMAT_LIST = (
+    Format(
+        "tiff",
+        "TIFF, BigTIFF, ImageJ, LSM, MetaMorph STK, QPTIFF, SIS, NIH, Micro-Manager",
+        "tiff",
+        "tifffile",
+        (".tif", ".tiff", ".btf", ".lsm", ".stk", ".qptiff"),
+    ),
+    Format(
+        "ome-tiff",
+        "OME-TIFF, single and multi-file (.companion.ome)",
+        "tiff",
+        "tifffile",
+        (".ome.tif", ".ome.tiff", ".ome.btf", ".companion.ome"),
+    ),
+    Format("svs", "Aperio SVS", "slide", "tifffile", (".svs",)),
+    Format("ndpi", "Hamamatsu NDPI", "slide", "tifffile", (".ndpi",)),
+    Format("scn", "Leica SCN", "slide", "tifffile", (".scn",)),
+    Format("bif", "Ventana BIF", "slide", "tifffile", (".bif",)),
+    Format("philips-tiff", "Philips TIFF", "slide", "tifffile", (".tiff",)),
+    Format("mrxs", "3DHISTECH MIRAX", "slide", "openslide-python", (".mrxs",)),
+    Format("dicom", "DICOM whole-slide (VL WSI)", "dicom", "wsidicom", (".dcm",)),
+    Format("czi", "Zeiss CZI", "czi", "pylibCZIrw", (".czi",)),
+    Format("nd2", "Nikon ND2", "nd2", "nd2", (".nd2",)),
+    Format("lif", "Leica LIF, LOF, XLIF", "lif", "liffile", (".lif", ".lof", ".xlif")),
+    Format("dv", "DeltaVision DV", "mrc", "mrc", (".dv", ".r3d")),
+    Format(
+        "mrc", "MRC, CCP4 MAP", "mrc", "mrcfile", (".mrc", ".map", ".mrcs", ".rec", ".st", ".ali")
+    ),
+    Format("oib", "Olympus FluoView OIB, OIF", "oif", "oiffile", (".oib", ".oif")),
+    Format("ims", "Imaris IMS", "ims", "h5py", (".ims",)),
+    Format("png", "PNG", "raster", "Pillow", (".png",)),
+    Format("jpeg", "JPEG", "raster", "Pillow", (".jpg", ".jpeg")),
+    Format("npy", "NumPy NPY (--axes names the axes)", "npy", "numpy", (".npy",)),
+    Format(
+        "ome-zarr",
+        "OME-Zarr 0.4 and 0.5: images, bioformats2raw layouts, plates",
+        "omezarr",
+        "zarr",
+        (".zarr",),
+    ),
+)
+BY_NAME = {fmt.name: fmt for fmt in FORMAT_LIST}
+FORMATS = tuple(BY_NAME)
+READABLE = "TIFF, OME-TIFF, SVS, NDPI, SCN, BIF, MRXS, DICOM, CZI, ND2, LIF, DV, MRC, OIB/OIF, IMS, PNG, JPEG, NPY, OME-Zarr"
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _tiff_dialect(path: Path, name: str) -> str:
+    """Return the slide format tifffile recognises in a TIFF, else tiff or ome-tiff."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            for flag, fmt in (
+                ("is_svs", "svs"),
+                ("is_ndpi", "ndpi"),
+                ("is_scn", "scn"),
+                ("is_bif", "bif"),
+                ("is_philips", "philips-tiff"),
+            ):
+                if getattr(tif, flag, False):
+                    return fmt
+    except Exception:  # noqa: BLE001, S110 - a damaged TIFF fails later with its reason
+        pass
+    return "ome-tiff" if name.endswith((".ome.tif", ".ome.tiff", ".ome.btf")) else "tiff"
+
+
+def _detect_folder(path: Path) -> str:
+    if any((path / marker).exists() for marker in ("zarr.json", ".zattrs", ".zgroup")):
+        return "ome-zarr"
+    entries = sorted(p for p in path.iterdir() if p.is_file())
+    if entries and all(_head(p, 132)[128:132] == b"DICM" for p in entries[:8]):
+        return "dicom"
+    raise UnsupportedFormat(
+        f"{path.name}: a folder that is neither an OME-Zarr nor a DICOM series "
+        f"(Coverslip reads {READABLE})"
+    )
+
+
+def _head(path: Path, size: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(size)
+    except OSError as exc:
+        raise UnsupportedFormat(f"{path.name}: cannot be read ({exc.strerror})") from None
 
 
 def detect(path: Path) -> str:
     """Return the format of ``path`` from its name and first bytes, or raise UnsupportedFormat."""
     name = path.name.lower()
     if path.is_dir():
-        if (
-            (path / "zarr.json").exists()
-            or (path / ".zattrs").exists()
-            or (path / ".zgroup").exists()
-        ):
-            return "ome-zarr"
-        raise UnsupportedFormat(f"{path}: a folder that is not an OME-Zarr")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(16)
-    except OSError as exc:
-        raise UnsupportedFormat(f"{path}: cannot be read ({exc.strerror})") from None
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "ome-tiff" if name.endswith((".ome.tif", ".ome.tiff", ".ome.btf")) else "tiff"
+        return _detect_folder(path)
+    head = _head(path, 256)
+    if head[:4] in TIFF_MAGIC:
+        return _tiff_dialect(path, name)
+    if name.endswith(".companion.ome"):
+        return "ome-tiff"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if head[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if head[:6] == b"\x93NUMPY":
         return "npy"
-    raise UnsupportedFormat(
-        f"{path}: not a format Coverslip reads (TIFF, OME-TIFF, PNG, JPEG, NPY, OME-Zarr)"
-    )
+    if head[:10] == b"ZISRAWFILE":
+        return "czi"
+    if head[:4] == b"\xda\xce\xbe\x0a" or (name.endswith(".nd2") and head[4:8] == b"jP  "):
+        return "nd2"
+    if head[:4] == b"\x70\x00\x00\x00" and head[8:9] == b"\x2a" or name.endswith((".lof", ".xlif")):
+        return "lif"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[96:98] in (b"\xa0\xc0", b"\xc0\xa0") and name.endswith((".dv", ".r3d")):
+        return "dv"
+    if head[208:212] == b"MAP " or name.endswith(BY_NAME["mrc"].suffixes) and len(head) >= 224:
+        return "mrc"
+    if head[:8] == OLE2_MAGIC and name.endswith(".oib") or name.endswith(".oif"):
+        return "oib"
+    if head[:8] == HDF5_MAGIC and name.endswith(".ims"):
+        return "ims"
+    if name.endswith(".mrxs"):
+        return "mrxs"
+    raise UnsupportedFormat(f"{path.name}: not a format Coverslip reads ({READABLE})")
 
 
-def open_reader(path: Path, axes: str | None = None) -> Reader:
+def single(fmt: str, path: Path, opener: Callable[[], Reader]) -> Fileset:
+    """Return the fileset of a file that holds one image."""
+    return Fileset(format=fmt, files=[path], images=[opener])
+
+
+def open_fileset(path: Path, axes: str | None = None) -> Fileset:
     """Open ``path`` with the reader of its format; ``axes`` names the axes of a .npy file."""
     fmt = detect(path)
-    if fmt in ("tiff", "ome-tiff"):
-        from coverslip.formats.tiff import TiffReader
-
-        return TiffReader(path)
-    if fmt in ("png", "jpeg"):
-        from coverslip.formats.raster import RasterReader
-
-        return RasterReader(path, fmt)
     if fmt == "npy":
         from coverslip.formats.npy import NpyReader
 
-        return NpyReader(path, axes)
-    from coverslip.formats.omezarr import OmeZarrReader
+        return single(fmt, path, lambda: NpyReader(path, axes))
+    module = importlib.import_module(f"coverslip.formats.{BY_NAME[fmt].module}")
+    fileset: Fileset = module.open_fileset(path, fmt)
+    if not fileset.images:
+        fileset.close()
+        raise ImportFailed(f"{path.name}: the file holds no image")
+    return fileset
 
-    return OmeZarrReader(path)
+
+def open_reader(path: Path, axes: str | None = None) -> Reader:
+    """Open the first image of ``path`` (for callers that take one image per file)."""
+    fileset = open_fileset(path, axes)
+    try:
+        reader = fileset.images[0]()
+    except BaseException:
+        fileset.close()
+        raise
+    closing = reader.close
+
+    def close() -> None:
+        closing()
+        fileset.close()
+
+    reader.close = close  # type: ignore[method-assign]
+    return reader
 
 
 def check_axes(axes: str, ndim: int) -> str:

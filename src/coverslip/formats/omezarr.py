@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
-from coverslip.formats import ChannelMeta, ImageMeta, check_pixel_type
+from coverslip.formats import ChannelMeta, Fileset, ImageMeta, check_pixel_type, single
 from coverslip.pixels.pyramid import Pyramid, PyramidError, confined, escaping_links, read_group
 
 # The UDUNITS-2 length names OME-Zarr allows, in micrometres.
@@ -173,3 +173,8 @@ class OmeZarrReader:
 
     def close(self) -> None:
         pass
+
+
+def open_fileset(path: Path, fmt: str) -> Fileset:
+    """Open an OME-Zarr image folder."""
+    return single(fmt, path, lambda: OmeZarrReader(path))

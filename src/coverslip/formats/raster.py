@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from coverslip.errors import ImportFailed
-from coverslip.formats import ChannelMeta, ImageMeta
+from coverslip.formats import ChannelMeta, Fileset, ImageMeta, single
 
 # SECURITY: a decompression bomb is refused before it is decoded. 100 million pixels decode
 # to at most 600 MB (16-bit RGB), which keeps an import within its memory budget.
@@ -103,3 +103,8 @@ class RasterReader:
 
     def close(self) -> None:
         pass
+
+
+def open_fileset(path: Path, fmt: str) -> Fileset:
+    """Open a PNG or JPEG."""
+    return single(fmt, path, lambda: RasterReader(path, fmt))

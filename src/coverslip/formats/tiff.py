@@ -22,7 +22,14 @@ import tifffile
 import zarr
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
-from coverslip.formats import ChannelMeta, ImageMeta, check_pixel_type, read_stored_band
+from coverslip.formats import (
+    ChannelMeta,
+    Fileset,
+    ImageMeta,
+    check_pixel_type,
+    read_stored_band,
+    single,
+)
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif", ".btf", ".tf8", ".tf2")
 
@@ -355,3 +362,8 @@ class TiffReader:
         if self.tif is not None:
             self.tif.close()
             self.tif = None
+
+
+def open_fileset(path: Path, fmt: str) -> Fileset:
+    """Open a TIFF or OME-TIFF."""
+    return single(fmt, path, lambda: TiffReader(path))
