@@ -82,6 +82,10 @@ class Home:
     def original_dir(self, image_id: int) -> Path:
         return self.originals / str(image_id)
 
+    def fileset_dir(self, fileset_id: int) -> Path:
+        """Return where a fileset's originals are kept; its images' folders link to it."""
+        return self.originals / f"fileset-{fileset_id}"
+
     def settings(
         self, environ: dict[str, str] | None = None, flags: dict[str, object] | None = None
     ) -> config.Settings:

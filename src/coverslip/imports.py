@@ -20,7 +20,7 @@ import numpy as np
 
 from coverslip import formats
 from coverslip.cache import RenderCache
-from coverslip.catalog import Catalog, Channel, Image
+from coverslip.catalog import Catalog, Channel, Image, ImageExtras
 from coverslip.errors import CoverslipError, Duplicate, ImportFailed
 from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
@@ -87,6 +87,32 @@ def hash_tree(root: Path) -> Digest:
             while block := handle.read(COPY_BLOCK):
                 digest.update(block)
     return digest
+
+
+def _common_parent(files: list[Path]) -> Path | None:
+    """Return the deepest folder holding every file of a set (None for one file)."""
+    if len(files) == 1 and files[0].is_file():
+        return None
+    parents = [f.resolve().parent for f in files]
+    common = Path(os.path.commonpath([str(p) for p in parents]))
+    return common
+
+
+def extras_of(meta: formats.ImageMeta) -> ImageExtras:
+    """Return what the catalog keeps of a file's metadata beyond sizes and channels."""
+    return ImageExtras(
+        series=meta.series,
+        kind=meta.kind,
+        objective=meta.objective,
+        acquired=meta.acquired,
+        time_increment=meta.time_increment,
+        channels=[
+            {"excitation_wave": ch.excitation_wave, "emission_wave": ch.emission_wave}
+            for ch in meta.channels
+        ],
+        labels=list(meta.labels),
+        original=dict(meta.original_metadata),
+    )
 
 
 def _stats_dtype(values: np.ndarray) -> tuple[float, float] | None:
@@ -167,76 +193,179 @@ class Importer:
     def import_path(
         self, path: Path, options: ImportOptions, progress: Progress | None = None
     ) -> int:
-        """Import ``path`` as a new image and return its id; on failure nothing is left behind."""
+        """Import ``path`` and return the id of its first image (see ``import_fileset``)."""
+        return self.import_fileset(path, options, progress)[0]
+
+    def import_fileset(
+        self, path: Path, options: ImportOptions, progress: Progress | None = None
+    ) -> list[int]:
+        """Import every image of ``path`` (and the files it names); return their ids.
+
+        The originals are kept once, in the fileset's folder; on any failure nothing of the
+        fileset is left behind.
+        """
         path = Path(path)
         if not path.exists():
             raise ImportFailed(f"{path}: no such file")
-        reader = self._open(path, options)
+        fileset = self._open(path, options)
+        try:
+            return self._import(path, fileset, options, progress)
+        finally:
+            fileset.close()
+
+    def _import(
+        self,
+        path: Path,
+        fileset: formats.Fileset,
+        options: ImportOptions,
+        progress: Progress | None,
+    ) -> list[int]:
         owner_id, group_id = options.owner_id, options.group_id
         if owner_id is None or group_id is None:
             owner_id, group_id = self.catalog.ensure_local_admin()
-        name = options.name or reader.meta.name or path.name
-        image_id = self.catalog.create_image(
-            name,
-            owner_id,
-            group_id,
-            status="queued",
-            format=reader.meta.format,
-            original_name=path.name,
-            properties=options.properties,
-        )
+        if options.in_place and len(fileset.images) != 1:
+            raise ImportFailed(f"{path}: --in-place registers an OME-Zarr of one image")
+        fileset_id = self.catalog.create_fileset(fileset.format, owner_id, group_id)
+        image_ids: list[int] = []
         try:
-            self._original(path, image_id, options, reader, progress)
+            digest = self._keep_and_build(
+                path, fileset, fileset_id, image_ids, (owner_id, group_id), options, progress
+            )
+            self._check_duplicate(digest, options)
+            for image_id in image_ids:
+                self.catalog.update_image(
+                    image_id,
+                    sha512=digest.sha512.hexdigest(),
+                    md5=digest.md5.hexdigest(),
+                    original_size=digest.size,
+                )
+            if fileset.plate is not None:
+                self._plate(fileset.plate, fileset_id, image_ids, owner_id, group_id, path)
+            for image_id in image_ids:
+                self.catalog.set_status(image_id, "active", expect=["importing"])
         except BaseException:
-            reader.close()
-            self.discard(image_id)
+            for image_id in image_ids:
+                self.discard(image_id)
+            self._drop_fileset(fileset_id)
             raise
-        reader.close()
         if options.dataset_id is not None:
-            self.catalog.add_to_dataset(options.dataset_id, [image_id])
-        return image_id
+            self.catalog.add_to_dataset(options.dataset_id, image_ids)
+        return image_ids
 
-    def _original(
+    def _keep_and_build(
         self,
         path: Path,
-        image_id: int,
+        fileset: formats.Fileset,
+        fileset_id: int,
+        image_ids: list[int],
+        owner: tuple[int, int],
         options: ImportOptions,
-        reader: formats.Reader,
         progress: Progress | None,
     ) -> Digest:
-        """Keep (or, in place, hash) the original and build the pyramid; refuse duplicates."""
+        """Keep (or, in place, hash) the originals and build every image's pyramid."""
+        files = fileset.files or [path]
 
         def keep() -> Digest:
             if options.in_place:
                 return hash_tree(path) if path.is_dir() else self._hash_file(path)
-            return self._keep_original(path, image_id)
+            return self._keep_originals(files, fileset_id)
 
-        def record(digest: Digest) -> None:
-            self._check_duplicate(digest, options)
-            self.catalog.update_image(
-                image_id,
-                sha512=digest.sha512.hexdigest(),
-                md5=digest.md5.hexdigest(),
-                original_size=digest.size,
-            )
-
-        size = path.stat().st_size if path.is_file() else None
-        if options.allow_duplicate or size is None or not self.catalog.original_size_exists(size):
-            # PERF: copying and hashing the original (I/O and hashlib, which release the GIL)
-            # runs beside the pyramid build; only a file of a size seen before is hashed first.
-            with ThreadPoolExecutor(1, thread_name_prefix="original") as pool:
-                copying = pool.submit(keep)
-                try:
-                    self.build(image_id, reader, options, progress, source=path, activate=False)
-                finally:
-                    digest = copying.result()
-            record(digest)
+        size = sum(f.stat().st_size for f in files if f.is_file())
+        if options.allow_duplicate or any(f.is_dir() for f in files):
+            early = False
         else:
+            early = self.catalog.original_size_exists(size)
+        if early:
             digest = keep()
-            record(digest)
-            self.build(image_id, reader, options, progress, source=path, activate=False)
-        self.catalog.set_status(image_id, "active", expect=["importing"])
+            self._check_duplicate(digest, options)
+            self._build_all(path, fileset, fileset_id, image_ids, owner, options, progress)
+            return digest
+        # PERF: copying and hashing the originals (I/O and hashlib, which release the GIL)
+        # runs beside the pyramid builds; only files of a size seen before are hashed first.
+        with ThreadPoolExecutor(1, thread_name_prefix="original") as pool:
+            copying = pool.submit(keep)
+            try:
+                self._build_all(path, fileset, fileset_id, image_ids, owner, options, progress)
+            finally:
+                digest = copying.result()
         return digest
+
+    def _build_all(
+        self,
+        path: Path,
+        fileset: formats.Fileset,
+        fileset_id: int,
+        image_ids: list[int],
+        owner: tuple[int, int],
+        options: ImportOptions,
+        progress: Progress | None,
+    ) -> None:
+        many = len(fileset.images) > 1
+        for index, opener in enumerate(fileset.images):
+            reader = self._open_image(path, opener)
+            try:
+                meta = reader.meta
+                base = options.name or meta.name or path.name
+                name = f"{base} [{meta.series}]" if many and meta.series else base
+                if many and not meta.series:
+                    name = f"{base} [{index + 1}]"
+                image_id = self.catalog.create_image(
+                    name[:255],
+                    *owner,
+                    status="queued",
+                    format=meta.format,
+                    original_name=self._relative(path, files=fileset.files or [path]),
+                    properties=options.properties,
+                )
+                image_ids.append(image_id)
+                self.catalog.add_to_fileset(fileset_id, image_id, index, meta.series, meta.kind)
+                self._link_original(image_id, fileset_id, options)
+                self.build(image_id, reader, options, progress, source=path, activate=False)
+            finally:
+                reader.close()
+
+    @staticmethod
+    def _relative(path: Path, files: list[Path]) -> str:
+        """Return the name of the file opened, relative to the folder the set is kept in."""
+        root = _common_parent(files)
+        return str(path.resolve().relative_to(root)) if root else path.name
+
+    def _link_original(self, image_id: int, fileset_id: int, options: ImportOptions) -> None:
+        """Point the image's originals folder at its fileset's, where the files are kept once."""
+        if options.in_place:
+            return
+        folder = self.home.original_dir(image_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.symlink_to(self.home.fileset_dir(fileset_id).name, target_is_directory=True)
+
+    def _plate(
+        self,
+        plate: formats.PlateMeta,
+        fileset_id: int,
+        image_ids: list[int],
+        owner_id: int,
+        group_id: int,
+        path: Path,
+    ) -> None:
+        wells = []
+        for well in plate.wells:
+            fields = [image_ids[i] for i in well.fields if 0 <= i < len(image_ids)]
+            wells.append((well.row, well.column, fields))
+        self.catalog.create_plate(
+            plate.name or path.name,
+            fileset_id,
+            owner_id,
+            group_id,
+            plate.rows,
+            plate.columns,
+            wells,
+        )
+
+    def _drop_fileset(self, fileset_id: int) -> None:
+        shutil.rmtree(self.home.fileset_dir(fileset_id), ignore_errors=True)
+        with contextlib.suppress(CoverslipError):
+            self.catalog.delete_fileset(fileset_id)
 
     def build(
         self,
@@ -269,6 +398,7 @@ class Importer:
                 tile = self.tile
             channels = stats.channels(meta)
             self.catalog.set_channels(image_id, channels)
+            self.catalog.set_extras(image_id, extras_of(meta))
             self.catalog.update_image(
                 image_id,
                 size_t=meta.size_t,
@@ -297,28 +427,51 @@ class Importer:
             raise
 
     def remove_files(self, image_id: int) -> None:
-        """Remove the pyramid, the original and the cached renders of an image."""
+        """Remove the pyramid and cached renders of an image, and its link to the originals.
+
+        The originals of a fileset stay until its last image goes (see ``discard``).
+        """
         shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
-        shutil.rmtree(self.home.original_dir(image_id), ignore_errors=True)
+        folder = self.home.original_dir(image_id)
+        if folder.is_symlink():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
         if self.cache is not None:
             self.cache.drop_image(image_id)
 
     def discard(self, image_id: int) -> None:
-        """Remove an image and everything written for it."""
+        """Remove an image and everything written for it; the last of a fileset takes its originals."""
+        fileset_id = self.catalog.fileset_of(image_id)
         self.remove_files(image_id)
         with contextlib.suppress(CoverslipError):
             self.catalog.delete_image(image_id)
+        if fileset_id is not None:
+            with contextlib.suppress(CoverslipError):
+                if not self.catalog.get_fileset(fileset_id).image_ids:
+                    self._drop_fileset(fileset_id)
 
     # -- steps --------------------------------------------------------------------------
 
     @staticmethod
-    def _open(path: Path, options: ImportOptions) -> formats.Reader:
+    def _open(path: Path, options: ImportOptions) -> formats.Fileset:
         if options.in_place and formats.detect(path) != "ome-zarr":
             raise ImportFailed(f"{path}: --in-place registers OME-Zarr folders only")
         try:
-            return formats.open_reader(path, options.axes)
+            return formats.open_fileset(path, options.axes)
         except CoverslipError:
             raise
+        except MemoryError:
+            raise ImportFailed(f"{path}: too large to decode") from None
+        except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
+            raise ImportFailed(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+    @staticmethod
+    def _open_image(path: Path, opener: Callable[[], formats.Reader]) -> formats.Reader:
+        try:
+            return opener()
+        except CoverslipError as exc:
+            raise type(exc)(f"{path.name}: {exc}") from None
         except MemoryError:
             raise ImportFailed(f"{path}: too large to decode") from None
         except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
@@ -332,16 +485,38 @@ class Importer:
                 digest.update(block)
         return digest
 
-    def _keep_original(self, path: Path, image_id: int) -> Digest:
-        folder = self.home.original_dir(image_id)
+    def _keep_originals(self, files: list[Path], fileset_id: int) -> Digest:
+        """Copy the files of a set into the fileset's folder, keeping their relative paths.
+
+        The digest of one file is that file's; of several, it covers each member's relative
+        path and bytes in sorted order, so the same set is the same digest whichever member
+        was named.
+        """
+        folder = self.home.fileset_dir(fileset_id)
         folder.mkdir(parents=True, exist_ok=True)
+        root = _common_parent(files)
         try:
-            if path.is_dir():
-                shutil.copytree(path, folder / path.name)
-                return hash_tree(folder / path.name)
+            if len(files) == 1 and files[0].is_file():
+                digest = Digest()
+                with files[0].open("rb") as source, (folder / files[0].name).open("wb") as target:
+                    copy_hashed(source, target, digest)
+                return digest
             digest = Digest()
-            with path.open("rb") as source, (folder / path.name).open("wb") as target:
-                copy_hashed(source, target, digest)
+            for member in sorted(files, key=lambda f: str(f.resolve())):
+                relative = member.resolve().relative_to(root) if root else Path(member.name)
+                target_path = folder / relative
+                target_path.parent.mkdir(parents=True, exist_ok=True)
+                if member.is_dir():
+                    shutil.copytree(member, target_path)
+                    for inner in _tree_files(target_path):
+                        digest.update(str(inner.relative_to(folder)).encode() + b"\0")
+                        with inner.open("rb") as handle:
+                            while block := handle.read(COPY_BLOCK):
+                                digest.update(block)
+                    continue
+                digest.update(str(relative).encode() + b"\0")
+                with member.open("rb") as source, target_path.open("wb") as target:
+                    copy_hashed(source, target, digest)
             return digest
         except OSError as exc:
             raise ImportFailed(f"cannot keep the original: {exc.strerror or exc}") from None
@@ -392,6 +567,33 @@ class Importer:
                         if progress:
                             progress(done, total)
 
+    def _level_bands(
+        self, reader: formats.Pyramidal, level: int, shapes: list[tuple[int, int]]
+    ) -> Iterator[tuple[int, int, int, np.ndarray, bool]]:
+        """Yield the bands of a level the file stores, as the file stores them."""
+        meta = reader.meta
+        height, width = shapes[level]
+        for t in range(meta.size_t):
+            for c in range(meta.size_c):
+                for z in range(meta.size_z):
+                    for y0 in range(0, height, self.tile):
+                        y1 = min(height, y0 + self.tile)
+                        try:
+                            rows = reader.read_level_band(level, t, c, z, y0, y1)
+                        except CoverslipError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
+                            raise ImportFailed(
+                                f"rows {y0}:{y1} of level {level} of plane t={t} c={c} z={z} "
+                                f"cannot be read ({type(exc).__name__})"
+                            ) from None
+                        if rows.shape != (y1 - y0, width):
+                            raise ImportFailed(
+                                f"reader gave {rows.shape} for rows {y0}:{y1} of level {level}, "
+                                f"expected {(y1 - y0, width)}"
+                            )
+                        yield t, c, z, rows, y1 == height
+
     def _scan(self, reader: formats.Reader, progress: Progress | None) -> ChannelStats:
         stats = ChannelStats(reader.meta.size_c)
         for _t, c, _z, rows, _final in self._bands(reader, progress):
@@ -403,6 +605,7 @@ class Importer:
     ) -> ChannelStats:
         meta = reader.meta
         shutil.rmtree(target, ignore_errors=True)
+        levels = meta.levels if isinstance(reader, formats.Pyramidal) else []
         writer = PyramidWriter(
             target,
             meta.shape,
@@ -411,12 +614,17 @@ class Importer:
             codec=self.codec,
             name=meta.name,
             scale=(meta.physical_size_x, meta.physical_size_y, meta.physical_size_z),
+            levels=levels,
         )
         stats = ChannelStats(meta.size_c)
         try:
             for t, c, z, rows, final in self._bands(reader, progress):
                 stats.add(c, rows)
                 writer.write_band(t, c, z, rows, final)
+            if isinstance(reader, formats.Pyramidal):
+                for level in range(1, writer.copied):
+                    for t, c, z, rows, final in self._level_bands(reader, level, writer.shapes):
+                        writer.write_band(t, c, z, rows, final, level=level)
             writer.finish([vars(ch) for ch in stats.channels(meta)])
         except BaseException:
             writer.abort()

@@ -62,6 +62,19 @@ def downsample(rows: np.ndarray) -> np.ndarray:
     return total.astype(rows.dtype)
 
 
+def own_levels(height: int, width: int, levels: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return the file's levels that make a pyramid: each smaller than the one before it."""
+    kept: list[tuple[int, int]] = []
+    previous = (height, width)
+    for h, w in levels:
+        if 0 < h <= previous[0] and 0 < w <= previous[1] and (h, w) != previous:
+            kept.append((int(h), int(w)))
+            previous = (h, w)
+        else:
+            break
+    return kept
+
+
 class _Level:
     """One level of one plane being written: rows arrive, full bands of tile rows leave."""
 
@@ -72,7 +85,9 @@ class _Level:
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         self.written = 0
-        self.child = _Level(writer, level + 1, index) if level + 1 < len(writer.shapes) else None
+        # Levels the file has are written as given; only the levels after them are computed.
+        computed = level + 1 >= writer.copied and level + 1 < len(writer.shapes)
+        self.child = _Level(writer, level + 1, index) if computed else None
 
     def push(self, rows: np.ndarray, final: bool) -> None:
         self.pending.append(rows)
@@ -104,7 +119,13 @@ class PyramidWriter:
         name: str = "",
         scale: Sequence[float | None] = (None, None, None),
         channels: Sequence[dict[str, Any]] = (),
+        levels: Sequence[tuple[int, int]] = (),
     ) -> None:
+        """Create the arrays; ``levels`` are (height, width) of levels the file has after level 0.
+
+        Those levels are written with ``write_band(..., level=n)`` exactly as the file stores
+        them; further 2×2-mean levels follow the last of them until the longest side fits a tile.
+        """
         if tile % 2:
             raise ValueError("tile must be even")
         self.path = path
@@ -114,7 +135,11 @@ class PyramidWriter:
         self.name = name
         self.scale = scale
         self.channels = list(channels)
-        self.shapes = level_shapes(self.shape[3], self.shape[4], tile)
+        given = own_levels(self.shape[3], self.shape[4], levels)
+        self.copied = 1 + len(given)
+        self.shapes = [(self.shape[3], self.shape[4]), *given[:-1]] if given else []
+        last = given[-1] if given else (self.shape[3], self.shape[4])
+        self.shapes += level_shapes(last[0], last[1], tile)
         if path.exists():
             raise FileExistsError(path)
         path.mkdir(parents=True)
@@ -142,16 +167,23 @@ class PyramidWriter:
                 "create": True,
             }
             self.arrays.append(ts.open(spec, context=context).result())
-        self._planes: dict[tuple[int, int, int], _Level] = {}
+        self._planes: dict[tuple[int, int, int, int], _Level] = {}
         self._futures: list[Any] = []
 
-    def write_band(self, t: int, c: int, z: int, rows: np.ndarray, final: bool) -> None:
-        """Add the next rows of plane (t, c, z); ``final`` marks its last band."""
-        key = (t, c, z)
-        level = self._planes.get(key)
-        if level is None:
-            level = self._planes[key] = _Level(self, 0, key)
-        level.push(np.ascontiguousarray(rows, dtype=self.dtype), final)
+    def write_band(
+        self, t: int, c: int, z: int, rows: np.ndarray, final: bool, level: int = 0
+    ) -> None:
+        """Add the next rows of plane (t, c, z) of ``level``; ``final`` marks its last band.
+
+        Levels after 0 are written only for levels the file has (``copied``).
+        """
+        if not 0 <= level < self.copied:
+            raise ValueError(f"level {level} is computed, not written (copied: {self.copied})")
+        key = (t, c, z, level)
+        found = self._planes.get(key)
+        if found is None:
+            found = self._planes[key] = _Level(self, level, (t, c, z))
+        found.push(np.ascontiguousarray(rows, dtype=self.dtype), final)
         if final:
             del self._planes[key]
 
