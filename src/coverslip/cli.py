@@ -162,18 +162,20 @@ def import_files(
                 progress.update(task, completed=done, total=total or None)
 
             try:
-                image_id = importer.import_path(path, options, update)
+                new_ids = importer.import_fileset(path, options, update)
             except Duplicate as exc:
                 failed += 1
                 progress.remove_task(task)
-                errors.print(f"[red]failed:[/red] {path}: {exc}", highlight=False)
+                errors.print(f"[red]failed:[/red] {path}: {exc}", highlight=False, soft_wrap=True)
             except CoverslipError as exc:
                 failed += 1
                 progress.remove_task(task)
                 message = str(exc)
+                if message.startswith(f"{path.name}: "):
+                    message = message.removeprefix(f"{path.name}: ")
                 if not message.startswith(str(path)):
                     message = f"{path}: {message}"
-                errors.print(f"[red]failed:[/red] {message}", highlight=False)
+                errors.print(f"[red]failed:[/red] {message}", highlight=False, soft_wrap=True)
             except KeyboardInterrupt:
                 progress.remove_task(task)
                 errors.print(
@@ -181,8 +183,12 @@ def import_files(
                 )
                 raise SystemExit(130) from None
             else:
-                ids.append(image_id)
-                progress.update(task, description=f"{path.name} → image {image_id}")
+                ids.extend(new_ids)
+                made = ", ".join(map(str, new_ids))
+                progress.update(task, description=f"{path.name} → image {made}")
+                if len(new_ids) > 1 and not quiet:
+                    for image in map(services.catalog.get_image, new_ids):
+                        errors.print(f"  image {image.id}: {image.name}", highlight=False)
     return ids, failed
 
 
@@ -216,7 +222,10 @@ def import_(
     group_name: str | None,
     as_json: bool,
 ) -> None:
-    """Import image files (TIFF, OME-TIFF, PNG, JPEG, NPY, OME-Zarr)."""
+    """Import image files: every series, scene or position of a file is an image.
+
+    `coverslip formats` lists what is read.
+    """
     services = state.services
     owner_id, group_id = _owner_and_group(services, username, group_name)
     dataset_id = _dataset_id(services, dataset, owner_id, group_id) if dataset else None
@@ -306,8 +315,11 @@ def images_list(state: State, dataset: int | None, as_json: bool) -> None:
 @pass_state
 @guarded
 def images_show(state: State, image_id: int) -> None:
-    """Show everything known about one image, as JSON."""
-    click.echo(json.dumps(state.services.catalog.get_image(image_id).to_json(), indent=2))
+    """Show everything known about one image, as JSON: sizes, channels, the file's metadata."""
+    catalog = state.services.catalog
+    document = catalog.get_image(image_id).to_json()
+    document["metadata"] = vars(catalog.get_extras(image_id))
+    click.echo(json.dumps(document, indent=2, default=str))
 
 
 @images.command("delete")
@@ -505,9 +517,13 @@ def config_docs() -> None:
 
 def _attach_commands() -> None:
     from coverslip.auth import cli as auth_cli
+    from coverslip.catalog import cli as catalog_cli
     from coverslip.deploy.cli import register
+    from coverslip.formats import cli as formats_cli
 
     register(main)
+    main.add_command(formats_cli.formats)
+    main.add_command(catalog_cli.plates)
     main.add_command(auth_cli.user)
     main.add_command(auth_cli.group)
     main.add_command(auth_cli.token)
