@@ -10,7 +10,7 @@ from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.pixels import PixelStore
 from coverslip.services import Services
-from coverslip.web import errors, gateway, gateway_meta, iiif, images_api, ops, session, ui
+from coverslip.web import errors, gateway, gateway_meta, iiif, images_api, ops, plates, session, ui
 from coverslip.web.access import Access
 from coverslip.web.middleware import AuthMiddleware
 from coverslip.web.rendering import RenderContext
@@ -39,7 +39,7 @@ def create_app(
     app = CoverslipApp()
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
-    errors.install(app)
+    errors.install(app, settings["web.prefix"])
     auth_middleware = AuthMiddleware(services.auth, settings)
     app.add_middleware(auth_middleware)
     ops.add_routes(app, services)
@@ -50,6 +50,7 @@ def create_app(
         gateway_meta.add_routes(app, render_context, access)
         iiif.add_routes(app, render_context)
         images_api.add_routes(app, services, access)
+        plates.add_routes(app, services, access)
         pages = ui.add_routes(app, services, access)
         session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"], pages)
     app.services = services
