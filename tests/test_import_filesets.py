@@ -151,3 +151,26 @@ def test_a_file_nothing_reads_gets_one_clear_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "notes.xyz" in lines[0] and "not a format Coverslip reads" in lines[0]
     assert "CZI" in lines[0] and "ND2" in lines[0]
+
+
+def test_vendor_file_uploads_through_the_images_api(tmp_path: Path) -> None:
+    from tests.test_images_api import Api
+
+    api = Api(tmp_path / "home")
+    data = np.random.default_rng(9).integers(0, 60000, size=(50, 70), dtype=np.uint16)
+    path = scenes_czi(tmp_path / "upload.czi", [data])
+    for disk_format in (None, "czi"):
+        fields = {"container_format": "bare"} | (
+            {"disk_format": disk_format} if disk_format else {}
+        )
+        result = api.request("POST", "/images", json=fields)
+        assert result.status_code == 201, result.text
+        image_id = str(result.json["id"])
+        assert api.put(image_id, path.read_bytes()).status_code == 204, api.image(image_id)
+        image = api.image(image_id)
+        assert (image["status"], image["disk_format"]) == ("active", "czi")
+        record = api.services.catalog.get_image(int(image_id))
+        plane = api.services.pixels.open(record).read(0, 0, 0, 0, slice(None), slice(None))
+        np.testing.assert_array_equal(plane, data)
+        download = api.request("GET", f"/images/{image_id}/file")
+        assert download.status_code == 200 and download.content == path.read_bytes()

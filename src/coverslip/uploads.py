@@ -53,6 +53,14 @@ ORIGINAL_NAMES = {
 TaskRunner = Callable[[Callable[[], None]], None]
 
 
+def original_name(disk_format: str | None) -> str:
+    """Return the file name an upload of ``disk_format`` is kept under (its usual suffix)."""
+    if disk_format in ORIGINAL_NAMES:
+        return ORIGINAL_NAMES[disk_format]
+    known = formats.BY_NAME.get(disk_format or "")
+    return f"original{known.suffixes[0]}" if known and known.suffixes else "original"
+
+
 def run_in_thread(work: Callable[[], None]) -> None:
     """Run ``work`` in a daemon thread (the default way import tasks run)."""
     threading.Thread(target=work, name="coverslip-import", daemon=True).start()
@@ -201,7 +209,7 @@ class Uploads:
     def _import_file(self, image: Image, staged: Path, digest: Digest) -> None:
         """Keep ``staged`` as the original of ``image`` and build its pyramid."""
         fields = self.catalog.api_fields([image.id])[image.id]
-        name = ORIGINAL_NAMES.get(fields.disk_format or "", "original")
+        name = original_name(fields.disk_format)
         folder = self.home.original_dir(image.id)
         folder.mkdir(parents=True, exist_ok=True)
         original = folder / name
@@ -212,7 +220,7 @@ class Uploads:
             # SECURITY: a client hears what is wrong with its data, never where it is kept.
             raise type(exc)(str(exc).replace(str(original), "the data")) from None
         if fields.disk_format is None:
-            name = ORIGINAL_NAMES[fmt]
+            name = original_name(fmt)
             os.replace(original, folder / name)
             original = folder / name
             self.catalog.set_api_fields(image.id, disk_format=fmt)
