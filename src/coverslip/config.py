@@ -379,6 +379,22 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "SQLAlchemy URL of the catalog (empty: catalog.sqlite in the instance home).",
     ),
+    _s(
+        "db.connect_timeout",
+        "int",
+        5,
+        "Seconds to wait for a PostgreSQL connection; /readyz waits at most this long too.",
+        minimum=1,
+        maximum=300,
+    ),
+    _s(
+        "db.statement_timeout",
+        "int",
+        30,
+        "Seconds one PostgreSQL statement may run; a server that stops answering is given up.",
+        minimum=1,
+        maximum=86400,
+    ),
     # Pixels and imports.
     _s(
         "pixels.tile_size",

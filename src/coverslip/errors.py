@@ -56,3 +56,7 @@ class ImportFailed(CoverslipError):
 
 class UnsupportedFormat(ImportFailed):
     """No reader knows this file."""
+
+
+class NoSpace(CoverslipError):
+    """The disk holding the instance home is full (HTTP 507 Insufficient Storage)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from coverslip.auth import Auth
 from coverslip.cache import RenderCache, settings_tag, thumbnail_key
 from coverslip.catalog import Catalog, Image
+from coverslip.catalog.base import Timeouts
 from coverslip.catalog.cached import CachedCatalog
 from coverslip.config import Settings
 from coverslip.home import Home
@@ -39,7 +40,9 @@ class Services:
     ) -> Services:
         """Return the services, creating whichever collaborator was not passed in."""
         home.create()
-        catalog = catalog or Catalog(home.catalog_url(settings))
+        catalog = catalog or Catalog(
+            home.catalog_url(settings), timeouts=Timeouts.from_settings(settings)
+        )
         metadata = CachedCatalog(catalog, home.run / "catalog.stamp")
         catalog.on_change = metadata.touch
         return cls(

@@ -14,7 +14,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import DEFAULT_GROUP, LOCAL_ADMIN, _as_utc, _new_id, make_engine, now
+from coverslip.catalog.base import (
+    DEFAULT_GROUP,
+    LOCAL_ADMIN,
+    Timeouts,
+    _as_utc,
+    _new_id,
+    make_engine,
+    now,
+)
 from coverslip.catalog.datasets import DatasetQueries
 from coverslip.catalog.glance import ImagesApiQueries
 from coverslip.catalog.records import STATUSES, Channel, Dataset, Image
@@ -37,10 +45,14 @@ class Catalog(DatasetQueries, ImagesApiQueries):
     """Queries and updates of the metadata; no HTTP, no pixels."""
 
     def __init__(
-        self, url: str, migrate: bool = True, on_change: Callable[[], None] | None = None
+        self,
+        url: str,
+        migrate: bool = True,
+        on_change: Callable[[], None] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, timeouts)
         # Called after every write that changes what an image looks like, so in-process
         # caches elsewhere (in this process or others) can drop what they hold.
         self.on_change = on_change

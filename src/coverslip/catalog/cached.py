@@ -14,8 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
+
 from coverslip.catalog import Catalog
 from coverslip.catalog.records import Image
+
+# What a catalog that is down or does not answer in time raises.
+UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 class CachedCatalog:
@@ -56,7 +65,14 @@ class CachedCatalog:
             found = self._entries.get(key)
             if found is not None and now - found[0] < self.ttl:
                 return found[1]
-        value = load()
+        try:
+            value = load()
+        except UNAVAILABLE:
+            if found is None:
+                raise
+            # NOTE: the database is down or not answering: serve what was known (public
+            # thumbnails keep working) and ask again only after another ttl.
+            value = found[1]
         with self._lock:
             if len(self._entries) >= self.size:
                 self._entries.clear()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import falcon
+import jinja2
+import redis
+import sqlalchemy.exc
 
 from coverslip import errors
 
@@ -21,7 +25,19 @@ STATUS: tuple[tuple[type[Exception], str, str], ...] = (
     (errors.TooLarge, falcon.HTTP_413, "Payload Too Large"),
     (errors.Gone, falcon.HTTP_410, "Gone"),
     (errors.ImportFailed, falcon.HTTP_400, "Bad Request"),
+    (errors.NoSpace, falcon.HTTP_507, "Insufficient Storage"),
 )
+
+# What a catalog or session store that is down or not answering raises.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRY_AFTER = 30
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def status_of(exc: Exception) -> tuple[str, str]:
@@ -42,6 +58,47 @@ def handle_service_error(
     raise falcon.HTTPError(status, title=title, description=description)
 
 
-def install(app: falcon.App) -> None:
+def wants_html(req: falcon.Request) -> bool:
+    """Return whether the client is a browser asking for a page rather than for data."""
+    return req.client_prefers([falcon.MEDIA_JSON, falcon.MEDIA_HTML]) == falcon.MEDIA_HTML
+
+
+class Unavailable:
+    """Answer 503 when the catalog or the session store is down: a page for browsers."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix.rstrip("/")
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape()
+        )
+        self.page = env.get_template("error.html")
+
+    def __call__(
+        self, req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+    ) -> None:
+        # SECURITY: the log has the details (host, port, SQL); the client only the outage.
+        log.error("%s %s: a backing service is unavailable: %s", req.method, req.path, exc)
+        title, message = "Service Unavailable", "The catalog or session store is not answering."
+        if not wants_html(req):
+            raise falcon.HTTPServiceUnavailable(
+                title=title, description=message, retry_after=RETRY_AFTER
+            )
+        resp.status = falcon.HTTP_503
+        resp.content_type = falcon.MEDIA_HTML
+        resp.cache_control = ["no-store"]
+        resp.retry_after = RETRY_AFTER
+        resp.text = self.page.render(
+            prefix=self.prefix,
+            user=None,
+            title="Temporarily unavailable",
+            message=f"{message} Please try again in a minute.",
+            request_path=req.relative_uri,
+        )
+
+
+def install(app: falcon.App, prefix: str = "") -> None:
     """Register the error handlers on ``app``."""
     app.add_error_handler(errors.CoverslipError, handle_service_error)
+    unavailable = Unavailable(prefix)
+    for kind in UNAVAILABLE:
+        app.add_error_handler(kind, unavailable)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import falcon
 
 from coverslip.services import Services
+from coverslip.web.middleware import COOKIE, request_token
 
 
 class Health:
@@ -25,28 +28,104 @@ def _session_store(services: Services) -> Any:
     return store if callable(getattr(store, "ping", None)) else None
 
 
+class Probe:
+    """Run one check in a thread of its own and wait for it a bounded time.
+
+    # NOTE: a server that stops answering would hold a probing request for as long as the
+    # driver waits; here the request gives up after ``timeout``, and while one probe is
+    # still stuck no second one is started.
+    """
+
+    def __init__(self, check: Callable[[], Any], timeout: float) -> None:
+        self.check = check
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._outcome: dict[str, Any] = {}
+        self._done = threading.Event()
+
+    def __call__(self) -> tuple[bool, Any]:
+        """Return (True, the check's result) or (False, why it failed or took too long)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._outcome, self._done = {}, threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._outcome, self._done), daemon=True
+                )
+                self._thread.start()
+            outcome, done = self._outcome, self._done
+        if not done.wait(self.timeout):
+            return False, f"no answer within {self.timeout:g} s"
+        if "error" in outcome:
+            return False, outcome["error"]
+        return True, outcome.get("result")
+
+    def _run(self, outcome: dict[str, Any], done: threading.Event) -> None:
+        try:
+            outcome["result"] = self.check()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            outcome["error"] = (str(exc).splitlines() or [type(exc).__name__])[0]
+        finally:
+            done.set()
+
+
+def is_loopback(address: str | None) -> bool:
+    """Return whether ``address`` is this host (the trusted-proxy wrapper has set it)."""
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
 class Ready:
-    """`/readyz`: the catalog and the session store can be reached; 503 naming what is down."""
+    """`/readyz`: the catalog and the session store answer in time; 503 naming what is down.
+
+    What went wrong (host, port, driver message) is shown only to administrators and to
+    requests from this host; anyone else learns only which part is down.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        timeout = float(services.settings["db.connect_timeout"])
+        self.timeout = timeout
+        self.probes = {
+            "catalog": Probe(services.catalog.ping, timeout),
+            "sessions": Probe(self._ping_sessions, timeout),
+        }
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        checks: dict[str, Callable[[], Any]] = {"catalog": self.services.catalog.ping}
+    def _ping_sessions(self) -> None:
         store = _session_store(self.services)
         if store is not None:
-            checks["sessions"] = store.ping
+            store.ping()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         down = {}
-        for name, ping in checks.items():
-            try:
-                ping()
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                down[name] = (str(exc).splitlines() or [type(exc).__name__])[0]
-        if down:
-            resp.status = falcon.HTTP_503
-            resp.media = {"status": "unavailable", "down": down}
-        else:
+        for name, probe in self.probes.items():
+            ok, why = probe()
+            if not ok:
+                down[name] = why
+        resp.cache_control = ["no-store"]
+        if not down:
             resp.media = {"status": "ready"}
+            return
+        resp.status = falcon.HTTP_503
+        resp.media = {"status": "unavailable", "down": sorted(down)}
+        # SECURITY: driver messages name the database host and port.
+        if is_loopback(req.remote_addr) or self._is_admin(req):
+            resp.media["details"] = down
+
+    def _is_admin(self, req: falcon.Request) -> bool:
+        """Return whether the request is signed in as an administrator (bounded in time)."""
+        token, key = request_token(req), req.cookies.get(COOKIE)
+        if not token and not key:
+            return False
+        auth = self.services.auth
+
+        def who() -> Any:
+            return auth.caller_for_token(token) if token else auth.caller_for_session(key or "")
+
+        ok, found = Probe(who, self.timeout)()
+        return bool(ok and found is not None and found.is_admin)
 
 
 def add_routes(app: falcon.App, services: Services) -> None:
