@@ -353,3 +353,41 @@ def test_admin_reads_everything_and_open_routes_need_nobody(world: World) -> Non
         assert got.status_code == 200
     for path in OPEN_PATHS:
         assert world.callers["anon_off"].request("GET", path).status_code == 200
+
+
+@pytest.mark.parametrize("who", CALLERS[:-1])
+def test_a_hidden_marker_is_a_missing_marker(world: World, who: str) -> None:
+    """Paging after an image the caller may not read answers exactly as after a missing one."""
+
+    def page(marker: int) -> tuple[int, str]:
+        got = world.callers[who].request("GET", "/api/v2/images", f"marker={marker}&sort=name:asc")
+        return got.status_code, got.text.replace(str(marker), "ID")
+
+    missing = page(MISSING)
+    for level in LEVELS:
+        if who not in READERS[level]:
+            assert page(world.images[level]) == missing, level
+
+
+@pytest.mark.parametrize("who", sorted(SIGNED_IN - MANAGERS))
+def test_dataset_writes_refuse_unreadable_datasets_like_missing_ones(
+    world: World, who: str
+) -> None:
+    """Putting a new image into a dataset the caller may not see answers as for no dataset."""
+
+    def create(dataset_id: int) -> tuple[int, str]:
+        got = world.callers[who].client.simulate_post(
+            "/api/v2/images",
+            json={"name": "matrix-sneak", "dataset": dataset_id},
+            headers={**world.callers[who].headers, "X-CSRFToken": world.callers[who].csrf or ""},
+        )
+        return got.status_code, got.text.replace(str(dataset_id), "ID")
+
+    missing = create(MISSING)
+    assert missing[0] == 400
+    for level in LEVELS:
+        got = create(world.datasets[level])
+        if who not in READERS[level]:
+            assert got == missing, level
+        elif not (level == "read-write" and who in {"member", "token"}):
+            assert got[0] == 403, level  # may see the dataset, may not add to it

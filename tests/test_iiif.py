@@ -60,7 +60,9 @@ def test_info_json(client: testing.TestClient, image: tuple[int, np.ndarray]) ->
     assert answer.headers["content-type"].startswith("application/ld+json")
     assert 'level2.json>;rel="profile"' in answer.headers["link"]
     info = json.loads(answer.text)
-    assert info["id"] == f"http://falconframework.org/iiif/3/{image_id}"
+    # The id comes from web.host and web.port here (no public URL, no forwarding proxy),
+    # never from the client's Host header.
+    assert info["id"] == f"http://127.0.0.1:4080/iiif/3/{image_id}"
     assert (info["type"], info["profile"], info["width"], info["height"]) == (
         "ImageService3",
         "level2",

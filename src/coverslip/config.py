@@ -227,6 +227,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "URL prefix the application is mounted under behind a proxy (e.g. /coverslip).",
     ),
+    _s(
+        "web.public_url",
+        "str",
+        "",
+        "Public base URL of the site for absolute links, e.g. https://images.example.org "
+        "(empty: a trusted proxy's X-Forwarded-Host, else web.host and web.port).",
+    ),
     _s("web.public.enabled", "bool", True, "Let anonymous visitors read images in public groups."),
     _s(
         "web.forwarded_allow_ips",

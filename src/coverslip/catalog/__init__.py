@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -25,7 +26,7 @@ from coverslip.catalog.base import (
 )
 from coverslip.catalog.datasets import DatasetQueries
 from coverslip.catalog.glance import ImagesApiQueries
-from coverslip.catalog.records import STATUSES, Channel, Dataset, Image
+from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image
 from coverslip.errors import BadParameter, Conflict, NotFound
 
 __all__ = [
@@ -84,6 +85,13 @@ class Catalog(DatasetQueries, ImagesApiQueries):
 
     def close(self) -> None:
         self.engine.dispose()
+                migrated = True
+            else:
+                migrated = False
+        if migrated:
+            # NOTE: a migration may switch SQLite connection settings (foreign keys) while it
+            # rebuilds tables; pooled connections start afresh with the engine's own.
+            self.engine.dispose()
 
     def ping(self) -> None:
         """Raise if the catalog cannot be reached."""
@@ -143,6 +151,7 @@ class Catalog(DatasetQueries, ImagesApiQueries):
                     **fields,
                 )
             )
+                    render_tag=secrets.token_hex(8),
             return _new_id(result)
 
     def update_image(self, image_id: int, **fields: Any) -> None:
@@ -204,6 +213,8 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         images = self._images(sa.select(t.images).where(t.images.c.id == image_id))
         if not images:
             raise NotFound(f"image {image_id} does not exist")
+        if not 0 <= image_id <= MAX_ID:
+            raise NotFound(f"image {image_id} does not exist")
         return images[0]
 
     def list_images(
@@ -218,9 +229,13 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         sort: str = "id",
         descending: bool = False,
     ) -> list[Image]:
-        """Return images filtered as asked, ordered by ``sort`` (id, name or created)."""
+        """Return images filtered as asked, ordered by ``sort`` (id, name or created).
+
+        With ``group_ids``, only images in those groups, or owned by ``or_owner_id``.
+        """
         query = self._image_filter(
-            sa.select(t.images), dataset_id, status, owner_id, group_ids, name_contains
+        or_owner_id: int | None = None,
+            sa.select(t.images), dataset_id, status, owner_id, group_ids, name_contains, or_owner_id
         )
         column = {"id": t.images.c.id, "name": t.images.c.name, "created": t.images.c.created}.get(
             sort
@@ -244,6 +259,7 @@ class Catalog(DatasetQueries, ImagesApiQueries):
     ) -> int:
         """Return how many images ``list_images`` would give without a limit."""
         query = self._image_filter(
+        or_owner_id: int | None = None,
             sa.select(sa.func.count()).select_from(t.images),
             dataset_id,
             status,
@@ -253,6 +269,7 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         )
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
+            or_owner_id,
 
     @staticmethod
     def _image_filter(
@@ -265,6 +282,7 @@ class Catalog(DatasetQueries, ImagesApiQueries):
     ) -> sa.Select[Any]:
         if dataset_id is not None:
             query = query.join(
+        or_owner_id: int | None = None,
                 t.dataset_images, t.dataset_images.c.image_id == t.images.c.id
             ).where(t.dataset_images.c.dataset_id == dataset_id)
         if status is not None:
@@ -272,7 +290,10 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         if owner_id is not None:
             query = query.where(t.images.c.owner_id == owner_id)
         if group_ids is not None:
-            query = query.where(t.images.c.group_id.in_(list(group_ids)))
+            scope: sa.ColumnElement[bool] = t.images.c.group_id.in_(list(group_ids))
+            if or_owner_id is not None:
+                scope = scope | (t.images.c.owner_id == or_owner_id)
+            query = query.where(scope)
         if name_contains:
             escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(t.images.c.name.ilike(f"%{escaped}%", escape="\\"))
@@ -369,8 +390,8 @@ class Catalog(DatasetQueries, ImagesApiQueries):
 
     @staticmethod
     def _bump_rdef_version(conn: Connection, image_id: int) -> int:
-        # NOTE: versions count per image, not per user: any saved or reset setting makes a
-        # new version, so no cached render made before it can answer again.
+        # NOTE: versions count per image, not per user: any saved setting makes a new
+        # version, so no cached render made before it can answer again.
         latest = conn.scalar(sa.select(t.images.c.rdef_version).where(t.images.c.id == image_id))
         if latest is None:
             raise NotFound(f"image {image_id} does not exist")
@@ -395,10 +416,24 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         self._changed()
         return version
 
-    def delete_rdef(self, image_id: int, user_id: int) -> int:
-        """Forget a user's settings for an image and return the image's new settings version."""
+    def delete_rdef(self, image_id: int, user_id: int, bump: bool = True) -> int:
+        """Forget a user's settings for an image and return the image's settings version.
+
+        ``bump`` makes a new version, as a save does. Without it the version stays: the
+        user's renders were keyed by their own settings, which no longer apply, and everyone
+        else's renders are still right (a reader who may not annotate must not be able to
+        drop every cached render and ETag of an image).
+        """
         with self.engine.begin() as conn:
-            version = self._bump_rdef_version(conn, image_id)
+            if bump:
+                version = self._bump_rdef_version(conn, image_id)
+            else:
+                found = conn.scalar(
+                    sa.select(t.images.c.rdef_version).where(t.images.c.id == image_id)
+                )
+                if found is None:
+                    raise NotFound(f"image {image_id} does not exist")
+                version = int(found)
             conn.execute(
                 t.rendering_defs.delete().where(
                     t.rendering_defs.c.image_id == image_id, t.rendering_defs.c.user_id == user_id

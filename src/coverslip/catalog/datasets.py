@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from coverslip.catalog import tables as t
 from coverslip.catalog.base import _as_utc, _new_id, now
-from coverslip.catalog.records import Dataset
+from coverslip.catalog.records import MAX_ID, Dataset
 from coverslip.errors import BadParameter, Conflict, NotFound
 
 
@@ -51,15 +51,24 @@ class DatasetQueries:
         return found[0] if found else None
 
     def get_dataset(self, dataset_id: int) -> Dataset:
+        """Return the dataset, or raise NotFound."""
+        if not 0 <= dataset_id <= MAX_ID:
+            raise NotFound(f"dataset {dataset_id} does not exist")
         found = self._datasets(self._dataset_query().where(t.datasets.c.id == dataset_id))
         if not found:
             raise NotFound(f"dataset {dataset_id} does not exist")
         return found[0]
 
-    def list_datasets(self, group_ids: Sequence[int] | None = None) -> list[Dataset]:
+    def list_datasets(
+        self, group_ids: Sequence[int] | None = None, or_owner_id: int | None = None
+    ) -> list[Dataset]:
+        """Return the datasets in ``group_ids`` (None: every group) or owned by ``or_owner_id``."""
         query = self._dataset_query()
         if group_ids is not None:
-            query = query.where(t.datasets.c.group_id.in_(list(group_ids)))
+            scope: sa.ColumnElement[bool] = t.datasets.c.group_id.in_(list(group_ids))
+            if or_owner_id is not None:
+                scope = scope | (t.datasets.c.owner_id == or_owner_id)
+            query = query.where(scope)
         return self._datasets(query)
 
     def delete_dataset(self, dataset_id: int) -> None:

@@ -88,8 +88,9 @@ class ImagesApiQueries:
         query = sa.select(t.images).outerjoin(
             api.image_api, api.image_api.c.image_id == t.images.c.id
         )
+        scope: sa.ColumnElement[bool] = sa.true()
         if group_ids is not None:
-            scope: sa.ColumnElement[bool] = t.images.c.group_id.in_(list(group_ids))
+            scope = t.images.c.group_id.in_(list(group_ids))
             if or_owner_id is not None:
                 scope = scope | (t.images.c.owner_id == or_owner_id)
             query = query.where(scope)
@@ -103,7 +104,9 @@ class ImagesApiQueries:
                     sa.select(*(key for key, _ in keys))
                     .select_from(t.images)
                     .outerjoin(api.image_api, api.image_api.c.image_id == t.images.c.id)
-                    .where(t.images.c.id == marker)
+                    # SECURITY: a marker the caller may not see is missing, or its sort
+                    # position would leak its name and existence.
+                    .where(t.images.c.id == marker, scope)
                 ).first()
             if row is None:
                 raise BadParameter("marker", f"image {marker} does not exist")

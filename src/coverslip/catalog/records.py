@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# Ids are positive 64-bit integers (SQLite's INTEGER, PostgreSQL's bigint); a larger number
+# names nothing (and would overflow the database driver).
+MAX_ID = 2**63 - 1
+
 # "uploading": bytes staged through the images API, waiting for an import call.
 STATUSES = ("queued", "saving", "uploading", "importing", "active", "killed")
 
@@ -54,6 +58,7 @@ class Image:
     md5: str | None
     message: str
     rdef_version: int = 0
+    render_tag: str = ""  # random, part of every render ETag
     properties: dict[str, Any] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
     dataset_ids: tuple[int, ...] = ()

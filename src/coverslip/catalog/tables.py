@@ -17,6 +17,7 @@ users = sa.Table(
     sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # NOTE: ids are never reused (migration 0004), as in OMERO
 )
 
 groups = sa.Table(
@@ -26,6 +27,7 @@ groups = sa.Table(
     sa.Column("name", sa.String(150), nullable=False, unique=True),
     sa.Column("permissions", sa.String(20), nullable=False, server_default="private"),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 group_members = sa.Table(
@@ -50,6 +52,7 @@ datasets = sa.Table(
     sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("group_id", "name", name="uq_datasets_group_name"),
+    sqlite_autoincrement=True,
 )
 
 images = sa.Table(
@@ -84,6 +87,9 @@ images = sa.Table(
     # Bumped by every saved rendering settings change; part of every render cache key.
     sa.Column("rdef_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("properties", sa.JSON, nullable=False, default=dict),
+    # Random per image, part of every render ETag: an ETag can never match another image.
+    sa.Column("render_tag", sa.String(32), nullable=False, server_default=""),
+    sqlite_autoincrement=True,
 )
 
 channels = sa.Table(

@@ -8,10 +8,35 @@ about the Caller that ``web.middleware.AuthMiddleware`` resolved.
 from __future__ import annotations
 
 import falcon
+from falcon.routing import BaseConverter
 
 from coverslip.auth import Caller, policy
-from coverslip.catalog.records import Image
+from coverslip.catalog.records import MAX_ID, Dataset, Image
 from coverslip.services import Services
+
+
+def parse_id(text: str | None) -> int | None:
+    """Return the id ``text`` spells in ASCII digits within range, else None.
+
+    # SECURITY: ``int()`` also reads "+7", " 7", "7_0" and fullwidth digits as numbers, and a
+    # number past 2**63 overflows the database driver; none of them names an image.
+    """
+    if not text or len(text) > 19 or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
+
+class IdConverter(BaseConverter):
+    """The ``{name:id}`` route converter: an id as ``parse_id`` reads it, else no match (404)."""
+
+    def convert(self, value: str) -> int | None:
+        return parse_id(value)
+
+
+def install_ids(app: falcon.App) -> None:
+    """Register the ``id`` converter on ``app`` (idempotent; call before adding routes)."""
+    app.router_options.converters["id"] = IdConverter
 
 
 class Access:
@@ -43,10 +68,18 @@ class Access:
     def current_group(self, req: falcon.Request) -> int | None:
         """Return the group the caller chose in the group switcher, if any."""
         raw = req.cookies.get("coverslip_group", "")
-        return int(raw) if raw.isdigit() else None
+        return parse_id(raw)
 
     def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
         return self.auth.readable_group_ids(self.caller(req))
+
+    def can_see_dataset(self, req: falcon.Request, dataset: Dataset) -> bool:
+        """Return whether the caller may see ``dataset`` (as for an image of its owner)."""
+        return self.auth.can(self.caller(req), "read", dataset)
+
+    def can_fill_dataset(self, req: falcon.Request, dataset: Dataset) -> bool:
+        """Return whether the caller may put images into ``dataset`` (link, as OMERO)."""
+        return self.auth.can(self.caller(req), "edit", dataset)
 
     def user_id(self, req: falcon.Request) -> int | None:
         return self.caller(req).user_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import falcon
 
@@ -61,6 +62,8 @@ def send_file(
 ) -> None:
     """Answer with the file at ``path`` (206 for a satisfiable single Range, 416 otherwise)."""
     size = path.stat().st_size
+    # SECURITY: an original is only for those allowed to download it; no shared cache keeps it.
+    resp.cache_control = ["private"]
     resp.content_type = "application/octet-stream"
     resp.downloadable_as = name
     resp.accept_ranges = "bytes"
@@ -72,7 +75,9 @@ def send_file(
     if settings["web.sendfile"] == "nginx":
         # PERF: nginx sends the bytes (and handles Range) so no worker is held by a download.
         home_files = path.resolve().relative_to(path.resolve().parents[2])
-        resp.set_header("X-Accel-Redirect", f"{INTERNAL_PREFIX}/{home_files.as_posix()}")
+        # NOTE: nginx reads the header as a URI: "%", "?" and "#" in a name must be escaped.
+        location = quote(f"{INTERNAL_PREFIX}/{home_files.as_posix()}", safe="/")
+        resp.set_header("X-Accel-Redirect", location)
         return
     span = parse_range(req.get_header("Range"), size)
     first, last = span if span is not None else (0, size - 1)

@@ -15,6 +15,7 @@ from coverslip.errors import BadParameter, CoverslipError
 from coverslip.render.encode import encode
 from coverslip.render.service import Region, check_region, tile_region
 from coverslip.render.settings import parse_format, parse_quality
+from coverslip.web.access import install_ids, parse_id
 from coverslip.web.rendering import RenderContext, split_grid
 
 
@@ -73,6 +74,7 @@ class RenderImageRegion:
             level, tx, ty = parts[:3]
             width, height = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
             level, region = tile_region(view.image, view.pyramid, level, tx, ty, width, height)
+            self.ctx.check_area("tile", region)
             key = view.key(
                 "tile", level, region.x, region.y, region.width, region.height, fmt, quality
             )
@@ -124,6 +126,9 @@ class WebclientThumbnail:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, iid: int, w: int | None = None
     ) -> None:
+        # SECURITY: the placeholder is drawn for any id, anonymously, so its size is bounded
+        # exactly like a real thumbnail's before anything is drawn.
+        self.ctx.check_thumbnail_size("w", w)
         try:
             self.ctx.thumbnail(req, resp, iid, w, None)
         except (CoverslipError, falcon.HTTPError):
@@ -155,18 +160,16 @@ class GetThumbnails:
         raw = req.get_param_as_list("id") or []
         ids: list[int] = []
         for value in raw:
-            try:
-                number = int(value)
-            except ValueError:
-                raise BadParameter("id", f"{value!r} is not an image id") from None
+            number = parse_id(value)
+            if number is None:
+                raise BadParameter("id", f"{value!r} is not an image id")
             if number not in ids:
                 ids.append(number)
         if len(ids) > self.ctx.batch_max:
             raise BadParameter(
                 "id", f"{len(ids)} ids asked for; at most {self.ctx.batch_max} per request"
             )
-        if w is not None and not 1 <= w <= self.ctx.max_thumbnail:
-            raise BadParameter("w", f"{w} is not between 1 and {self.ctx.max_thumbnail}")
+        self.ctx.check_thumbnail_size("w", w)
         result: dict[str, str | None] = {}
         for image_id in ids:
             try:
@@ -175,6 +178,8 @@ class GetThumbnails:
                 result[str(image_id)] = None
             else:
                 result[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+        # The answer depends on who asks: never stored by shared caches.
+        resp.cache_control = ["private", "no-cache"]
         resp.media = result
 
 
@@ -195,30 +200,31 @@ class RenderSplitChannel:
 
 def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -> None:
     """Mount the webgateway rendering routes (only the thumbnail ones for the thumbnail service)."""
+    install_ids(app)
     thumb = RenderThumbnail(ctx)
     birds = BirdsEyeView(ctx)
     batch = GetThumbnails(ctx)
     webclient = WebclientThumbnail(ctx)
     for prefix in ("/webgateway", "/webclient"):
         app.add_route(
-            f"{prefix}/render_thumbnail/{{iid:int}}",
+            f"{prefix}/render_thumbnail/{{iid:id}}",
             thumb if prefix == "/webgateway" else webclient,
         )
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:int}}/{{w:int}}", thumb)
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:int}}/{{w:int}}/{{h:int}}", thumb)
-        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:int}}", birds)
-        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:int}}/{{size:int}}", birds)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:int}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:int}}/{{h:int}}", thumb)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}", birds)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}/{{size:int}}", birds)
         app.add_route(f"{prefix}/get_thumbnails", batch)
         app.add_route(f"{prefix}/get_thumbnails/{{w:int}}", batch)
-    app.add_route("/webclient/render_thumbnail/size/{w:int}/{iid:int}", webclient)
+    app.add_route("/webclient/render_thumbnail/size/{w:int}/{iid:id}", webclient)
     if thumbs_only:
         return
     image = RenderImage(ctx)
     region = RenderImageRegion(ctx)
     split = RenderSplitChannel(ctx)
     for prefix in ("/webgateway", "/webclient"):
-        app.add_route(f"{prefix}/render_image/{{iid:int}}", image)
-        app.add_route(f"{prefix}/render_image/{{iid:int}}/{{z:int}}", image)
-        app.add_route(f"{prefix}/render_image/{{iid:int}}/{{z:int}}/{{t:int}}", image)
-        app.add_route(f"{prefix}/render_image_region/{{iid:int}}/{{z:int}}/{{t:int}}", region)
-        app.add_route(f"{prefix}/render_split_channel/{{iid:int}}/{{z:int}}/{{t:int}}", split)
+        app.add_route(f"{prefix}/render_image/{{iid:id}}", image)
+        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:int}}", image)
+        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:int}}/{{t:int}}", image)
+        app.add_route(f"{prefix}/render_image_region/{{iid:id}}/{{z:int}}/{{t:int}}", region)
+        app.add_route(f"{prefix}/render_split_channel/{{iid:id}}/{{z:int}}/{{t:int}}", split)

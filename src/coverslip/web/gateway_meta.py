@@ -12,8 +12,12 @@ from coverslip.errors import BadParameter, Forbidden, NotFound
 from coverslip.render.luts import LUT_NAMES
 from coverslip.render.service import split_layout
 from coverslip.render.settings import apply_query
+from coverslip.web.access import install_ids
 from coverslip.web.files import send_file
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
+
+# SECURITY: what these routes answer depends on who asks; shared caches must not keep it.
+PRIVATE = ["private", "no-cache"]
 
 PIXEL_RANGES = {
     "uint8": (0, 255),
@@ -138,6 +142,7 @@ class ImageData:
                 data = data.get(part) if isinstance(data, dict) else None
                 if data is None:
                     break
+        resp.cache_control = PRIVATE  # the permissions in it are the caller's
         resp.media = data
 
 
@@ -177,8 +182,9 @@ class SaveImgRDef:
 class ResetRDef:
     """`resetRDef/<iid>/` (POST): drop the caller's own settings; the owner's or the defaults apply."""
 
-    def __init__(self, ctx: RenderContext, user_of: Any) -> None:
+    def __init__(self, ctx: RenderContext, can_annotate: Any, user_of: Any) -> None:
         self.ctx = ctx
+        self.can_annotate = can_annotate
         self.user_of = user_of
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
@@ -186,7 +192,10 @@ class ResetRDef:
         user_id = self.user_of(req)
         if user_id is None:
             raise Forbidden("sign in to reset rendering settings")
-        self.ctx.services.catalog.delete_rdef(image.id, user_id)
+        # SECURITY: a reader who may not annotate resets only their own settings; the image's
+        # settings version (part of everyone's cache keys and ETags) stays.
+        bump = bool(self.can_annotate(req, image))
+        self.ctx.services.catalog.delete_rdef(image.id, user_id, bump=bump)
         resp.media = True
 
 
@@ -200,6 +209,7 @@ class GetImgRDef:
         image = self.ctx.image(req, iid)
         _tag, rdef = self.ctx.settings(req, image)
         query = dict(part.split("=", 1) for part in rdef.to_query().split("&") if "=" in part)
+        resp.cache_control = PRIVATE
         resp.media = {"rdef": {**query, "z": rdef.default_z + 1, "t": rdef.default_t + 1}}
 
 
@@ -240,6 +250,7 @@ class Histogram:
             bins=bins,
             range=(channel.min, channel.max if channel.max > channel.min else channel.min + 1),
         )
+        resp.cache_control = PRIVATE
         resp.media = {"data": counts.tolist()}
 
 
@@ -267,17 +278,20 @@ class ArchivedFile:
 
 def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     """Mount the JSON and download routes; ``access`` answers permission questions for a request."""
+    install_ids(app)
     for prefix in ("/webgateway", "/webclient"):
         data = ImageData(ctx, access.permissions)
-        app.add_route(f"{prefix}/imgData/{{iid:int}}", data)
-        app.add_route(f"{prefix}/imgData/{{iid:int}}/{{key}}", data)
+        app.add_route(f"{prefix}/imgData/{{iid:id}}", data)
+        app.add_route(f"{prefix}/imgData/{{iid:id}}/{{key}}", data)
     app.add_route(
-        "/webgateway/saveImgRDef/{iid:int}", SaveImgRDef(ctx, access.can_annotate, access.user_id)
+        "/webgateway/saveImgRDef/{iid:id}", SaveImgRDef(ctx, access.can_annotate, access.user_id)
     )
-    app.add_route("/webgateway/resetRDef/{iid:int}", ResetRDef(ctx, access.user_id))
-    app.add_route("/webgateway/getImgRDef/{iid:int}", GetImgRDef(ctx))
+    app.add_route(
+        "/webgateway/resetRDef/{iid:id}", ResetRDef(ctx, access.can_annotate, access.user_id)
+    )
+    app.add_route("/webgateway/getImgRDef/{iid:id}", GetImgRDef(ctx))
     app.add_route("/webgateway/luts", Luts())
-    app.add_route("/webgateway/histogram_json/{iid:int}/channel/{c:int}", Histogram(ctx))
+    app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:int}", Histogram(ctx))
     download = ArchivedFile(ctx, access.can_download)
-    app.add_route("/webgateway/archived_files/download/{iid:int}", download)
-    app.add_route("/webclient/archived_files/download/{iid:int}", download)
+    app.add_route("/webgateway/archived_files/download/{iid:id}", download)
+    app.add_route("/webclient/archived_files/download/{iid:id}", download)

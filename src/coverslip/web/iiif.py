@@ -20,6 +20,8 @@ from PIL import Image as PILImage
 
 from coverslip.errors import BadParameter, NotFound
 from coverslip.render.service import Region
+from coverslip.web.access import parse_id
+from coverslip.web.middleware import PublicURL
 from coverslip.web.rendering import RenderContext, View
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
@@ -66,16 +68,14 @@ class Request:
 def parse_identifier(text: str, aliases: dict[str, int]) -> tuple[int, int | None, int | None]:
     """Return (image id, z, t) of ``42``, ``42;z=3;t=0`` or an alias."""
     head, *parts = text.split(";")
-    if head in aliases:
-        image_id = aliases[head]
-    elif head.isdigit():
-        image_id = int(head)
-    else:
+    found = aliases[head] if head in aliases else parse_id(head)
+    if found is None:
         raise NotFound(f"no image {text!r}")
+    image_id = found
     plane: dict[str, int] = {}
     for part in parts:
         key, _, value = part.partition("=")
-        if key not in ("z", "t") or not value.isdigit():
+        if key not in ("z", "t") or not (value.isascii() and value.isdigit()):
             raise BadParameter("identifier", f"{part!r}: use ;z=N and ;t=N after the image id")
         plane[key] = int(value)
     return image_id, plane.get("z"), plane.get("t")
@@ -203,6 +203,7 @@ class Service:
         self.ctx = ctx
         settings = ctx.services.settings
         self.prefix = settings["web.prefix"].rstrip("/")
+        self.public_url = PublicURL(settings)
         self.max_area = min(int(settings["render.max_pixels"]), int(settings["iiif.max_area"]))
         self.aliases: dict[str, int] = {}
         for entry in settings["iiif.aliases"]:
@@ -215,7 +216,8 @@ class Service:
         return self.ctx.view(req, image_id, z, t)
 
     def base(self, req: falcon.Request, identifier: str) -> str:
-        return f"{req.prefix}{self.prefix}/iiif/3/{identifier}"
+        """Return the image's service URL (never built from the client's Host header)."""
+        return f"{self.public_url.base(req, self.prefix)}/iiif/3/{identifier}"
 
 
 class Info:

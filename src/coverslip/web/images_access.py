@@ -23,7 +23,7 @@ import falcon
 from coverslip.auth import Caller, policy
 from coverslip.auth.caller import Group
 from coverslip.catalog.records import Image
-from coverslip.errors import Forbidden, NotFound, Unauthorized
+from coverslip.errors import BadParameter, Forbidden, NotFound, Unauthorized
 from coverslip.services import Services
 from coverslip.web.access import Access
 
@@ -94,6 +94,20 @@ class ImageAccess:
         self.check_read(req, image)
         if not self.access.can_download(req, image):
             raise Forbidden("downloading the original of this image is not allowed")
+
+    def check_dataset(self, req: falcon.Request, dataset_id: int) -> None:
+        """Raise unless the caller may put images into dataset ``dataset_id``.
+
+        # SECURITY: a dataset the caller may not see is refused exactly like a missing one.
+        """
+        try:
+            dataset = self.services.catalog.get_dataset(dataset_id)
+        except NotFound:
+            dataset = None
+        if dataset is None or not self.access.can_see_dataset(req, dataset):
+            raise BadParameter("dataset", f"dataset {dataset_id} does not exist")
+        if not self.access.can_fill_dataset(req, dataset):
+            raise Forbidden(f"you may not add images to dataset {dataset_id}")
 
     def list_scope(self, req: falcon.Request) -> tuple[list[int] | None, int | None]:
         """Return (groups whose images the caller may all list, None for any; the caller's id)."""

@@ -17,7 +17,7 @@ from coverslip.errors import BadParameter, Conflict, Forbidden, NotFound
 from coverslip.services import Services
 from coverslip.uploads import Uploads
 from coverslip.web import images_import
-from coverslip.web.access import Access
+from coverslip.web.access import Access, install_ids, parse_id
 from coverslip.web.body import read_json, require_media_type
 from coverslip.web.files import send_file
 from coverslip.web.images_access import ImageAccess
@@ -32,6 +32,7 @@ from coverslip.web.images_schema import (
     parse_patch,
     render,
 )
+from coverslip.web.middleware import PublicURL
 
 ROOT = "/api"
 DEFAULT_LIMIT = 25
@@ -46,6 +47,8 @@ SORT_KEYS = (
     "created_at",
     "updated_at",
 )
+# SECURITY: documents depend on who asks; shared caches must not keep them.
+PRIVATE = ["private", "no-cache"]
 # Fields an owner may change only while the image has no data yet, as in Glance.
 QUEUED_ONLY = ("disk_format", "container_format")
 
@@ -93,12 +96,15 @@ class ImageList:
         self.services = services
         self.docs = docs
         self.access = access
+        self.public_url = PublicURL(services.settings)
+        self.prefix = services.settings["web.prefix"]
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = int_param(req, "limit", DEFAULT_LIMIT, 0, 2**31) or 0
         limit = min(limit, MAX_LIMIT)
         marker = req.get_param("marker")
-        if marker is not None and not marker.isdigit():
+        marker_id = parse_id(marker) if marker is not None else None
+        if marker is not None and marker_id is None:
             raise BadParameter("marker", f"{marker!r} is not an image id")
         group_ids, user_id = self.access.list_scope(req)
         images: list[Image] = []
@@ -107,7 +113,7 @@ class ImageList:
                 self._filters(req),
                 self._sort(req),
                 limit,
-                marker=int(marker) if marker is not None else None,
+                marker=marker_id,
                 group_ids=group_ids,
                 or_owner_id=user_id,
             )
@@ -124,6 +130,7 @@ class ImageList:
         }
         if limit and len(images) == limit:
             body["next"] = "/v2/images?" + urlencode([*params, ("marker", str(images[-1].id))])
+        resp.cache_control = PRIVATE
         resp.media = body
 
     def _filters(self, req: falcon.Request) -> dict[str, Any]:
@@ -187,7 +194,7 @@ class ImageList:
         group_id = self.access.new_image_group(req)
         dataset = values.pop("dataset", None)
         if dataset is not None:
-            self._check_dataset(req, dataset)
+            self.access.check_dataset(req, dataset)
         core = {name: values.pop(name) for name in ("visibility", "tags") if name in values}
         fields = {
             k: values.pop(k)
@@ -213,14 +220,9 @@ class ImageList:
             catalog.delete_image(image_id)
             raise
         resp.status = falcon.HTTP_201
-        resp.location = f"{req.prefix}{ROOT}/v2/images/{image_id}"
+        # SECURITY: built from the public base URL, never from the client's Host header.
+        resp.location = f"{self.public_url.base(req, self.prefix)}{ROOT}/v2/images/{image_id}"
         resp.media = self.docs.one(image_id)
-
-    def _check_dataset(self, req: falcon.Request, dataset_id: int) -> None:
-        try:
-            self.services.catalog.get_dataset(dataset_id)
-        except NotFound:
-            raise BadParameter("dataset", f"dataset {dataset_id} does not exist") from None
 
 
 class ImageItem:
@@ -235,6 +237,7 @@ class ImageItem:
         self.uploads = uploads
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
+        resp.cache_control = PRIVATE
         resp.media = self.docs.render([self.docs.image(req, image_id)])[0]
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
@@ -290,10 +293,7 @@ class ImageItem:
     def _move_dataset(self, req: falcon.Request, image: Image, dataset_id: int | None) -> None:
         catalog = self.services.catalog
         if dataset_id is not None:
-            try:
-                catalog.get_dataset(dataset_id)
-            except NotFound:
-                raise BadParameter("dataset", f"dataset {dataset_id} does not exist") from None
+            self.access.check_dataset(req, dataset_id)
         if image.dataset_ids and image.dataset_ids[0] != dataset_id:
             catalog.remove_from_dataset(image.dataset_ids[0], [image.id])
         if dataset_id is not None:
@@ -374,6 +374,7 @@ class ImageTag:
 
 def add_routes(app: falcon.App, services: Services, access: Access) -> None:
     """Mount the images API at /api/v2 and its version document at /versions and /api/versions."""
+    install_ids(app)
     image_access = ImageAccess(services, access)
     docs = ImageDocs(services, image_access)
     uploads = Uploads(services)
@@ -388,12 +389,12 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> None:
         app.add_route(f"{base}/schemas/{name}", Schema(schema))
     app.add_route(f"{base}/images", ImageList(services, docs, image_access))
     app.add_route(
-        f"{base}/images/{{image_id:int}}", ImageItem(services, docs, image_access, uploads)
+        f"{base}/images/{{image_id:id}}", ImageItem(services, docs, image_access, uploads)
     )
     app.add_route(
-        f"{base}/images/{{image_id:int}}/file", ImageFile(services, docs, image_access, uploads)
+        f"{base}/images/{{image_id:id}}/file", ImageFile(services, docs, image_access, uploads)
     )
     app.add_route(
-        f"{base}/images/{{image_id:int}}/tags/{{tag}}", ImageTag(services, docs, image_access)
+        f"{base}/images/{{image_id:id}}/tags/{{tag}}", ImageTag(services, docs, image_access)
     )
     images_import.add_routes(app, base, services, docs, image_access, uploads)

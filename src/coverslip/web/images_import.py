@@ -151,7 +151,7 @@ def add_routes(
     uploads: Uploads,
 ) -> None:
     """Mount stage, import, import info and tasks below ``base``."""
-    app.add_route(f"{base}/images/{{image_id:int}}/stage", ImageStage(docs, access, uploads))
-    app.add_route(f"{base}/images/{{image_id:int}}/import", ImageImport(docs, access, uploads))
-    app.add_route(f"{base}/images/{{image_id:int}}/tasks", ImageTasks(services, docs))
+    app.add_route(f"{base}/images/{{image_id:id}}/stage", ImageStage(docs, access, uploads))
+    app.add_route(f"{base}/images/{{image_id:id}}/import", ImageImport(docs, access, uploads))
+    app.add_route(f"{base}/images/{{image_id:id}}/tasks", ImageTasks(services, docs))
     app.add_route(f"{base}/info/import", ImportInfo())

@@ -13,7 +13,11 @@ requests need none, and signing in is exempt.
 from __future__ import annotations
 
 import hmac
+import re
+import socket
+from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 import falcon
 
@@ -58,6 +62,86 @@ def is_https(req: falcon.Request, trusted: frozenset[str]) -> bool:
     return False
 
 
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+class PublicURL:
+    """The site's base URL as visitors see it, for absolute links (IIIF ids, Location).
+
+    # SECURITY: never the client's Host header. web.public_url when set; else the host a
+    # trusted proxy forwards (X-Forwarded-Host, X-Forwarded-Proto); else web.host and web.port.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        configured = str(settings["web.public_url"]).strip().rstrip("/")
+        if configured:
+            parts = urlsplit(configured)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise ValueError(
+                    f"web.public_url: {configured!r} is not allowed; expected an http(s) URL "
+                    "such as https://images.example.org"
+                )
+        self.configured = configured
+        self.trusted = frozenset(ip.strip() for ip in settings["web.forwarded_allow_ips"])
+        self.host = str(settings["web.host"]).strip()
+        self.port = int(settings["web.port"])
+
+    @cached_property
+    def own_host(self) -> str:
+        """Return web.host:web.port (this machine's name when listening on every address)."""
+        host = self.host
+        if host in WILDCARD_HOSTS:
+            host = socket.getfqdn()  # PERF: once, and only when no better source exists
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    def from_proxy(self, req: falcon.Request) -> bool:
+        return "*" in self.trusted or req.remote_addr in self.trusted
+
+    def origin(self, req: falcon.Request) -> str:
+        """Return ``scheme://host[:port]`` (or web.public_url) to put before the app's paths."""
+        if self.configured:
+            return self.configured
+        scheme = "https" if is_https(req, self.trusted) else "http"
+        if self.from_proxy(req):
+            forwarded = (req.get_header("X-Forwarded-Host") or "").split(",")[0].strip()
+            if forwarded and _HOST.match(forwarded):
+                return f"{scheme}://{forwarded.lower()}"
+        return f"{scheme}://{self.own_host}"
+
+    def base(self, req: falcon.Request, prefix: str) -> str:
+        """Return the absolute URL of the application's root, ``prefix`` (web.prefix) included."""
+        return f"{self.origin(req)}{req.app}{prefix.rstrip('/')}"
+
+    def same_origin(self, req: falcon.Request) -> bool:
+        """Return whether a browser's POST comes from this site (Origin, else Referer).
+
+        Requests that carry neither (scripts, command-line clients) pass; every current
+        browser sends Origin on a cross-site POST.
+        """
+        sent = req.get_header("Origin")
+        if sent is None:
+            referer = req.get_header("Referer")
+            if not referer:
+                return True
+            parts = urlsplit(referer)
+            sent = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "null"
+        sent = sent.strip().lower().rstrip("/")
+        scheme = "https" if is_https(req, self.trusted) else "http"
+        allowed = {
+            f"{scheme}://{(req.get_header('Host') or '').lower()}",
+            self.origin(req).lower(),
+        }
+        if self.configured:
+            parts = urlsplit(self.configured)
+            allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
+        return sent in allowed
+
+
 class AuthMiddleware:
     """Set ``req.context.caller``; enforce CSRF on cookie-authenticated unsafe requests."""
 
@@ -67,6 +151,7 @@ class AuthMiddleware:
         self.cookie_age = int(settings["sessions.cookie_age"])
         self.browser_session = bool(settings["sessions.expire_at_browser_close"])
         self.cookie_path = (settings["web.prefix"].rstrip("/") or "") + "/"
+        self.public_url = PublicURL(settings)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         anonymous = self.auth.anonymous

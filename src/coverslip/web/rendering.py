@@ -146,6 +146,10 @@ class RenderContext:
         size: tuple[int, int] | None = None,
         level: int | None = None,
     ) -> np.ndarray:
+        if level is not None:
+            # SECURITY: the renderer checks render.max_pixels only for output sizes; pixels
+            # read from a given level are bounded here, whichever route asked.
+            self.check_area("tile", region)
         return self.renderer.rgb(
             view.image, view.pyramid, view.rdef, view.z, view.t, region, size, level
         )
@@ -160,10 +164,12 @@ class RenderContext:
         produce: Callable[[], bytes],
     ) -> None:
         """Answer from the cache, with 304 when the client has it, else produce, store and send."""
-        etag = f'"{key}"'
+        # SECURITY: the ETag names its image by id and by a random tag of that image, so a
+        # validator of one image never matches another (a new image, a restored catalog).
+        etag = f"{view.image.id}-{view.image.render_tag}-{key}"
         resp.etag = etag
         resp.cache_control = ["public" if view.public else "private", "no-cache"]
-        if req.if_none_match and any(tag == key or tag == "*" for tag in req.if_none_match):
+        if req.if_none_match and any(tag == etag or tag == "*" for tag in req.if_none_match):
             resp.status = falcon.HTTP_304
             return
         resp.content_type = content_type(fmt)
@@ -174,12 +180,25 @@ class RenderContext:
             cache.put(view.image.id, key, data)
         resp.data = data
 
+    def check_thumbnail_size(self, name: str, value: int | None) -> None:
+        """Raise BadParameter naming ``name`` unless a thumbnail side is 1..max_thumbnail."""
+        if value is not None and not 1 <= value <= self.max_thumbnail:
+            raise BadParameter(name, f"{value} is not between 1 and {self.max_thumbnail}")
+
+    def check_area(self, name: str, region: Region) -> None:
+        """Raise BadParameter naming ``name`` when ``region`` has more than render.max_pixels."""
+        limit = self.renderer.max_pixels
+        if region.width * region.height > limit:
+            raise BadParameter(
+                name,
+                f"{region.width}×{region.height} is larger than {limit} pixels; ask for smaller tiles",
+            )
+
     def _thumbnail_view(
         self, req: falcon.Request, iid: int, w: int | None, h: int | None
     ) -> tuple[View, str, tuple[int, int]]:
-        for name, value in (("w", w), ("h", h)):
-            if value is not None and not 1 <= value <= self.max_thumbnail:
-                raise BadParameter(name, f"{value} is not between 1 and {self.max_thumbnail}")
+        self.check_thumbnail_size("w", w)
+        self.check_thumbnail_size("h", h)
         view = self.view(req, iid, None, None)
         size = thumbnail_size(view.image, w, h, self.default_size)
         return view, thumbnail_key(view.tag, view.z, view.t, *size), size

@@ -14,13 +14,16 @@ Too many failed sign-ins answer 429 with Retry-After and a message saying how lo
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 import falcon
 
 from coverslip.auth import Auth, Caller, Throttled
 from coverslip.errors import BadParameter, Unauthorized
+from coverslip.web.access import install_ids
 from coverslip.web.middleware import AuthMiddleware, caller
 from coverslip.web.ui import Pages
 
@@ -56,12 +59,36 @@ LOGOUT_PAGE = """<!doctype html>
 """
 
 
+# Anything a browser may drop, turn into a slash, or that another layer may decode into one:
+# control characters and spaces, backslashes, and their percent-encoded forms.
+_NOT_A_PLAIN_PATH = re.compile(r"[\x00-\x20\x7f\\]|%(?:[01][0-9a-f]|2[0f]|5c|7f)", re.IGNORECASE)
+
+
 def safe_next(value: Any, default: str) -> str:
-    """Return ``value`` if it is a path on this site, else ``default`` (no open redirects)."""
-    # SECURITY: "//host" and "/\\host" are other sites to a browser.
-    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return default
+    """Return ``value`` if it is a path on this site, else ``default`` (no open redirects).
+
+    # SECURITY: "//host" is another site to a browser, and so is "/\t/host" (browsers drop
+    # tabs and newlines), "/\\host" (a backslash reads as a slash) and, once some layer
+    # decodes it, "/%2F/host". Only printable ASCII without any of those passes, and the
+    # result must parse as a path without scheme or host.
+    """
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2048:
+        return default
+    if not value.isascii() or _NOT_A_PLAIN_PATH.search(value) or value.startswith("//"):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def check_origin(req: falcon.Request, cookies: AuthMiddleware) -> None:
+    """Refuse a sign-in posted from another site (login CSRF), by its Origin or Referer."""
+    if not cookies.public_url.same_origin(req):
+        raise falcon.HTTPForbidden(
+            title="Forbidden",
+            description="signing in from another site is refused: the Origin is not this site",
+        )
 
 
 def address(req: falcon.Request) -> str:
@@ -119,6 +146,7 @@ class Login:
         self.page(req, resp, safe_next(req.get_param("next"), self.prefix + "/"))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        check_origin(req, self.cookies)
         form = req.get_media(default_when_empty={})
         if not isinstance(form, dict):
             raise falcon.HTTPBadRequest(description="send the form fields username and password")
@@ -180,6 +208,7 @@ class SessionResource:
         resp.media = session_json(caller(req))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        check_origin(req, self.cookies)
         body = req.get_media(default_when_empty={})
         if not isinstance(body, dict):
             raise BadParameter("body", "send a JSON object with username and password")
@@ -262,10 +291,11 @@ def add_routes(
     app: falcon.App, auth: Auth, cookies: AuthMiddleware, prefix: str, pages: Pages | None = None
 ) -> None:
     """Mount sign-in and sign-out; with ``pages`` the form is drawn in the UI's layout."""
+    install_ids(app)
     prefix = prefix.rstrip("/")
     app.add_error_handler(Throttled, too_many)
     app.add_route("/login", Login(auth, cookies, prefix, pages))
     app.add_route("/logout", Logout(auth, cookies, prefix))
     app.add_route("/api/v2/session", SessionResource(auth, cookies))
     app.add_route("/api/v2/tokens", TokenList(auth))
-    app.add_route("/api/v2/tokens/{token_id:int}", TokenItem(auth))
+    app.add_route("/api/v2/tokens/{token_id:id}", TokenItem(auth))

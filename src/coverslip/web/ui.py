@@ -13,7 +13,7 @@ import jinja2
 from coverslip.catalog.records import Dataset
 from coverslip.errors import NotFound
 from coverslip.services import Services
-from coverslip.web.access import Access
+from coverslip.web.access import Access, install_ids
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 120
@@ -68,12 +68,12 @@ class Index:
         self.pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        catalog = self.pages.services.catalog
-        groups = self.pages.access.readable_group_ids(req)
-        datasets = catalog.list_datasets(group_ids=groups)
-        loose = catalog.count_images(dataset_id=None, status="active", group_ids=groups) - sum(
-            d.image_count for d in datasets
-        )
+        catalog, access = self.pages.services.catalog, self.pages.access
+        groups, mine = access.readable_group_ids(req), access.user_id(req)
+        datasets = catalog.list_datasets(group_ids=groups, or_owner_id=mine)
+        loose = catalog.count_images(
+            dataset_id=None, status="active", group_ids=groups, or_owner_id=mine
+        ) - sum(d.image_count for d in datasets)
         self.pages.render(
             req, resp, "index.html", datasets=datasets, loose=max(0, loose) if not datasets else 0
         )
@@ -87,7 +87,8 @@ class DatasetPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dataset_id: int) -> None:
         services, access = self.pages.services, self.pages.access
-        groups = access.readable_group_ids(req)
+        # The caller's own images are theirs to see in any group (a private group's members).
+        groups, mine = access.readable_group_ids(req), access.user_id(req)
         if dataset_id == 0:
             dataset = Dataset(0, "All images", "", 0, 0, datetime_min(), 0)
             dataset_filter = None
@@ -97,7 +98,7 @@ class DatasetPage:
             except NotFound:
                 self.pages.not_found(req, resp)
                 return
-            if groups is not None and dataset.group_id not in groups:
+            if not access.can_see_dataset(req, dataset):
                 self.pages.not_found(req, resp)
                 return
             dataset_filter = dataset_id
@@ -106,7 +107,11 @@ class DatasetPage:
         if sort not in ("name", "created"):
             sort = "name"
         total = services.catalog.count_images(
-            dataset_id=dataset_filter, status="active", group_ids=groups, name_contains=q
+            dataset_id=dataset_filter,
+            status="active",
+            group_ids=groups,
+            name_contains=q,
+            or_owner_id=mine,
         )
         pages = max(1, math.ceil(total / PAGE_SIZE))
         page = min(pages, max(1, req.get_param_as_int("page") or 1))
@@ -119,6 +124,7 @@ class DatasetPage:
             descending=sort == "created",
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
+            or_owner_id=mine,
         )
         images = [image for image in images if access.visible(req, image)]
 
@@ -190,10 +196,11 @@ def datetime_min() -> Any:
 
 def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
     """Mount the pages and the static files."""
+    install_ids(app)
     pages = Pages(services, access)
     app.add_route("/", Index(pages))
-    app.add_route("/datasets/{dataset_id:int}", DatasetPage(pages))
-    app.add_route("/images/{image_id:int}", ImagePage(pages))
+    app.add_route("/datasets/{dataset_id:id}", DatasetPage(pages))
+    app.add_route("/images/{image_id:id}", ImagePage(pages))
     app.add_route("/upload", UploadPage(pages))
     app.add_static_route("/static", str(HERE / "static"))
     return pages
