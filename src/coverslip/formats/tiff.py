@@ -1,19 +1,22 @@
-"""TIFF, BigTIFF and OME-TIFF: the first series at full resolution, read band by band.
+"""TIFF, BigTIFF and OME-TIFF: every series an image, read band by band, with its own levels.
 
 Uncompressed data stored in one run (what tifffile, ImageJ and most OME writers produce)
 is read straight from the file, a band of rows at a time. Everything else goes through
 tifffile's Zarr view, which reads and decodes only the strips or tiles a band touches.
+The file's own resolution levels (SubIFDs, reduced-resolution pages) are read the same way.
+Metadata of the dialects tifffile parses comes from `tiff_meta`, OME-XML from `ome_tiff`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import re
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +26,42 @@ import zarr
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import (
+    TIFF_MAGIC,
     ChannelMeta,
     Fileset,
     ImageMeta,
     check_pixel_type,
     read_stored_band,
-    single,
 )
+from coverslip.formats import tiff_meta as dialects
+from coverslip.formats.ome_tiff import (
+    RGB_CHANNELS,
+    OmeImage,
+    OmeSet,
+    ome_color,
+    parse_images,
+    parse_ome_xml,
+    resolve_companion,
+    resolve_tiff,
+)
+from coverslip.formats.tiff_meta import LENGTH_UNITS, Found, micrometres
 
-SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.btf", ".tiff", ".tif", ".btf", ".tf8", ".tf2")
+__all__ = [
+    "LENGTH_UNITS",
+    "TiffReader",
+    "micrometres",
+    "ome_color",
+    "open_fileset",
+    "parse_ome_xml",
+    "plan_axes",
+]
 
-# OME's UnitsLength symbols (and ImageJ's spellings) in micrometres.
-LENGTH_UNITS = {
-    "pm": 1e-6,
-    "Å": 1e-4,
-    "nm": 1e-3,
-    "µm": 1.0,  # MICRO SIGN
-    "μm": 1.0,  # GREEK SMALL LETTER MU
-    "um": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "mm": 1e3,
-    "cm": 1e4,
-    "m": 1e6,
-}
+SUFFIXES: tuple[str, ...] = (".ome.tiff", ".ome.tif", ".ome.btf", ".companion.ome", ".tiff")
+SUFFIXES += (".tif", ".btf", ".tf8", ".tf2", ".qptiff", ".lsm", ".stk")
 # Pixel types stored in a wider type with no loss; the rest are refused by check_pixel_type.
 WIDENED = {np.dtype(np.float16): np.dtype(np.float32)}
-RGB_CHANNELS = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
+# What tifffile (or a QPTIFF page) calls the images a slide keeps beside the main one.
+KINDS = {"thumbnail": "thumbnail", "overview": "overview", "macro": "macro", "label": "label"}
 # tifffile logs, rather than raises, when the chain of pages breaks off (a truncated file
 # whose last pages are gone): those log records make the file fail.
 BROKEN_CHAIN = re.compile(r"invalid page offset|invalid offset to page|corrupted tag list")
@@ -83,90 +95,26 @@ def _page_chain_checked() -> Iterator[None]:
         raise ImportFailed(f"the TIFF is truncated or damaged: {handler.found[0]}")
 
 
+@contextlib.contextmanager
+def _tiff_errors() -> Iterator[None]:
+    """Turn whatever a corrupt TIFF makes tifffile raise into ImportFailed."""
+    try:
+        with _page_chain_checked():
+            yield
+    except ImportFailed:  # UnsupportedFormat too
+        raise
+    except MemoryError:
+        raise ImportFailed("the TIFF structure is too large to read") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt TIFF structures fail in many ways
+        raise ImportFailed(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+
+
 def _stem(name: str) -> str:
     """Return ``name`` without its TIFF extension(s)."""
     for suffix in SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def _local(element: ET.Element) -> str:
-    return element.tag.rsplit("}", 1)[-1]
-
-
-def ome_color(value: str | None) -> str | None:
-    """Return "RRGGBB" from OME's Color: a signed 32-bit integer holding RGBA."""
-    if value is None:
-        return None
-    try:
-        rgba = int(value) & 0xFFFFFFFF
-    except ValueError:
-        return None
-    return f"{rgba >> 8:06X}"
-
-
-def micrometres(value: str | float | None, unit: str | None) -> float | None:
-    """Return a positive length in µm from a value and a unit symbol (µm when absent)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    factor = LENGTH_UNITS.get((unit or "µm").strip())
-    if factor is None or not math.isfinite(number) or number <= 0:
-        return None
-    return number * factor
-
-
-def _nanometres(value: str | None, unit: str | None) -> float | None:
-    found = micrometres(value, unit or "nm")
-    return None if found is None else found * 1e3
-
-
-def parse_ome_xml(
-    text: str,
-) -> tuple[str | None, list[ChannelMeta], tuple[float | None, float | None, float | None]]:
-    """Return (name, channels, (x, y, z) pixel sizes in µm) of the first Image of an OME-XML."""
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError:
-        return None, [], (None, None, None)
-    image = next((el for el in root.iter() if _local(el) == "Image"), None)
-    pixels = (
-        next((el for el in image if _local(el) == "Pixels"), None) if image is not None else None
-    )
-    if image is None or pixels is None:
-        return None, [], (None, None, None)
-    a = pixels.attrib
-    psx, psy, psz = (
-        micrometres(a.get(f"PhysicalSize{axis}"), a.get(f"PhysicalSize{axis}Unit"))
-        for axis in "XYZ"
-    )
-    channels: list[ChannelMeta] = []
-    for element in pixels:
-        if _local(element) != "Channel":
-            continue
-        ch = element.attrib
-        try:
-            samples = max(1, int(ch.get("SamplesPerPixel") or 1))
-        except ValueError:
-            samples = 1
-        if samples == 3:
-            channels.extend(ChannelMeta(name, color) for name, color in RGB_CHANNELS)
-            continue
-        wave = _nanometres(ch.get("EmissionWavelength"), ch.get("EmissionWavelengthUnit"))
-        channels.extend(
-            ChannelMeta(ch.get("Name", ""), ome_color(ch.get("Color")), wave)
-            for _ in range(samples)
-        )
-    name = image.attrib.get("Name") or None
-    # NOTE: writers that know no name fill in "Image0", "Image:0" and the like; the file
-    # name says more.
-    if name is not None and re.fullmatch(r"Image[:_ ]?\d*", name):
-        name = None
-    return name, channels, (psx, psy, psz)
 
 
 def plan_axes(axes: str, shape: tuple[int, ...]) -> dict[str, list[int]]:
@@ -193,34 +141,86 @@ def plan_axes(axes: str, shape: tuple[int, ...]) -> dict[str, list[int]]:
     return groups
 
 
+@dataclass
+class _Entry:
+    """One image of the fileset: a tifffile series and what the fileset knows about it."""
+
+    series: tifffile.TiffPageSeries
+    label: str | None  # ImageMeta.series
+    kind: str
+    ome: OmeImage | None
+    name: str
+
+
+def _resolution(
+    page: Any, imagej: dict[str, Any]
+) -> tuple[float | None, float | None, float | None]:
+    """Return pixel sizes in µm from ImageJ metadata or the resolution tags of ``page``."""
+    tags = page.tags
+    try:
+        xres, yres = (tags[t].value for t in ("XResolution", "YResolution"))
+        per_x, per_y = xres[0] / xres[1], yres[0] / yres[1]
+    except (KeyError, ZeroDivisionError, TypeError, IndexError):
+        return None, None, None
+    if per_x <= 0 or per_y <= 0:
+        return None, None, None
+    unit_tag = tags.get("ResolutionUnit")
+    unit = int(unit_tag.value) if unit_tag else 2
+    if imagej.get("unit"):
+        # NOTE: ImageJ's unit "pixel" (an uncalibrated image) is no length: no physical size.
+        factor = micrometres(1.0, str(imagej["unit"]))
+        if factor is None:
+            return None, None, None
+        return (
+            factor / per_x,
+            factor / per_y,
+            micrometres(imagej.get("spacing"), str(imagej["unit"])),
+        )
+    if unit == 3:  # centimetre
+        return 1e4 / per_x, 1e4 / per_y, None
+    if unit == 2 and per_x > 1000 and per_y > 1000:
+        # NOTE: print resolutions (72 to 600 dpi) say nothing about a specimen; only
+        # finer than 1000 dpi (25.4 µm) is taken as a microscope's pixel size.
+        return 25400 / per_x, 25400 / per_y, None
+    return None, None, None
+
+
+def _dialect(tif: tifffile.TiffFile, entry: _Entry, size_c: int) -> Found:
+    """Return what the dialect of ``tif`` says about ``entry``."""
+    series = entry.series
+    if tif.is_imagej and tif.imagej_metadata:
+        return dialects.imagej(tif.imagej_metadata, size_c)
+    if tif.is_lsm and tif.lsm_metadata:
+        return dialects.lsm(tif.lsm_metadata, size_c)
+    if tif.is_stk and tif.stk_metadata:
+        return dialects.stk(tif.stk_metadata, size_c)
+    if series.kind == "qpi" and entry.kind == "image":
+        return dialects.qpi(p.description for p in series.pages if isinstance(p, tifffile.TiffPage))
+    if tif.is_micromanager and tif.micromanager_metadata:
+        return dialects.micromanager(tif.micromanager_metadata, size_c)
+    if tif.is_nih and tif.nih_metadata:
+        return dialects.nih(tif.nih_metadata)
+    for page in tif.pages:
+        # NOTE: Olympus SIS keeps its tag on the page it describes, not always the first.
+        sis = page.tags.valueof(33560) if isinstance(page, tifffile.TiffPage) else None
+        if isinstance(sis, dict) and page.shape[:2] == series.keyframe.shape[:2]:
+            return dialects.sis(sis)
+    return Found()
+
+
 class TiffReader:
-    """One TIFF file: its first series, level 0, as a 5-D image."""
+    """One image of a TIFF: a series at full resolution, and the levels the file stores."""
 
-    def __init__(self, path: Path) -> None:
-        self.tif: tifffile.TiffFile | None = None
-        try:
-            with _page_chain_checked():
-                self.tif = tifffile.TiffFile(path)
-                self._open(path)
-        except ImportFailed:  # UnsupportedFormat too
-            self.close()
-            raise
-        except MemoryError:
-            self.close()
-            raise ImportFailed("the TIFF structure is too large to read") from None
-        except Exception as exc:  # noqa: BLE001 - corrupt TIFF structures fail in many ways
-            self.close()
-            raise ImportFailed(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    def __init__(self, tif: tifffile.TiffFile, entry: _Entry, fmt: str) -> None:
+        self.tif: tifffile.TiffFile | None = tif
+        self.series = entry.series
+        self.arrays: dict[int, Any] = {}
+        with _tiff_errors():
+            self._open(entry, fmt)
 
-    def _open(self, path: Path) -> None:
+    def _open(self, entry: _Entry, fmt: str) -> None:
         assert self.tif is not None
-        if not self.tif.series:
-            raise ImportFailed("the TIFF holds no image")
-        series = self.tif.series[0]
-        if series.is_multifile:
-            raise UnsupportedFormat(
-                "an OME-TIFF whose planes are spread over several files (import one file)"
-            )
+        series = self.series
         keyframe = series.keyframe
         self.axes, self.shape = series.axes.upper(), tuple(int(n) for n in series.shape)
         if 0 in self.shape:
@@ -235,10 +235,9 @@ class TiffReader:
         rgb = keyframe.photometric == tifffile.PHOTOMETRIC.RGB and self.axes.count("S") == 1
         if rgb and sizes["C"] == 4 and self.groups["C"] == [self.axes.index("S")]:
             sizes["C"] = 3  # NOTE: alpha is dropped, as for PNG
-        self._check_extent(series)
+        _check_extent(series)
 
         self.stored: tuple[int, np.dtype] | None = None
-        self.array: Any = None
         if (
             series.dataoffset is not None
             and keyframe.compression == tifffile.COMPRESSION.NONE
@@ -250,22 +249,35 @@ class TiffReader:
             # NOTE: tifffile writes an uncompressed plane as a single strip, which its Zarr
             # view reads whole for every band; reading just the band's rows keeps memory flat.
             self.stored = (int(series.dataoffset), dtype.newbyteorder(self.tif.byteorder))
-        else:
-            self.array = zarr.open_array(series.aszarr(level=0), mode="r", zarr_format=2)
+        self.level_shapes = _levels(series, self.axes, self.shape)
+        self.meta = self._meta(entry, fmt, sizes, pixel_type, rgb)
 
-        ome = self.tif.ome_metadata if self.tif.is_ome else None
-        name, channels, (psx, psy, psz) = (
-            parse_ome_xml(ome) if ome else (None, [], (None, None, None))
-        )
-        if not ome and rgb and sizes["C"] == 3:
+    def _meta(
+        self, entry: _Entry, fmt: str, sizes: dict[str, int], pixel_type: str, rgb: bool
+    ) -> ImageMeta:
+        assert self.tif is not None
+        found = _dialect(self.tif, entry, sizes["C"])
+        ome = entry.ome
+        channels = list(ome.channels if ome and ome.channels else found.channels)
+        if not channels and rgb and sizes["C"] == 3:
             channels = [ChannelMeta(n, c) for n, c in RGB_CHANNELS]
         channels = channels[: sizes["C"]]
         channels += [ChannelMeta("") for _ in range(sizes["C"] - len(channels))]
-        if psx is None and psy is None:
-            psx, psy, psz = self._resolution()
-        self.meta = ImageMeta(
-            name=_stem(name) if name else _stem(path.name),
-            format="ome-tiff" if ome else "tiff",
+        imagej = (self.tif.imagej_metadata or {}) if self.tif.is_imagej else {}
+        tags = _resolution(self.series.keyframe, imagej)
+        # NOTE: QPTIFF's ScanProfile holds the nominal pixel size; its resolution tags the
+        # calibrated one, which wins.
+        order = [tags, found.physical] if self.series.kind == "qpi" else [found.physical, tags]
+        # NOTE: an OME-TIFF's sizes are its OME-XML's; Bio-Formats fills the resolution tags
+        # with 1 µm when it knows none.
+        candidates = [ome.physical] if ome else order
+        psx, psy, psz = next((p for p in candidates if p[0] is not None), (None, None, None))
+        acquired = (ome.acquired if ome else None) or found.acquired
+        if acquired is None and self.series.kind == "qpi":
+            acquired = dialects.iso_date(self.series.keyframe.tags.valueof("DateTime"))
+        return ImageMeta(
+            name=_stem(ome.name) if ome and ome.name else entry.name,
+            format="ome-tiff" if ome else fmt,
             size_t=sizes["T"],
             size_c=sizes["C"],
             size_z=sizes["Z"],
@@ -276,94 +288,245 @@ class TiffReader:
             physical_size_x=psx,
             physical_size_y=psy if psy is not None else psx,
             physical_size_z=psz,
+            series=entry.label,
+            kind=entry.kind,
+            objective=(ome.objective if ome else None) or found.objective,
+            acquired=acquired,
+            time_increment=(ome.time_increment if ome else None) or found.time_increment,
+            original_metadata=dialects.merge(ome.original if ome else {}, found.original),
+            levels=[
+                (shape[self.axes.index("Y")], shape[self.axes.index("X")])
+                for shape in self.level_shapes
+            ],
         )
 
-    def _check_extent(self, series: tifffile.TiffPageSeries) -> None:
-        """Raise ImportFailed when the image data reaches past the end of the file."""
-        assert self.tif is not None
-        size = self.tif.filehandle.size
-        if series.dataoffset is not None:
-            end = int(series.dataoffset) + int(series.nbytes)
-        else:
-            end = 0
-            for page in series.pages:
-                if page is None:
-                    raise ImportFailed("planes of the TIFF series are missing")
-                offsets = np.asarray(page.dataoffsets, dtype=np.int64)
-                counts = np.asarray(page.databytecounts, dtype=np.int64)
-                if offsets.size:
-                    end = max(end, int((offsets + counts).max()))
-        if end > size:
-            raise ImportFailed(f"the file is truncated ({size} bytes, the image needs {end})")
-
-    def _resolution(self) -> tuple[float | None, float | None, float | None]:
-        """Return pixel sizes in µm from ImageJ metadata or the resolution tags."""
-        assert self.tif is not None
-        page = self.tif.pages.first
-        tags = page.tags
-        try:
-            xres, yres = (tags[t].value for t in ("XResolution", "YResolution"))
-            per_x, per_y = xres[0] / xres[1], yres[0] / yres[1]
-        except (KeyError, ZeroDivisionError, TypeError, IndexError):
-            return None, None, None
-        if per_x <= 0 or per_y <= 0:
-            return None, None, None
-        imagej = self.tif.imagej_metadata or {}
-        unit_tag = tags.get("ResolutionUnit")
-        unit = int(unit_tag.value) if unit_tag else 2
-        if imagej.get("unit"):
-            factor = micrometres(1.0, str(imagej["unit"]).replace("\\u00B5", "µ"))
-            if factor is None:
-                return None, None, None
-            z = micrometres(imagej.get("spacing"), str(imagej["unit"]).replace("\\u00B5", "µ"))
-            return factor / per_x, factor / per_y, z
-        if unit == 3:  # centimetre
-            return 1e4 / per_x, 1e4 / per_y, None
-        if unit == 2 and per_x > 1000 and per_y > 1000:
-            # NOTE: print resolutions (72 to 600 dpi) say nothing about a specimen; only
-            # finer than 1000 dpi (25.4 µm) is taken as a microscope's pixel size.
-            return 25400 / per_x, 25400 / per_y, None
-        return None, None, None
-
-    def _index(self, t: int, c: int, z: int, y0: int, y1: int) -> tuple[int | slice, ...]:
-        index: list[int | slice] = [0] * len(self.shape)
+    def _index(
+        self, shape: tuple[int, ...], t: int, c: int, z: int, y0: int, y1: int
+    ) -> tuple[int | slice, ...]:
+        index: list[int | slice] = [0] * len(shape)
         for target, value in (("T", t), ("C", c), ("Z", z)):
             axes = self.groups[target]
             if axes:
-                found = np.unravel_index(value, [self.shape[i] for i in axes])
+                found = np.unravel_index(value, [shape[i] for i in axes])
                 for axis, position in zip(axes, found, strict=True):
                     index[axis] = int(position)
         index[self.axes.index("Y")] = slice(y0, y1)
         index[self.axes.index("X")] = slice(None)
         return tuple(index)
 
+    def _array(self, level: int) -> Any:
+        if level not in self.arrays:
+            self.arrays[level] = zarr.open_array(
+                self.series.aszarr(level=level), mode="r", zarr_format=2
+            )
+        return self.arrays[level]
+
     def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
-        index = self._index(t, c, z, y0, y1)
+        return self.read_level_band(0, t, c, z, y0, y1)
+
+    def read_level_band(self, level: int, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Return rows ``y0:y1`` of plane (t, c, z) of ``level`` (0 = full size, 1 = first of meta.levels)."""
+        if self.tif is None:
+            raise ImportFailed("the TIFF image is closed")
+        if not 0 <= level <= len(self.level_shapes):
+            raise ValueError(
+                f"level {level} is not one of the file's (0 to {len(self.level_shapes)})"
+            )
+        shape = self.shape if level == 0 else self.level_shapes[level - 1]
+        index = self._index(shape, t, c, z, y0, y1)
         try:
-            if self.stored is not None:
-                assert self.tif is not None
+            if level == 0 and self.stored is not None:
                 offset, dtype = self.stored
                 with self.tif.filehandle.lock:
                     band = read_stored_band(self.tif.filehandle, offset, dtype, self.shape, index)
             else:
-                band = np.asarray(self.array[index])
+                band = np.asarray(self._array(level)[index])
         except ImportFailed:
             raise
         except MemoryError:
             raise ImportFailed("a band of the TIFF is too large to decode") from None
         except Exception as exc:  # noqa: BLE001 - codecs raise their own error types
             raise ImportFailed(
-                f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be decoded "
+                f"rows {y0}:{y1} of plane t={t} c={c} z={z} (level {level}) cannot be decoded "
                 f"({type(exc).__name__}: {exc})"
             ) from None
         return band.astype(self.cast) if self.cast is not None else band
 
     def close(self) -> None:
-        if self.tif is not None:
-            self.tif.close()
-            self.tif = None
+        # NOTE: the TiffFile is the fileset's, shared by its images; the fileset closes it.
+        self.arrays.clear()
+        self.tif = None
+
+
+def _check_extent(series: tifffile.TiffPageSeries) -> None:
+    """Raise ImportFailed when planes are missing or their data reaches past the end of a file."""
+    if series.dataoffset is not None:
+        assert series.parent is not None
+        size = series.parent.filehandle.size
+        end = int(series.dataoffset) + int(series.nbytes)
+        if end > size:
+            raise ImportFailed(f"the file is truncated ({size} bytes, the image needs {end})")
+        return
+    for page in series.pages:
+        if page is None:
+            raise ImportFailed("planes of the TIFF series are missing")
+        offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        counts = np.asarray(page.databytecounts, dtype=np.int64)
+        size = page.parent.filehandle.size
+        end = int((offsets + counts).max()) if offsets.size else 0
+        if end > size:
+            name = page.parent.filehandle.name
+            raise ImportFailed(f"{name} is truncated ({size} bytes, the image needs {end})")
+
+
+def _levels(
+    series: tifffile.TiffPageSeries, axes: str, shape: tuple[int, ...]
+) -> list[tuple[int, ...]]:
+    """Return the shapes of the file's own levels after level 0 that can be copied as they are."""
+    found: list[tuple[int, ...]] = []
+    previous = shape
+    y, x = axes.index("Y"), axes.index("X")
+    for level in series.levels[1:]:
+        level_shape = tuple(int(n) for n in level.shape)
+        same_planes = all(
+            a == b
+            for i, (a, b) in enumerate(zip(level_shape, shape, strict=False))
+            if i not in (y, x)
+        )
+        if (
+            level.axes.upper() != axes
+            or len(level_shape) != len(shape)
+            or not same_planes
+            or not (0 < level_shape[y] <= previous[y] and 0 < level_shape[x] <= previous[x])
+            or level_shape == previous
+            or any(page is None for page in level.pages)
+        ):
+            break  # NOTE: a level that does not fit is computed instead, as are the rest
+        _check_extent(level)
+        found.append(level_shape)
+        previous = level_shape
+    return found
+
+
+def _extra_qpi_pages(tif: tifffile.TiffFile) -> list[tifffile.TiffPageSeries]:
+    """Return QPTIFF pages no series of tifffile holds (its overview and label), one series each."""
+    used = {
+        page.index
+        for series in tif.series
+        for level in series.levels
+        for page in level.pages
+        if isinstance(page, tifffile.TiffPage | tifffile.TiffFrame)
+    }
+    extra = []
+    for page in tif.pages:
+        if isinstance(page, tifffile.TiffPage) and page.index not in used:
+            kind = dialects.qpi_kind(page.description)
+            if kind != "image":
+                extra.append(
+                    tifffile.TiffPageSeries(
+                        [page], page.shape, page.dtype, page.axes, name=kind.title(), kind="qpi"
+                    )
+                )
+    return extra
+
+
+def _kind(series: tifffile.TiffPageSeries) -> str:
+    if series.kind == "ome":
+        return "image"  # NOTE: an OME Image named "Label" is still an image
+    first = series.pages[0] if series.pages else None
+    if series.kind == "qpi" and isinstance(first, tifffile.TiffPage):
+        found = dialects.qpi_kind(first.description)
+        if found != "image":
+            return found
+    return KINDS.get((series.name or "").strip().lower(), "image")
+
+
+def _match_ome(
+    images: list[OmeImage], series: list[tifffile.TiffPageSeries]
+) -> list[OmeImage | None]:
+    """Pair tifffile's OME series with the Image elements they came from (it skips empty ones)."""
+    paired: list[OmeImage | None] = []
+    position = 0
+    for one in series:
+        width, height = one.keyframe.imagewidth, one.keyframe.imagelength
+        for index in range(position, len(images)):
+            if (images[index].size_x, images[index].size_y) == (width, height):
+                paired.append(images[index])
+                position = index + 1
+                break
+        else:
+            paired.append(None)
+    return paired
+
+
+def _entries(tif: tifffile.TiffFile, path: Path) -> list[_Entry]:
+    """Return the images of an open TIFF: every series (and a QPTIFF's overview and label)."""
+    series = list(tif.series)
+    if any(one.kind == "qpi" for one in series):
+        series += _extra_qpi_pages(tif)
+    ome_images: list[OmeImage | None] = [None] * len(series)
+    if tif.is_ome and tif.ome_metadata and all(one.kind == "ome" for one in series):
+        ome_images = _match_ome(parse_images(tif.ome_metadata), series)
+    entries = []
+    for index, one in enumerate(series):
+        ome = ome_images[index]
+        label = None
+        if len(series) > 1:
+            label = (ome.name if ome else None) or (
+                one.name if one.name and one.kind != "ome" else None
+            )
+            label = label or f"series {index}"
+        entries.append(_Entry(one, label, _kind(one), ome, _stem(path.name)))
+    return entries
+
+
+def _with_xml(ome_set: OmeSet) -> tifffile.TiffFile:
+    # NOTE: the set's OME-XML must win over tifffile's own "shaped" description, which a
+    # member written by tifffile carries and which tifffile would otherwise try first.
+    return tifffile.TiffFile(ome_set.tiff, omexml=ome_set.omexml, is_shaped=False)
+
+
+def _open_set(path: Path) -> tuple[tifffile.TiffFile, OmeSet]:
+    """Open the TIFF to read for ``path``, through the OME-XML of its set when it has one."""
+    with path.open("rb") as handle:
+        tiff_magic = handle.read(4) in TIFF_MAGIC
+    if not tiff_magic and path.name.lower().endswith(".companion.ome"):
+        ome_set = resolve_companion(path)
+        return _with_xml(ome_set), ome_set
+    tif = tifffile.TiffFile(path)
+    if not tif.is_ome or not tif.ome_metadata:
+        return tif, OmeSet(tiff=path, omexml=None, files=[path])
+    try:
+        ome_set = resolve_tiff(path, tif.ome_metadata)
+    except BaseException:
+        tif.close()
+        raise
+    if ome_set.omexml is None:
+        return tif, ome_set
+    tif.close()
+    return _with_xml(ome_set), ome_set
 
 
 def open_fileset(path: Path, fmt: str) -> Fileset:
-    """Open a TIFF or OME-TIFF."""
-    return single(fmt, path, lambda: TiffReader(path))
+    """Open a TIFF, an OME-TIFF (or any member or the companion of a multi-file set)."""
+    tif: tifffile.TiffFile | None = None
+    try:
+        with _tiff_errors():
+            tif, ome_set = _open_set(path)
+            if not tif.series:
+                raise ImportFailed("the TIFF holds no image")
+            entries = _entries(tif, path)
+            for entry in entries:
+                _check_extent(entry.series)
+    except BaseException:
+        if tif is not None:
+            tif.close()
+        raise
+    shared = tif
+    kind = "ome-tiff" if ome_set.omexml is not None or fmt == "ome-tiff" else fmt
+    return Fileset(
+        format=kind,
+        files=ome_set.files,
+        images=[functools.partial(TiffReader, shared, entry, fmt) for entry in entries],
+        closers=[shared.close],
+    )
