@@ -48,6 +48,8 @@ SAMPLES = {
     "key": "meta",
     "tag": "matrix",
     "token_id": str(MISSING),
+    "plate_id": str(MISSING),
+    "field": "0",
     "region": "full",
     "rotation": "0",
     "quality": "default",
