@@ -1,0 +1,333 @@
+"""Zeiss CZI: the real samples read band by band through open_fileset must equal the planes
+pylibCZIrw reads, with the sizes, channels and scaling the manifest lists; files written here
+with pylibCZIrw (many scenes, tiled mosaics, every pixel type) must come back exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pylibCZIrw import czi as pyczi
+
+from coverslip.errors import ImportFailed
+from coverslip.formats import Fileset, Reader, detect, open_fileset
+from coverslip.formats.czi import czi_color, parse_metadata
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "czi"
+BAND = 100  # rows per band: every sample spans several bands
+RNG = np.random.default_rng(12)
+
+# The manifest's contents column: (T, C, Z, Y, X), pixel type, pixel size (µm), channel names.
+MANIFEST = {
+    "CD_s_1_t_3_c_2_z_5.czi": ((3, 2, 5, 170, 240), "uint16", 0.09058, ["LED555", "LED470"]),
+    # Bgr24: one CZI channel of three samples, read as Red, Green, Blue
+    "RGB-8bit.czi": ((1, 3, 1, 624, 924), "uint8", 1.083, ["Red", "Green", "Blue"]),
+    "mosaic_test.czi": ((1, 1, 1, 624, 1756), "uint16", 1.083, ["EGFP"]),
+}
+
+
+def sample(name: str) -> Any:
+    path = SAMPLES / name
+    return pytest.param(
+        path,
+        marks=pytest.mark.skipif(not path.exists(), reason=f"the shared sample {name} is absent"),
+    )
+
+
+SAMPLE_PARAMS = [sample(name) for name in MANIFEST]
+
+
+def plane(reader: Reader, t: int, c: int, z: int, band: int = BAND) -> np.ndarray:
+    """Return one plane assembled from bands, checking each band's shape and type."""
+    meta = reader.meta
+    bands = []
+    for y0 in range(0, meta.size_y, band):
+        y1 = min(meta.size_y, y0 + band)
+        rows = reader.read_band(t, c, z, y0, y1)
+        assert rows.shape == (y1 - y0, meta.size_x)
+        assert rows.dtype == np.dtype(meta.pixel_type)
+        bands.append(rows)
+    return np.concatenate(bands)
+
+
+def read_all(reader: Reader, band: int = BAND) -> np.ndarray:
+    meta = reader.meta
+    out = np.zeros(meta.shape, dtype=meta.pixel_type)
+    for t in range(meta.size_t):
+        for c in range(meta.size_c):
+            for z in range(meta.size_z):
+                out[t, c, z] = plane(reader, t, c, z, band)
+    return out
+
+
+@pytest.fixture
+def opened() -> Iterator[Any]:
+    """Open a path's fileset and every image in it; close them all afterwards."""
+    filesets: list[Fileset] = []
+    readers: list[Reader] = []
+
+    def open_all(path: Path) -> list[Reader]:
+        fileset = open_fileset(path)
+        filesets.append(fileset)
+        images = [open_image() for open_image in fileset.images]
+        readers.extend(images)
+        return images
+
+    yield open_all
+    for reader in readers:
+        reader.close()
+    for fileset in filesets:
+        fileset.close()
+
+
+def reference_plane(path: Path, t: int, c: int, z: int, scene: int | None) -> np.ndarray:
+    """Return plane (t, c, z) of a scene as pylibCZIrw composites it, (Y, X, samples)."""
+    with pyczi.open_czi(str(path)) as czi:
+        return czi.read(plane={"T": t, "C": c, "Z": z}, scene=scene)
+
+
+# Real samples ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SAMPLE_PARAMS)
+def test_samples_have_the_manifest_sizes_channels_and_scaling(path: Path, opened: Any) -> None:
+    shape, pixel_type, pixel_um, names = MANIFEST[path.name]
+    assert detect(path) == "czi"
+    [reader] = opened(path)
+    meta = reader.meta
+    assert meta.format == "czi"
+    assert meta.name == path.stem
+    assert meta.series is None
+    assert meta.shape == shape
+    assert meta.pixel_type == pixel_type
+    assert [ch.name for ch in meta.channels] == names
+    assert meta.physical_size_x == pytest.approx(pixel_um, rel=1e-3)
+    assert meta.physical_size_y == pytest.approx(pixel_um, rel=1e-3)
+    assert meta.levels == []
+    assert 0 < len(meta.original_metadata) <= 2000
+    assert all(len(value) <= 1000 for value in meta.original_metadata.values())
+
+
+@pytest.mark.parametrize("path", SAMPLE_PARAMS)
+def test_sample_bands_equal_the_planes_pylibczirw_reads(path: Path, opened: Any) -> None:
+    [reader] = opened(path)
+    meta = reader.meta
+    rgb = meta.size_c == 3 and [ch.name for ch in meta.channels] == ["Red", "Green", "Blue"]
+    scene = 0 if path.name == "mosaic_test.czi" else None  # the mosaic is scene 0 of the file
+    for t in range(meta.size_t):
+        for z in range(meta.size_z):
+            for c in range(1 if rgb else meta.size_c):
+                expected = reference_plane(path, t, c, z, scene)
+                if rgb:
+                    for sample_index in range(3):  # stored B, G, R
+                        got = plane(reader, t, sample_index, z)
+                        np.testing.assert_array_equal(got, expected[:, :, 2 - sample_index])
+                else:
+                    np.testing.assert_array_equal(plane(reader, t, c, z), expected[:, :, 0])
+
+
+@pytest.mark.skipif(not (SAMPLES / "mosaic_test.czi").exists(), reason="the sample is absent")
+def test_the_mosaic_is_composited_from_both_tiles(opened: Any) -> None:
+    [reader] = opened(SAMPLES / "mosaic_test.czi")
+    whole = plane(reader, 0, 0, 0)
+    # Two 924-pixel tiles side by side: both halves hold data, not background.
+    assert whole[:, :800].any() and whole[:, -800:].any()
+    assert np.count_nonzero(whole) > 0.99 * whole.size
+
+
+@pytest.mark.skipif(not (SAMPLES / "CD_s_1_t_3_c_2_z_5.czi").exists(), reason="absent")
+def test_celldiscoverer_metadata(opened: Any) -> None:
+    [reader] = opened(SAMPLES / "CD_s_1_t_3_c_2_z_5.czi")
+    meta = reader.meta
+    assert [ch.color for ch in meta.channels] == ["FF7E00", "00FF33"]
+    assert [ch.emission_wave for ch in meta.channels] == [568, 517]
+    assert [ch.excitation_wave for ch in meta.channels] == [553, 493]
+    assert meta.physical_size_z == pytest.approx(0.32)
+    assert meta.objective == "Plan-Apochromat 50x/1.2"
+    assert meta.acquired is not None and meta.acquired.startswith("2016-02-12T09:41:02")
+    assert meta.time_increment == pytest.approx(60.075)
+    original = meta.original_metadata
+    assert original["Information|Image|SizeT"] == "3"
+    assert float(original["Scaling|Items|Distance|Value"]) == pytest.approx(9.0576674e-08)
+    # The image's own description comes before the (much longer) acquisition set-up.
+    assert list(original).index("Information|Image|SizeX") < 100
+
+
+@pytest.mark.parametrize("path", SAMPLE_PARAMS)
+def test_a_truncated_sample_fails_with_the_reason(path: Path, tmp_path: Path) -> None:
+    data = path.read_bytes()
+    cut = tmp_path / path.name
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImportFailed) as info:
+        fileset = open_fileset(cut)
+        try:
+            for open_image in fileset.images:
+                reader = open_image()
+                try:
+                    read_all(reader)
+                finally:
+                    reader.close()
+        finally:
+            fileset.close()
+    message = str(info.value)
+    assert "truncated" in message
+    assert "\n" not in message and str(tmp_path) not in message
+
+
+# Files written here ---------------------------------------------------------------------------
+
+
+def write_czi(path: Path, tiles: list[dict[str, Any]], **metadata: Any) -> None:
+    """Write tiles, each {"data", "location", "plane", "scene"}, with pylibCZIrw."""
+    with pyczi.create_czi(str(path)) as czi:
+        for tile in tiles:
+            data = tile["data"]
+            czi.write(
+                data[:, :, None] if data.ndim == 2 else data,
+                location=tile.get("location", (0, 0)),
+                plane=tile.get("plane"),
+                scene=tile.get("scene", 0),
+            )
+        czi.write_metadata(**metadata)
+
+
+def test_each_scene_is_its_own_image_with_exact_pixels(tmp_path: Path, opened: Any) -> None:
+    # Three scenes of different sizes in different places, one partly at negative x.
+    scenes = [((0, 0), (150, 230)), ((1000, 400), (90, 120)), ((-300, 2000), (60, 75))]
+    truth = [RNG.integers(0, 65536, (2, 2, 1, h, w), dtype=np.uint16) for _, (h, w) in scenes]
+    tiles = [
+        {"data": truth[s][t, c, 0], "location": loc, "plane": {"T": t, "C": c}, "scene": s}
+        for s, (loc, _) in enumerate(scenes)
+        for t in range(2)
+        for c in range(2)
+    ]
+    path = tmp_path / "three scenes.czi"
+    # NOTE: pylibCZIrw stores scale_x as given, and CZI scaling is in metres.
+    write_czi(path, tiles, channel_names={0: "DAPI", 1: "GFP"}, scale_x=0.25e-6, scale_y=0.25e-6)
+    readers = opened(path)
+    assert [r.meta.series for r in readers] == ["scene 1", "scene 2", "scene 3"]
+    for reader, expected in zip(readers, truth, strict=True):
+        meta = reader.meta
+        assert meta.name == "three scenes"
+        assert meta.shape == expected.shape
+        assert [ch.name for ch in meta.channels] == ["DAPI", "GFP"]
+        assert [ch.color for ch in meta.channels] == [None, None]
+        assert meta.physical_size_x == pytest.approx(0.25)
+        np.testing.assert_array_equal(read_all(reader, band=64), expected)
+
+
+def test_a_tiled_mosaic_is_read_band_by_band_across_tiles(tmp_path: Path, opened: Any) -> None:
+    # 3 × 2 tiles of 70 × 90 with a gap of 10 pixels between columns, bands of 33 rows.
+    expected = np.zeros((140, 290), dtype=np.uint8)
+    tiles = []
+    for row in range(2):
+        for col in range(3):
+            data = RNG.integers(1, 256, (70, 90), dtype=np.uint8)
+            y, x = row * 70, col * 100
+            expected[y : y + 70, x : x + 90] = data
+            tiles.append({"data": data, "location": (x, y)})
+    path = tmp_path / "mosaic.czi"
+    write_czi(path, tiles)
+    [reader] = opened(path)
+    assert reader.meta.shape == (1, 1, 1, 140, 290)
+    np.testing.assert_array_equal(plane(reader, 0, 0, 0, band=33), expected)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "samples"),
+    [("uint8", 1), ("uint16", 1), ("float32", 1), ("uint8", 3), ("uint16", 3)],
+    ids=["Gray8", "Gray16", "Gray32Float", "Bgr24", "Bgr48"],
+)
+def test_every_pixel_type_reads_exactly(
+    tmp_path: Path, opened: Any, dtype: str, samples: int
+) -> None:
+    shape = (83, 61, samples)
+    if dtype == "float32":
+        bgr = (RNG.standard_normal(shape) * 1e3).astype(dtype)
+    else:
+        bgr = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    path = tmp_path / f"{dtype}x{samples}.czi"
+    write_czi(path, [{"data": bgr}])
+    [reader] = opened(path)
+    meta = reader.meta
+    assert meta.pixel_type == dtype
+    assert meta.size_c == samples
+    pixels = read_all(reader, band=20)[0, :, 0]
+    if samples == 3:
+        assert [(ch.name, ch.color) for ch in meta.channels] == [
+            ("Red", "FF0000"),
+            ("Green", "00FF00"),
+            ("Blue", "0000FF"),
+        ]
+        np.testing.assert_array_equal(pixels, np.moveaxis(bgr[:, :, ::-1], 2, 0))
+    else:
+        assert [ch.color for ch in meta.channels] == [None]
+        np.testing.assert_array_equal(pixels[0], bgr[:, :, 0])
+
+
+def test_a_damaged_directory_fails_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.czi"
+    write_czi(path, [{"data": RNG.integers(0, 255, (20, 30), dtype=np.uint8)}])
+    data = bytearray(path.read_bytes())
+    directory = int.from_bytes(data[32 + 52 : 32 + 60], "little")
+    data[directory : directory + 16] = b"\x00" * 16
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImportFailed, match="damaged"):
+        open_fileset(path)
+
+
+def test_metadata_parsing_of_colours_and_missing_parts() -> None:
+    assert czi_color("#FFFF7E00") == "FF7E00"
+    assert czi_color("#00ff33") == "00FF33"
+    assert czi_color("Unknown") is None
+    assert parse_metadata("<not xml").channels == []
+    xml = (
+        "<ImageDocument><Metadata><DisplaySetting><Channels>"
+        '<Channel Id="Channel:0" Name="Cy5"><Color>#FFFF0000</Color></Channel>'
+        "</Channels></DisplaySetting></Metadata></ImageDocument>"
+    )
+    described = parse_metadata(xml)
+    assert [(ch.name, ch.color) for ch in described.channels] == [("Cy5", "FF0000")]
+    assert described.physical == (None, None, None)
+    assert described.original == {
+        "DisplaySetting|Channels|Channel|Id": "Channel:0",
+        "DisplaySetting|Channels|Channel|Name": "Cy5",
+        "DisplaySetting|Channels|Channel|Color": "#FFFF0000",
+    }
+
+
+def test_original_metadata_is_capped() -> None:
+    items = "".join(f"<Item{i}>{'x' * 1500}</Item{i}>" for i in range(2500))
+    described = parse_metadata(
+        f"<ImageDocument><Metadata><Information>{items}</Information></Metadata></ImageDocument>"
+    )
+    assert len(described.original) == 2000
+    assert {len(v) for v in described.original.values()} == {1000}
+
+
+def test_channels_of_different_pixel_types_share_the_widest(tmp_path: Path, opened: Any) -> None:
+    narrow = RNG.integers(0, 256, (10, 12), dtype=np.uint8)
+    wide = RNG.integers(0, 65536, (10, 12), dtype=np.uint16)
+    path = tmp_path / "mixed.czi"
+    write_czi(path, [{"data": narrow, "plane": {"C": 0}}, {"data": wide, "plane": {"C": 1}}])
+    [reader] = opened(path)
+    assert reader.meta.pixel_type == "uint16"
+    np.testing.assert_array_equal(read_all(reader)[0, :, 0], np.stack([narrow, wide]))
+
+
+def test_dimensions_that_do_not_start_at_zero(tmp_path: Path, opened: Any) -> None:
+    # pylibCZIrw counts sizes from 0; the subblock directory says where C and Z start.
+    first = RNG.integers(0, 256, (10, 12), dtype=np.uint8)
+    second = RNG.integers(0, 256, (10, 12), dtype=np.uint8)
+    path = tmp_path / "offset.czi"
+    tiles = [
+        {"data": first, "plane": {"C": 1, "Z": 2}},
+        {"data": second, "plane": {"C": 2, "Z": 2}},
+    ]
+    write_czi(path, tiles)
+    [reader] = opened(path)
+    assert reader.meta.shape == (1, 2, 1, 10, 12)
+    np.testing.assert_array_equal(read_all(reader)[0, :, 0], np.stack([first, second]))
