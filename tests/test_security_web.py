@@ -491,3 +491,29 @@ def test_x_accel_redirect_is_percent_encoded(tmp_path: Path) -> None:
         inside = unquote(location.removeprefix(INTERNAL_PREFIX + "/"))
         assert (lab.app.services.home.root / inside).read_bytes() == source.read_bytes()
         assert "private" in got.headers.get("cache-control", "")
+
+
+def test_links_from_a_proxy_the_launcher_recorded(lab: Lab) -> None:
+    """Behind a launcher that rewrote REMOTE_ADDR, the proxy's own address still decides."""
+    image_id = lab.images["public"]
+    forwarded = {"X-Forwarded-Host": "images.example.org"}
+    trusted = lab.client.simulate_get(
+        f"/iiif/3/{image_id}/info.json",
+        headers=forwarded,
+        remote_addr="203.0.113.9",
+        extras={"coverslip.proxy_addr": "127.0.0.1"},
+    )
+    assert trusted.json["id"] == f"http://images.example.org/iiif/3/{image_id}"
+    spoofed = lab.client.simulate_get(
+        f"/iiif/3/{image_id}/info.json",
+        headers=forwarded,
+        remote_addr="203.0.113.9",
+        extras={"coverslip.proxy_addr": "203.0.113.9"},
+    )
+    assert "example.org" not in spoofed.json["id"]
+
+
+@pytest.mark.parametrize("value", ["+1", " 1", "1_0", "\uff11", "99999999999999999999"])
+def test_integer_query_parameters_are_ascii(lab: Lab, value: str) -> None:
+    got = lab.get("ana", "/api/v2/images", params={"owner": value})
+    assert got.status_code == 400 and "owner" in got.json["description"]

@@ -7,6 +7,7 @@ every link in a document (``self``, ``file``, ``next``) is relative to that root
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -59,10 +60,10 @@ def int_param(
     raw = req.get_param(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(name, f"{raw!r} is not an integer") from None
+    # NOTE: int() also reads "+7", " 7", "7_0" and fullwidth digits; a query takes ASCII only.
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw):
+        raise BadParameter(name, f"{raw!r} is not an integer")
+    value = int(raw)
     if not low <= value <= high:
         raise BadParameter(name, f"{value} is not between {low} and {high}")
     return value

@@ -66,6 +66,8 @@ _HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 )
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+# The WSGI environ key where a launcher may keep the proxy's address after rewriting REMOTE_ADDR.
+PROXY_ADDR = "coverslip.proxy_addr"
 
 
 class PublicURL:
@@ -100,7 +102,11 @@ class PublicURL:
         return f"{host}:{self.port}"
 
     def from_proxy(self, req: falcon.Request) -> bool:
-        return "*" in self.trusted or req.remote_addr in self.trusted
+        """Return whether the request came through a proxy in web.forwarded_allow_ips."""
+        # NOTE: a launcher that replaces REMOTE_ADDR with the forwarded client address keeps
+        # the proxy's own address under PROXY_ADDR; Gunicorn leaves REMOTE_ADDR as it is.
+        peer = req.env.get(PROXY_ADDR) or req.remote_addr
+        return "*" in self.trusted or peer in self.trusted
 
     def origin(self, req: falcon.Request) -> str:
         """Return ``scheme://host[:port]`` (or web.public_url) to put before the app's paths."""
