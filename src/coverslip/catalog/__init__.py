@@ -82,9 +82,6 @@ class Catalog(DatasetQueries, ImagesApiQueries):
             current = MigrationContext.configure(connection).get_current_revision()
             if current != head:
                 command.upgrade(cfg, "head")
-
-    def close(self) -> None:
-        self.engine.dispose()
                 migrated = True
             else:
                 migrated = False
@@ -92,6 +89,9 @@ class Catalog(DatasetQueries, ImagesApiQueries):
             # NOTE: a migration may switch SQLite connection settings (foreign keys) while it
             # rebuilds tables; pooled connections start afresh with the engine's own.
             self.engine.dispose()
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def ping(self) -> None:
         """Raise if the catalog cannot be reached."""
@@ -148,10 +148,10 @@ class Catalog(DatasetQueries, ImagesApiQueries):
                     created=stamp,
                     updated=stamp,
                     properties=fields.pop("properties", {}),
+                    render_tag=secrets.token_hex(8),
                     **fields,
                 )
             )
-                    render_tag=secrets.token_hex(8),
             return _new_id(result)
 
     def update_image(self, image_id: int, **fields: Any) -> None:
@@ -210,10 +210,10 @@ class Catalog(DatasetQueries, ImagesApiQueries):
 
     def get_image(self, image_id: int) -> Image:
         """Return the image with its channels and datasets, or raise NotFound."""
+        if not 0 <= image_id <= MAX_ID:
+            raise NotFound(f"image {image_id} does not exist")
         images = self._images(sa.select(t.images).where(t.images.c.id == image_id))
         if not images:
-            raise NotFound(f"image {image_id} does not exist")
-        if not 0 <= image_id <= MAX_ID:
             raise NotFound(f"image {image_id} does not exist")
         return images[0]
 
@@ -228,13 +228,13 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         name_contains: str | None = None,
         sort: str = "id",
         descending: bool = False,
+        or_owner_id: int | None = None,
     ) -> list[Image]:
         """Return images filtered as asked, ordered by ``sort`` (id, name or created).
 
         With ``group_ids``, only images in those groups, or owned by ``or_owner_id``.
         """
         query = self._image_filter(
-        or_owner_id: int | None = None,
             sa.select(t.images), dataset_id, status, owner_id, group_ids, name_contains, or_owner_id
         )
         column = {"id": t.images.c.id, "name": t.images.c.name, "created": t.images.c.created}.get(
@@ -256,20 +256,20 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         owner_id: int | None = None,
         group_ids: Sequence[int] | None = None,
         name_contains: str | None = None,
+        or_owner_id: int | None = None,
     ) -> int:
         """Return how many images ``list_images`` would give without a limit."""
         query = self._image_filter(
-        or_owner_id: int | None = None,
             sa.select(sa.func.count()).select_from(t.images),
             dataset_id,
             status,
             owner_id,
             group_ids,
             name_contains,
+            or_owner_id,
         )
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
-            or_owner_id,
 
     @staticmethod
     def _image_filter(
@@ -279,10 +279,10 @@ class Catalog(DatasetQueries, ImagesApiQueries):
         owner_id: int | None,
         group_ids: Sequence[int] | None,
         name_contains: str | None,
+        or_owner_id: int | None = None,
     ) -> sa.Select[Any]:
         if dataset_id is not None:
             query = query.join(
-        or_owner_id: int | None = None,
                 t.dataset_images, t.dataset_images.c.image_id == t.images.c.id
             ).where(t.dataset_images.c.dataset_id == dataset_id)
         if status is not None:
