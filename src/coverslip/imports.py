@@ -21,7 +21,7 @@ import numpy as np
 from coverslip import formats
 from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog, Channel, Image, ImageExtras
-from coverslip.errors import CoverslipError, Duplicate, ImportFailed
+from coverslip.errors import CoverslipError, Duplicate, ImportFailed, UnsupportedFormat
 from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 
@@ -301,8 +301,17 @@ class Importer:
         progress: Progress | None,
     ) -> None:
         many = len(fileset.images) > 1
+        skipped: list[str] = []
         for index, opener in enumerate(fileset.images):
-            reader = self._open_image(path, opener)
+            try:
+                reader = self._open_image(path, opener)
+            except UnsupportedFormat as exc:
+                # NOTE: a file may hold series of a kind no reader takes (a LIF's FLIM data);
+                # the others still import, and with none left the file fails.
+                if not many:
+                    raise
+                skipped.append(str(exc))
+                continue
             try:
                 meta = reader.meta
                 base = options.name or meta.name or path.name
@@ -323,6 +332,8 @@ class Importer:
                 self.build(image_id, reader, options, progress, source=path, activate=False)
             finally:
                 reader.close()
+        if not image_ids:
+            raise UnsupportedFormat(f"{path.name}: no image in it can be read ({skipped[0]})")
 
     @staticmethod
     def _relative(path: Path, files: list[Path]) -> str:

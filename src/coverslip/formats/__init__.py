@@ -225,7 +225,7 @@ def _detect_folder(path: Path) -> str:
     if any((path / marker).exists() for marker in ("zarr.json", ".zattrs", ".zgroup")):
         return "ome-zarr"
     entries = sorted(p for p in path.iterdir() if p.is_file())
-    if entries and all(_head(p, 132)[128:132] == b"DICM" for p in entries[:8]):
+    if any(_head(p, 132)[128:132] == b"DICM" for p in entries[:64]):
         return "dicom"
     raise UnsupportedFormat(
         f"{path.name}: a folder that is neither an OME-Zarr nor a DICOM series "
