@@ -25,6 +25,7 @@ from coverslip.catalog.base import (
     now,
 )
 from coverslip.catalog.datasets import DatasetQueries
+from coverslip.catalog.filesets import FilesetQueries, ImageExtras, Plate
 from coverslip.catalog.glance import ImagesApiQueries
 from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image
 from coverslip.errors import BadParameter, Conflict, NotFound
@@ -37,12 +38,14 @@ __all__ = [
     "Channel",
     "Dataset",
     "Image",
+    "ImageExtras",
+    "Plate",
     "make_engine",
     "now",
 ]
 
 
-class Catalog(DatasetQueries, ImagesApiQueries):
+class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries):
     """Queries and updates of the metadata; no HTTP, no pixels."""
 
     def __init__(
