@@ -285,3 +285,26 @@ def test_metadata_only_plate_fails_by_field_and_keeps_nothing(app: CoverslipApp)
         app.services.importer().import_fileset(path, ImportOptions())
     assert len(app.services.catalog.list_images()) == before
     assert app.services.catalog.list_plates() == []
+
+
+def test_vendor_metadata_reaches_imgdata_and_images_show(
+    app: CoverslipApp, client: tuple[testing.TestClient, dict[str, str]]
+) -> None:
+    from click.testing import CliRunner
+
+    from coverslip.cli import main
+
+    path = SAMPLES / "nd2/cluster.nd2"
+    (image_id,) = app.services.importer().import_fileset(path, ImportOptions(allow_duplicate=True))
+    test, headers = client
+    answer = test.simulate_get(f"/webgateway/imgData/{image_id}/", headers=headers)
+    assert answer.status_code == 200, answer.text
+    meta = answer.json["meta"]
+    assert meta["originalMetadata"], "the vendor's key-values are listed"
+    assert meta["acquisitionDate"]
+    assert [ch["label"] for ch in answer.json["channels"]] == ["5-FAM/pH 9.0", "FM 4-64/2% CHAPS"]
+    assert all(ch["emissionWave"] for ch in answer.json["channels"])
+    home = str(app.services.home.root)
+    shown = CliRunner().invoke(main, ["--home", home, "images", "show", str(image_id)])
+    assert shown.exit_code == 0, shown.output
+    assert '"original"' in shown.stdout and meta["acquisitionDate"] in shown.stdout

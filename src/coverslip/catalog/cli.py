@@ -6,7 +6,7 @@ import json
 
 import click
 
-from coverslip.cli import State, guarded, pass_state, show
+from coverslip.cli_support import State, guarded, pass_state, show
 
 
 @click.group()

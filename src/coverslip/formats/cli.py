@@ -6,7 +6,7 @@ from importlib import metadata
 
 import click
 
-from coverslip.cli import show
+from coverslip.cli_support import show
 from coverslip.formats import FORMAT_LIST
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import falcon
 import numpy as np
 
+from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, Forbidden, NotFound
 from coverslip.render.luts import LUT_NAMES
 from coverslip.render.service import split_layout
@@ -118,6 +119,29 @@ def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
     return data
 
 
+def add_file_metadata(
+    data: dict[str, Any], extras: ImageExtras, well: tuple[int, int, int, int] | None
+) -> None:
+    """Add what the image's file said (objective, date, wavelengths, vendor metadata) to imgData."""
+    meta = data["meta"]
+    meta.update(
+        {
+            "objective": extras.objective,
+            "acquisitionDate": extras.acquired,
+            "timeIncrement": extras.time_increment,
+            "series": extras.series,
+            "kind": extras.kind,
+            "filesetId": extras.fileset_id,
+            "labels": extras.labels,
+            "originalMetadata": extras.original,
+        }
+    )
+    if well is not None:
+        meta["plateId"], meta["wellRow"], meta["wellColumn"], meta["field"] = well
+    for channel, found in zip(data["channels"], extras.channels, strict=False):
+        channel["excitationWave"] = found.get("excitation_wave")
+
+
 def _split(view: View) -> dict[str, Any]:
     active = sum(1 for ch in view.rdef.channels if ch.active)
     layout = split_layout(view.image, active)
@@ -136,7 +160,9 @@ class ImageData:
         self, req: falcon.Request, resp: falcon.Response, iid: int, key: str | None = None
     ) -> None:
         view = self.ctx.view(req, iid, None, None)
+        catalog = self.ctx.services.catalog
         data: Any = image_data(view, self.permissions(req, view.image))
+        add_file_metadata(data, catalog.get_extras(iid), catalog.plate_of(iid))
         if key is not None:
             for part in key.split("."):
                 data = data.get(part) if isinstance(data, dict) else None
