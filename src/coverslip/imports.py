@@ -80,12 +80,22 @@ def _tree_files(root: Path) -> Iterator[Path]:
 
 def hash_tree(root: Path) -> Digest:
     """Return the digest of a folder: every file's relative path and bytes, in sorted order."""
-    digest = Digest()
-    for path in _tree_files(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with path.open("rb") as handle:
-            while block := handle.read(COPY_BLOCK):
-                digest.update(block)
+    return hash_files(root, root, Digest())
+
+
+def hash_file(path: Path, digest: Digest) -> Digest:
+    """Feed the bytes of ``path`` to ``digest`` and return it."""
+    with path.open("rb") as handle:
+        while block := handle.read(COPY_BLOCK):
+            digest.update(block)
+    return digest
+
+
+def hash_files(folder: Path, base: Path, digest: Digest) -> Digest:
+    """Feed every file under ``folder`` (its path relative to ``base``, then its bytes) to ``digest``."""
+    for path in _tree_files(folder):
+        digest.update(str(path.relative_to(base)).encode() + b"\0")
+        hash_file(path, digest)
     return digest
 
 
@@ -267,7 +277,7 @@ class Importer:
 
         def keep() -> Digest:
             if options.in_place:
-                return hash_tree(path) if path.is_dir() else self._hash_file(path)
+                return hash_tree(path) if path.is_dir() else hash_file(path, Digest())
             return self._keep_originals(files, fileset_id)
 
         size = sum(f.stat().st_size for f in files if f.is_file())
@@ -488,14 +498,6 @@ class Importer:
         except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
             raise ImportFailed(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
-    @staticmethod
-    def _hash_file(path: Path) -> Digest:
-        digest = Digest()
-        with path.open("rb") as handle:
-            while block := handle.read(COPY_BLOCK):
-                digest.update(block)
-        return digest
-
     def _keep_originals(self, files: list[Path], fileset_id: int) -> Digest:
         """Copy the files of a set into the fileset's folder, keeping their relative paths.
 
@@ -519,11 +521,7 @@ class Importer:
                 target_path.parent.mkdir(parents=True, exist_ok=True)
                 if member.is_dir():
                     shutil.copytree(member, target_path)
-                    for inner in _tree_files(target_path):
-                        digest.update(str(inner.relative_to(folder)).encode() + b"\0")
-                        with inner.open("rb") as handle:
-                            while block := handle.read(COPY_BLOCK):
-                                digest.update(block)
+                    hash_files(target_path, folder, digest)
                     continue
                 digest.update(str(relative).encode() + b"\0")
                 with member.open("rb") as source, target_path.open("wb") as target:
