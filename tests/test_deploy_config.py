@@ -53,7 +53,7 @@ def test_granian_maps_settings_and_names_what_it_cannot_honour(home: Home) -> No
     assert option(argv, "--factory") == "coverslip.deploy.targets:web_granian"
     assert (option(argv, "--host"), option(argv, "--port")) == ("127.0.0.1", "4080")
     assert option(argv, "--workers") == "3"
-    assert option(argv, "--blocking-threads") == "6"
+    assert option(argv, "--blocking-threads") == "7"  # web.threads and one spare
     assert option(argv, "--backpressure") == "200"
     assert option(argv, "--workers-kill-timeout") == "7"
     assert option(argv, "--log-level") == "warning"
@@ -280,3 +280,14 @@ def test_config_commands_print_the_same(home: Home) -> None:
         result = runner.invoke(main, [*base, *args])
         assert result.exit_code == 0, result.output
         assert str(home.root) in result.output
+
+
+def test_nginx_buffers_small_bodies_and_drops_quiet_clients(tmp_path: Path) -> None:
+
+    home = Home(tmp_path)
+    site = configs.nginx(home.settings({}, {"web.body_timeout": "12"}), home)
+    assert "client_body_timeout 12s;" in site and "client_header_timeout 12s;" in site
+    # Only the original file of an image streams through unbuffered.
+    unbuffered = site.split("proxy_request_buffering off;")
+    assert len(unbuffered) == 2 and unbuffered[0].rstrip().endswith("/file$ {")
+    assert site.count(f"location {configs.UPLOAD_PREFIX} {{") == 1

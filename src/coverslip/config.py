@@ -186,6 +186,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     _s(
+        "web.body_timeout",
+        "int",
+        30,
+        "Seconds nginx waits for the next part of a request header or body (config nginx).",
+        minimum=1,
+        maximum=3600,
+    ),
+    _s(
         "web.timeout",
         "int",
         60,

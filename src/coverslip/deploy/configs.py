@@ -22,6 +22,8 @@ THUMBNAIL_PATTERN = (
 )
 # NOTE: no trailing slash, or nginx answers POST /api/v2/images with a 301.
 UPLOAD_PREFIX = "/api/v2/images"
+# The one route whose body is an original file, streamed rather than buffered by nginx.
+UPLOAD_FILE_PATTERN = r"^/api/v2/images/[^/]+/file$"
 DOWNLOAD_PREFIXES = ("/webgateway/archived_files/", "/webclient/archived_files/")
 
 MAINTENANCE_HTML = (
@@ -74,8 +76,12 @@ def nginx_locations(
     }}"""
         for prefix in DOWNLOAD_PREFIXES
     )
+    quiet = settings["web.body_timeout"]
     return f"""\
     client_max_body_size {nginx_size(body)};
+    # A client that stops sending its request is dropped instead of holding a worker.
+    client_header_timeout {quiet}s;
+    client_body_timeout {quiet}s;
     sendfile on;
 
     proxy_http_version 1.1;
@@ -108,9 +114,16 @@ def nginx_locations(
         proxy_pass {thumbs};
     }}
 
-    # Uploads stream through (chunked bodies included) and downloads stream back.
-    location {UPLOAD_PREFIX} {{
+    # Original files stream through (chunked bodies included) and downloads stream back.
+    location ~ {UPLOAD_FILE_PATTERN} {{
         proxy_request_buffering off;
+        proxy_buffering off;
+        proxy_pass {web};
+    }}
+
+    # Every other body is small: nginx reads it whole first, so a slow client holds only
+    # nginx, never an application thread.
+    location {UPLOAD_PREFIX} {{
         proxy_buffering off;
         proxy_pass {web};
     }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coverslip.config import Settings
+from coverslip.deploy.servers import granian_threads
 
 # The launcher marks chunked bodies as terminated and trusts web.forwarded_allow_ips.
 TARGETS = {
@@ -24,7 +25,7 @@ def serve(settings: Settings, role: str = "web") -> None:
         port=settings[f"{prefix}.port"],
         interface=Interfaces.WSGI,
         workers=settings[f"{prefix}.workers"],
-        blocking_threads=settings["web.threads"],
+        blocking_threads=granian_threads(settings),
         backlog=2048,
         log_access=False,
     ).serve()

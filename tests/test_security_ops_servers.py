@@ -1,0 +1,124 @@
+"""Slow clients against the real servers: a request body that stops coming must not stall
+other requests, neither straight to Granian nor behind nginx."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_deploy_servers import (
+    Instance,
+    get,
+    nginx_in_front,
+    processes_mentioning,
+    start_both,
+    stop_both,
+)
+
+pytestmark = pytest.mark.slow
+
+BODY_TIMEOUT = 4  # web.body_timeout: how long nginx waits for a quiet client
+# NOTE: generous for a loaded 2-core machine; before the fix such requests waited > 3 s,
+# and as long as the slow client kept quiet.
+FAST = 1.0
+
+
+@contextlib.contextmanager
+def quiet_client(
+    port: int,
+    request: str = "POST /login",
+    headers: str = "Content-Type: application/x-www-form-urlencoded\r\n",
+) -> Iterator[socket.socket]:
+    """Send the headers of a request and a few body bytes, then go quiet."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        sock.sendall(
+            f"{request} HTTP/1.1\r\nHost: localhost\r\n{headers}"
+            "Content-Length: 4000\r\n\r\nusername=a".encode()
+        )
+        yield sock
+    finally:
+        sock.close()
+
+
+def new_upload(instance: Instance, port: int) -> tuple[str, str]:
+    """Sign in as the administrator and create an image; return its file path and headers."""
+    password = instance.run("user", "ensure-admin").split("password: ", 1)[1].split()[0]
+    credentials = json.dumps({"username": "admin", "password": password})
+    json_type = {"Content-Type": "application/json"}
+    status, headers, body = get(port, "/api/v2/session", "POST", credentials, json_type)
+    assert status == 200, body
+    signed = {
+        "Cookie": headers["set-cookie"].split(";", 1)[0],
+        "X-CSRFToken": json.loads(body)["csrf_token"],
+    }
+    made = json.dumps({"name": "quiet", "disk_format": "npy", "container_format": "bare"})
+    status, _, body = get(port, "/api/v2/images", "POST", made, {**signed, **json_type})
+    assert status == 201, body
+    signed["Content-Type"] = "application/octet-stream"
+    lines = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+    return f"PUT /api/v2/images/{json.loads(body)['id']}/file", lines
+
+
+def latencies(port: int, count: int = 30) -> list[float]:
+    """Make ``count`` unrelated requests, each on a new connection; return their durations."""
+    took = []
+    for _ in range(count):
+        start = time.monotonic()
+        status, _, _ = get(port, "/api/v2/session")
+        took.append(time.monotonic() - start)
+        assert status == 200
+    return took
+
+
+def answer_of(sock: socket.socket) -> bytes:
+    """Return what the server sent the quiet client before closing (or within a minute)."""
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("behind", ["granian", "nginx"])
+def test_a_quiet_request_body_does_not_stall_other_requests(behind: str, tmp_path: Path) -> None:
+    instance = Instance(
+        tmp_path / "home",
+        {
+            "COVERSLIP_WEB_APPLICATION_SERVER": "granian",
+            "COVERSLIP_WEB_THREADS": "1",  # the default: one thread per worker
+            "COVERSLIP_WEB_BODY_TIMEOUT": str(BODY_TIMEOUT),
+        },
+    )
+    start_both(instance)
+    try:
+        with contextlib.ExitStack() as stack:
+            port = instance.web_port
+            if behind == "nginx":
+                port = stack.enter_context(nginx_in_front(instance, tmp_path / "nginx"))
+            latencies(port, 3)  # warm every worker up
+            # Straight to Granian, a quiet form; behind nginx, a quiet form (which nginx
+            # buffers) and a quiet upload (which nginx streams through).
+            quiet = [stack.enter_context(quiet_client(port))]
+            if behind == "nginx":
+                quiet.append(stack.enter_context(quiet_client(port, *new_upload(instance, port))))
+            time.sleep(0.5)  # let them reach a worker
+            took = latencies(port)
+            slow = [round(t, 2) for t in took if t > FAST]
+            assert slow == [], f"{len(slow)} of {len(took)} requests waited: {slow}"
+            if behind == "nginx":
+                # nginx drops quiet clients after web.body_timeout instead of waiting.
+                for sock in quiet:
+                    start = time.monotonic()
+                    answer = answer_of(sock)
+                    assert time.monotonic() - start < 30, answer
+                    assert answer == b"" or answer.split(b" ", 2)[1] == b"408", answer
+    finally:
+        stop_both(instance)
+    assert processes_mentioning(str(tmp_path)) == []
