@@ -7,6 +7,7 @@ no image is left active, and no half-written pyramid or original stays behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 DEFAULT_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "FFFF00", "00FFFF", "FFFFFF")
 COPY_BLOCK = 4 * 1024 * 1024
 
+T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (pixel bytes done, pixel bytes in all)
 Thumbnailer = Callable[[Pyramid, Image], None]
 
@@ -99,13 +101,23 @@ def hash_files(folder: Path, base: Path, digest: Digest) -> Digest:
     return digest
 
 
+def _opened(path: Path, opener: Callable[[], T]) -> T:
+    """Return what ``opener`` opens; a reader failing in an unforeseen way is an ImportFailed."""
+    try:
+        return opener()
+    except CoverslipError:
+        raise
+    except MemoryError:
+        raise ImportFailed(f"{path}: too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
+        raise ImportFailed(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
 def _common_parent(files: list[Path]) -> Path | None:
     """Return the deepest folder holding every file of a set (None for one file)."""
     if len(files) == 1 and files[0].is_file():
         return None
-    parents = [f.resolve().parent for f in files]
-    common = Path(os.path.commonpath([str(p) for p in parents]))
-    return common
+    return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
 
 
 def extras_of(meta: formats.ImageMeta) -> ImageExtras:
@@ -280,11 +292,11 @@ class Importer:
                 return hash_tree(path) if path.is_dir() else hash_file(path, Digest())
             return self._keep_originals(files, fileset_id)
 
-        size = sum(f.stat().st_size for f in files if f.is_file())
-        if options.allow_duplicate or any(f.is_dir() for f in files):
-            early = False
-        else:
-            early = self.catalog.original_size_exists(size)
+        early = (
+            not options.allow_duplicate
+            and all(f.is_file() for f in files)
+            and self.catalog.original_size_exists(sum(f.stat().st_size for f in files))
+        )
         if early:
             digest = keep()
             self._check_duplicate(digest, options)
@@ -311,6 +323,8 @@ class Importer:
         progress: Progress | None,
     ) -> None:
         many = len(fileset.images) > 1
+        root = _common_parent(fileset.files or [path])
+        original_name = str(path.resolve().relative_to(root)) if root else path.name
         skipped: list[str] = []
         for index, opener in enumerate(fileset.images):
             try:
@@ -333,7 +347,7 @@ class Importer:
                     *owner,
                     status="queued",
                     format=meta.format,
-                    original_name=self._relative(path, files=fileset.files or [path]),
+                    original_name=original_name,
                     properties=options.properties,
                 )
                 image_ids.append(image_id)
@@ -344,12 +358,6 @@ class Importer:
                 reader.close()
         if not image_ids:
             raise UnsupportedFormat(f"{path.name}: no image in it can be read ({skipped[0]})")
-
-    @staticmethod
-    def _relative(path: Path, files: list[Path]) -> str:
-        """Return the name of the file opened, relative to the folder the set is kept in."""
-        root = _common_parent(files)
-        return str(path.resolve().relative_to(root)) if root else path.name
 
     def _link_original(self, image_id: int, fileset_id: int, options: ImportOptions) -> None:
         """Point the image's originals folder at its fileset's, where the files are kept once."""
@@ -478,25 +486,16 @@ class Importer:
     def _open(path: Path, options: ImportOptions) -> formats.Fileset:
         if options.in_place and formats.detect(path) != "ome-zarr":
             raise ImportFailed(f"{path}: --in-place registers OME-Zarr folders only")
-        try:
-            return formats.open_fileset(path, options.axes)
-        except CoverslipError:
-            raise
-        except MemoryError:
-            raise ImportFailed(f"{path}: too large to decode") from None
-        except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
-            raise ImportFailed(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        return _opened(path, lambda: formats.open_fileset(path, options.axes))
 
     @staticmethod
     def _open_image(path: Path, opener: Callable[[], formats.Reader]) -> formats.Reader:
         try:
-            return opener()
+            return _opened(path, opener)
         except CoverslipError as exc:
+            if str(exc).startswith(str(path)):
+                raise
             raise type(exc)(f"{path.name}: {exc}") from None
-        except MemoryError:
-            raise ImportFailed(f"{path}: too large to decode") from None
-        except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
-            raise ImportFailed(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
     def _keep_originals(self, files: list[Path], fileset_id: int) -> Digest:
         """Copy the files of a set into the fileset's folder, keeping their relative paths.
@@ -509,14 +508,14 @@ class Importer:
         folder.mkdir(parents=True, exist_ok=True)
         root = _common_parent(files)
         try:
-            if len(files) == 1 and files[0].is_file():
+            if root is None:
                 digest = Digest()
                 with files[0].open("rb") as source, (folder / files[0].name).open("wb") as target:
                     copy_hashed(source, target, digest)
                 return digest
             digest = Digest()
             for member in sorted(files, key=lambda f: str(f.resolve())):
-                relative = member.resolve().relative_to(root) if root else Path(member.name)
+                relative = member.resolve().relative_to(root)
                 target_path = folder / relative
                 target_path.parent.mkdir(parents=True, exist_ok=True)
                 if member.is_dir():
@@ -538,19 +537,27 @@ class Importer:
             raise Duplicate(existing)
 
     def _bands(
-        self, reader: formats.Reader, progress: Progress | None
+        self,
+        reader: formats.Reader,
+        progress: Progress | None,
+        level: int = 0,
+        shape: tuple[int, int] | None = None,
     ) -> Iterator[tuple[int, int, int, np.ndarray, bool]]:
+        """Yield (t, c, z, rows, last band) for every band of every plane of ``level``.
+
+        Level 0 is the image; a further level is one the file stores (``read_level_band``),
+        of ``shape`` (height, width).
+        """
         meta = reader.meta
-        height = meta.size_y
+        height, width = shape or (meta.size_y, meta.size_x)
+        read: Callable[[int, int, int, int, int], np.ndarray] = reader.read_band
+        if level:
+            assert isinstance(reader, formats.Pyramidal)
+            read = functools.partial(reader.read_level_band, level)
+        where = f" of level {level}" if level else ""
         band = self.tile
-        total = (
-            meta.size_t
-            * meta.size_c
-            * meta.size_z
-            * height
-            * meta.size_x
-            * np.dtype(meta.pixel_type).itemsize
-        )
+        itemsize = np.dtype(meta.pixel_type).itemsize
+        total = meta.size_t * meta.size_c * meta.size_z * height * width * itemsize
         done = 0
         for t in range(meta.size_t):
             for c in range(meta.size_c):
@@ -558,50 +565,23 @@ class Importer:
                     for y0 in range(0, height, band):
                         y1 = min(height, y0 + band)
                         try:
-                            rows = reader.read_band(t, c, z, y0, y1)
+                            rows = read(t, c, z, y0, y1)
                         except CoverslipError:
                             raise
                         except MemoryError:
                             raise ImportFailed("too large to decode") from None
                         except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
                             raise ImportFailed(
-                                f"rows {y0}:{y1} of plane t={t} c={c} z={z} cannot be read ({exc})"
+                                f"rows {y0}:{y1}{where} of plane t={t} c={c} z={z} cannot be read ({exc})"
                             ) from None
-                        if rows.shape != (y1 - y0, meta.size_x):
+                        if rows.shape != (y1 - y0, width):
                             raise ImportFailed(
-                                f"reader gave {rows.shape} for rows {y0}:{y1}, expected {(y1 - y0, meta.size_x)}"
+                                f"reader gave {rows.shape} for rows {y0}:{y1}{where}, expected {(y1 - y0, width)}"
                             )
                         yield t, c, z, rows, y1 == height
                         done += rows.nbytes
                         if progress:
                             progress(done, total)
-
-    def _level_bands(
-        self, reader: formats.Pyramidal, level: int, shapes: list[tuple[int, int]]
-    ) -> Iterator[tuple[int, int, int, np.ndarray, bool]]:
-        """Yield the bands of a level the file stores, as the file stores them."""
-        meta = reader.meta
-        height, width = shapes[level]
-        for t in range(meta.size_t):
-            for c in range(meta.size_c):
-                for z in range(meta.size_z):
-                    for y0 in range(0, height, self.tile):
-                        y1 = min(height, y0 + self.tile)
-                        try:
-                            rows = reader.read_level_band(level, t, c, z, y0, y1)
-                        except CoverslipError:
-                            raise
-                        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
-                            raise ImportFailed(
-                                f"rows {y0}:{y1} of level {level} of plane t={t} c={c} z={z} "
-                                f"cannot be read ({type(exc).__name__})"
-                            ) from None
-                        if rows.shape != (y1 - y0, width):
-                            raise ImportFailed(
-                                f"reader gave {rows.shape} for rows {y0}:{y1} of level {level}, "
-                                f"expected {(y1 - y0, width)}"
-                            )
-                        yield t, c, z, rows, y1 == height
 
     def _scan(self, reader: formats.Reader, progress: Progress | None) -> ChannelStats:
         stats = ChannelStats(reader.meta.size_c)
@@ -630,10 +610,9 @@ class Importer:
             for t, c, z, rows, final in self._bands(reader, progress):
                 stats.add(c, rows)
                 writer.write_band(t, c, z, rows, final)
-            if isinstance(reader, formats.Pyramidal):
-                for level in range(1, writer.copied):
-                    for t, c, z, rows, final in self._level_bands(reader, level, writer.shapes):
-                        writer.write_band(t, c, z, rows, final, level=level)
+            for level in range(1, writer.copied):
+                for t, c, z, rows, final in self._bands(reader, None, level, writer.shapes[level]):
+                    writer.write_band(t, c, z, rows, final, level=level)
             writer.finish([vars(ch) for ch in stats.channels(meta)])
         except BaseException:
             writer.abort()

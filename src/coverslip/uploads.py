@@ -39,24 +39,20 @@ from coverslip.services import Services
 CHECK_EVERY = 16
 FETCH_BLOCK = 1024 * 1024
 
-# The file name an original gets from its disk_format; the readers detect by content and
-# tell OME-TIFF from TIFF by the name.
-ORIGINAL_NAMES = {
-    "tiff": "original.tif",
-    "ome-tiff": "original.ome.tif",
-    "png": "original.png",
-    "jpeg": "original.jpg",
-    "npy": "original.npy",
-    "ome-zarr": "original.ome.zarr.zip",
-}
+# A zipped OME-Zarr is kept as the zip; every other upload under its format's usual suffix.
+ZIPPED_NAME = "original.ome.zarr.zip"
 
 TaskRunner = Callable[[Callable[[], None]], None]
 
 
 def original_name(disk_format: str | None) -> str:
-    """Return the file name an upload of ``disk_format`` is kept under (its usual suffix)."""
-    if disk_format in ORIGINAL_NAMES:
-        return ORIGINAL_NAMES[disk_format]
+    """Return the file name an upload of ``disk_format`` is kept under.
+
+    # NOTE: the readers detect by content, but tell OME-TIFF from TIFF (and find a few
+    # formats at all) by the name, so the name carries the format's usual suffix.
+    """
+    if disk_format == "ome-zarr":
+        return ZIPPED_NAME
     known = formats.BY_NAME.get(disk_format or "")
     return f"original{known.suffixes[0]}" if known and known.suffixes else "original"
 

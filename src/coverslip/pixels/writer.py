@@ -135,11 +135,10 @@ class PyramidWriter:
         self.name = name
         self.scale = scale
         self.channels = list(channels)
-        given = own_levels(self.shape[3], self.shape[4], levels)
-        self.copied = 1 + len(given)
-        self.shapes = [(self.shape[3], self.shape[4]), *given[:-1]] if given else []
-        last = given[-1] if given else (self.shape[3], self.shape[4])
-        self.shapes += level_shapes(last[0], last[1], tile)
+        height, width = self.shape[3], self.shape[4]
+        copied = [(height, width), *own_levels(height, width, levels)]
+        self.copied = len(copied)
+        self.shapes = copied[:-1] + level_shapes(*copied[-1], tile)
         if path.exists():
             raise FileExistsError(path)
         path.mkdir(parents=True)

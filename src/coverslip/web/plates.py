@@ -13,6 +13,7 @@ import falcon
 from coverslip.errors import NotFound
 from coverslip.services import Services
 from coverslip.web.access import Access
+from coverslip.web.gateway_meta import PRIVATE
 
 
 class PlateGrid:
@@ -64,7 +65,7 @@ class PlateGrid:
                 "thumb_url": f"{prefix}/webgateway/render_thumbnail/{image.id}/96/",
             }
         resp.media = {"rowlabels": plate.rows, "collabels": plate.columns, "grid": grid}
-        resp.cache_control = ["private"]
+        resp.cache_control = PRIVATE
 
 
 def add_routes(app: falcon.App, services: Services, access: Access) -> None:
