@@ -14,10 +14,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 LOCAL_ADMIN = "admin"
 DEFAULT_GROUP = "default"
+
+# What a catalog that is down or does not answer in time raises.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
 
 
 def now() -> datetime:

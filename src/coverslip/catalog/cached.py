@@ -14,17 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy.exc
-
 from coverslip.catalog import Catalog
+from coverslip.catalog.base import UNAVAILABLE
 from coverslip.catalog.records import Image
-
-# What a catalog that is down or does not answer in time raises.
-UNAVAILABLE = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-)
 
 
 class CachedCatalog:

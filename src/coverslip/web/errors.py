@@ -9,9 +9,9 @@ from typing import Any
 import falcon
 import jinja2
 import redis
-import sqlalchemy.exc
 
 from coverslip import errors
+from coverslip.catalog.base import UNAVAILABLE as CATALOG_UNAVAILABLE
 
 log = logging.getLogger("coverslip.web")
 
@@ -30,9 +30,7 @@ STATUS: tuple[tuple[type[Exception], str, str], ...] = (
 
 # What a catalog or session store that is down or not answering raises.
 UNAVAILABLE: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+    *CATALOG_UNAVAILABLE,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
