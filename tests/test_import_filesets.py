@@ -61,6 +61,8 @@ def test_scenes_are_images_of_one_fileset(services: Services, tmp_path: Path) ->
     assert fileset_id is not None and all(catalog.fileset_of(i) == fileset_id for i in ids)
     kept = services.home.fileset_dir(fileset_id)
     assert sorted(os.listdir(kept)) == ["plate-scan.czi"]
+    recorded = catalog.get_fileset(fileset_id)
+    assert (recorded.files, recorded.size) == (["plate-scan.czi"], path.stat().st_size)
     for image_id in ids:
         image = catalog.get_image(image_id)
         original = services.home.original_dir(image_id) / image.original_name

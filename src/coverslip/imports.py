@@ -120,6 +120,13 @@ def _common_parent(files: list[Path]) -> Path | None:
     return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
 
 
+def _member_names(path: Path, files: list[Path]) -> list[str]:
+    """Return the files' paths relative to the folder a fileset keeps them in, ``path`` first."""
+    members = [path, *(f for f in files if f.resolve() != path.resolve())]
+    root = _common_parent(files)
+    return [str(f.resolve().relative_to(root)) if root else f.name for f in members]
+
+
 def extras_of(meta: formats.ImageMeta) -> ImageExtras:
     """Return what the catalog keeps of a file's metadata beyond sizes and channels."""
     return ImageExtras(
@@ -254,6 +261,12 @@ class Importer:
                 path, fileset, fileset_id, image_ids, (owner_id, group_id), options, progress
             )
             self._check_duplicate(digest, options)
+            self.catalog.update_fileset(
+                fileset_id,
+                sha512=digest.sha512.hexdigest(),
+                size=digest.size,
+                files=_member_names(path, fileset.files or [path]),
+            )
             for image_id in image_ids:
                 self.catalog.update_image(
                     image_id,
@@ -323,8 +336,7 @@ class Importer:
         progress: Progress | None,
     ) -> None:
         many = len(fileset.images) > 1
-        root = _common_parent(fileset.files or [path])
-        original_name = str(path.resolve().relative_to(root)) if root else path.name
+        original_name = _member_names(path, fileset.files or [path])[0]
         skipped: list[str] = []
         for index, opener in enumerate(fileset.images):
             try:

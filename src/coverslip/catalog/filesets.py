@@ -27,7 +27,7 @@ filesets = sa.Table(
     # sha512 of the members' names and checksums: the same set imported twice is a duplicate.
     sa.Column("sha512", sa.String(128), nullable=True, index=True),
     sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
-    # [{"name": relative path, "size", "sha512", "md5"}], the file opened first.
+    # The members' paths relative to the fileset's folder, the file opened first.
     sa.Column("files", sa.JSON, nullable=False, default=list),
     sqlite_autoincrement=True,
 )
@@ -126,7 +126,7 @@ class FilesetInfo:
     group_id: int
     sha512: str | None
     size: int
-    files: list[dict[str, Any]]
+    files: list[str]
     image_ids: list[int] = field(default_factory=list)
 
 
@@ -189,6 +189,7 @@ class FilesetQueries:
             )
 
     def update_fileset(self, fileset_id: int, **fields: Any) -> None:
+        """Change fields of a fileset (its checksum, size and members once they are kept)."""
         with self.engine.begin() as conn:
             conn.execute(filesets.update().where(filesets.c.id == fileset_id).values(**fields))
 
@@ -233,17 +234,6 @@ class FilesetQueries:
         with self.engine.connect() as conn:
             found = conn.scalar(
                 sa.select(fileset_images.c.fileset_id).where(fileset_images.c.image_id == image_id)
-            )
-        return None if found is None else int(found)
-
-    def find_fileset_by_sha512(self, sha512: str) -> int | None:
-        """Return the first image of a fileset with these checksums, if one is kept."""
-        with self.engine.connect() as conn:
-            found = conn.scalar(
-                sa.select(sa.func.min(fileset_images.c.image_id))
-                .join(filesets, filesets.c.id == fileset_images.c.fileset_id)
-                .join(t.images, t.images.c.id == fileset_images.c.image_id)
-                .where(filesets.c.sha512 == sha512, t.images.c.status != "killed")
             )
         return None if found is None else int(found)
 
