@@ -12,7 +12,7 @@ import falcon
 
 from coverslip.errors import NotFound
 from coverslip.services import Services
-from coverslip.web.access import Access
+from coverslip.web.access import Access, install_ids
 from coverslip.web.gateway_meta import PRIVATE
 
 
@@ -32,10 +32,7 @@ class PlateGrid:
     ) -> None:
         if plate_id is None or field is None:
             raise NotFound("no such plate")
-        try:
-            plate = self.services.catalog.get_plate(plate_id)
-        except NotFound:
-            raise NotFound(f"plate {plate_id} does not exist") from None
+        plate = self.services.catalog.get_plate(plate_id)
         caller = self.access.caller(req)
         if not self.services.auth.can(caller, "read", plate):
             raise NotFound(f"plate {plate_id} does not exist")
@@ -43,15 +40,12 @@ class PlateGrid:
         grid: list[list[dict[str, Any] | None]] = [
             [None for _ in plate.columns] for _ in plate.rows
         ]
-        images = {}
         for well in plate.wells:
-            if field < len(well.images):
-                images[well.images[field]] = well
-        for image_id, well in images.items():
-            if not (0 <= well.row < len(plate.rows) and 0 <= well.column < len(plate.columns)):
+            inside = 0 <= well.row < len(plate.rows) and 0 <= well.column < len(plate.columns)
+            if not inside or field >= len(well.images):
                 continue
             try:
-                image = self.services.metadata.image(image_id)
+                image = self.services.metadata.image(well.images[field])
             except NotFound:
                 continue
             grid[well.row][well.column] = {
@@ -69,6 +63,7 @@ class PlateGrid:
 
 
 def add_routes(app: falcon.App, services: Services, access: Access) -> None:
+    install_ids(app)
     grid = PlateGrid(services, access)
     app.add_route("/webgateway/plate/{plate_id:id}", grid)
     app.add_route("/webgateway/plate/{plate_id:id}/{field:id}", grid)
