@@ -280,11 +280,6 @@ def test_readyz_and_requests_answer_503_while_postgresql_is_stopped(
     assert client.simulate_get("/api/v2/images", headers=cookie).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the group lookup behind every permission check does not yet go on "
-    "with the groups known last while the catalog is down (auth/users.py Directory.groups)",
-)
 def test_cached_public_thumbnails_are_served_while_postgresql_is_stopped(
     pg_app: tuple[CoverslipApp, int], own_postgres: ServerURL
 ) -> None:

@@ -24,6 +24,7 @@ from coverslip.auth.caller import Group, User
 from coverslip.auth.passwords import Passwords, check_strength
 from coverslip.auth.policy import LEVELS
 from coverslip.catalog import tables as t
+from coverslip.catalog.base import UNAVAILABLE
 from coverslip.errors import BadParameter, Conflict, NotFound
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
@@ -78,6 +79,7 @@ class Directory:
         self._seen = (-1, 0.0)
         self._accounts: dict[int, Account | None] = {}
         self._groups: dict[int, Group] | None = None
+        self._last_groups: dict[int, Group] | None = None  # kept when the cache is dropped
 
     # -- cache --------------------------------------------------------------------------
 
@@ -103,12 +105,19 @@ class Directory:
             self.on_change()
 
     def groups(self) -> dict[int, Group]:
-        """Return every group by id (cached)."""
+        """Return every group by id (cached; the last loaded ones while the catalog is down)."""
         self._fresh()
         found = self._groups
         if found is None:
-            found = self._load_groups()
-            self._groups = found
+            try:
+                found = self._load_groups()
+            except UNAVAILABLE:
+                if self._last_groups is None:
+                    raise
+                # NOTE: every permission check needs the groups; while the catalog is down,
+                # what was cached (public thumbnails) is still served with the groups known last.
+                found = self._last_groups
+            self._groups = self._last_groups = found
         return found
 
     def group(self, group_id: int) -> Group | None:
