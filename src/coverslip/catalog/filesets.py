@@ -170,6 +170,20 @@ class Plate:
     wells: list[Well] = field(default_factory=list)
 
 
+def _plate(row: Any, wells: list[Well] | None = None) -> Plate:
+    """Return the Plate of a ``plates`` row, with ``wells`` when they were read."""
+    return Plate(
+        id=row.id,
+        name=row.name,
+        fileset_id=row.fileset_id,
+        owner_id=row.owner_id,
+        group_id=row.group_id,
+        rows=list(row.rows or []),
+        columns=list(row.columns or []),
+        wells=wells or [],
+    )
+
+
 class FilesetQueries:
     """Filesets, image metadata and plates; mixed into the Catalog."""
 
@@ -339,33 +353,13 @@ class FilesetQueries:
             well = found.setdefault(well_id, Well(well_id, r, c, []))
             if image_id is not None:
                 well.images.append(int(image_id))
-        return Plate(
-            id=row.id,
-            name=row.name,
-            fileset_id=row.fileset_id,
-            owner_id=row.owner_id,
-            group_id=row.group_id,
-            rows=list(row.rows or []),
-            columns=list(row.columns or []),
-            wells=list(found.values()),
-        )
+        return _plate(row, list(found.values()))
 
     def list_plates(self) -> list[Plate]:
         """Return every plate, without their wells, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(plates.select().order_by(plates.c.id)).all()
-        return [
-            Plate(
-                id=r.id,
-                name=r.name,
-                fileset_id=r.fileset_id,
-                owner_id=r.owner_id,
-                group_id=r.group_id,
-                rows=list(r.rows or []),
-                columns=list(r.columns or []),
-            )
-            for r in rows
-        ]
+        return [_plate(row) for row in rows]
 
     def plate_of(self, image_id: int) -> tuple[int, int, int, int] | None:
         """Return (plate id, row, column, field) of an image that is a field of a plate."""
