@@ -25,6 +25,7 @@ from pylibCZIrw import czi as pyczi
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
+from coverslip.formats.meta import RGB_CHANNELS, capped, positive, reason
 
 # libCZI's PixelType numbers: (name pylibCZIrw reads by, numpy type, samples per pixel).
 PIXEL_TYPES: dict[int, tuple[str, str, int]] = {
@@ -42,28 +43,17 @@ UNREADABLE_PIXEL_TYPES = {
     12: "Gray32",
     13: "Gray64Float",
 }
-RGB_CHANNELS = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 # Plane dimensions besides T, C and Z that a CZI may have: rotation, illumination, phase,
 # view, block. They are folded into Z when the file has no Z, else into T.
 EXTRA_DIMS = ("R", "I", "H", "V", "B")
 # PERF: libCZI keeps decoded compressed subblocks for the next band; bounded so an import
 # stays within its memory budget.
 CACHE_BYTES = 256 * 1024 * 1024
-MAX_METADATA_KEYS = 2000
-MAX_METADATA_VALUE = 1000
 # The order in which the top-level metadata sections fill original_metadata: what describes
 # the image first, the acquisition set-up (often thousands of entries) last.
 METADATA_ORDER = ("Information", "Scaling", "DisplaySetting", "CustomAttributes")
 HEADER = struct.Struct("<16sqq")  # segment id, allocated size, used size
 SHORT_READ = "Not enough data read"  # what libCZI says when the file ends too soon
-
-
-def _reason(exc: BaseException, path: Path) -> str:
-    """Return ``exc`` as one line without the folder of ``path`` (messages name files only)."""
-    text = " ".join(str(exc).split())
-    for full in {str(path), str(path.resolve())}:
-        text = text.replace(full, path.name)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass
@@ -144,14 +134,6 @@ def _text(element: Element | None, path: str) -> str | None:
     return text or None
 
 
-def _positive(text: str | None) -> float | None:
-    try:
-        value = float(text) if text is not None else math.nan
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
 def czi_color(text: str | None) -> str | None:
     """Return "RRGGBB" from a CZI colour, "#AARRGGBB" or "#RRGGBB"."""
     digits = (text or "").strip().lstrip("#")
@@ -162,29 +144,27 @@ def czi_color(text: str | None) -> str | None:
 
 def _flatten(metadata: Element) -> dict[str, str]:
     """Return the metadata as "Information|Image|SizeX" keys, capped in count and length."""
-    out: dict[str, str] = {}
+    seen: set[str] = set()
 
-    def put(key: str, value: str) -> bool:
-        value = value.strip()
-        if not value:
-            return True
-        if len(out) >= MAX_METADATA_KEYS:
-            return False
-        unique, n = key, 1
-        while unique in out:
-            n += 1
-            unique = f"{key} #{n}"
-        out[unique] = value[:MAX_METADATA_VALUE]
-        return True
-
-    def walk(element: Element, prefix: str) -> bool:
+    def walk(element: Element, prefix: str) -> Iterator[tuple[str, str]]:
         key = f"{prefix}|{_local(element)}" if prefix else _local(element)
-        if not put(key, element.text or ""):
-            return False
+        yield key, element.text or ""
         for name, value in element.attrib.items():
-            if not put(f"{key}|{name}", value):
-                return False
-        return all(walk(child, key) for child in element)
+            yield f"{key}|{name}", value
+        for child in element:
+            yield from walk(child, key)
+
+    def unique(pairs: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        for key, value in pairs:
+            value = value.strip()
+            if not value:
+                continue
+            name, n = key, 1
+            while name in seen:
+                n += 1
+                name = f"{key} #{n}"
+            seen.add(name)
+            yield name, value
 
     sections = sorted(
         metadata,
@@ -194,10 +174,7 @@ def _flatten(metadata: Element) -> dict[str, str]:
             else len(METADATA_ORDER)
         ),
     )
-    for section in sections:
-        if not walk(section, ""):
-            break
-    return out
+    return capped(unique(pair for section in sections for pair in walk(section, "")))
 
 
 @dataclass
@@ -227,8 +204,8 @@ def _channels(metadata: Element) -> list[ChannelMeta]:
             ChannelMeta(
                 name=name or "",
                 color=color,
-                emission_wave=_positive(_text(element, "EmissionWavelength")),
-                excitation_wave=_positive(_text(element, "ExcitationWavelength")),
+                emission_wave=positive(_text(element, "EmissionWavelength")),
+                excitation_wave=positive(_text(element, "ExcitationWavelength")),
             )
         )
     return channels
@@ -251,7 +228,7 @@ def _time_increment(information: Element | None) -> float | None:
     t = information.find("Image/Dimensions/T") if information is not None else None
     if t is None:
         return None
-    increment = _positive(_text(t, "Positions/Interval/Increment"))
+    increment = positive(_text(t, "Positions/Interval/Increment"))
     if increment is not None:
         return increment
     try:
@@ -260,7 +237,7 @@ def _time_increment(information: Element | None) -> float | None:
         return None
     if len(offsets) < 2:
         return None
-    return _positive(str((offsets[-1] - offsets[0]) / (len(offsets) - 1)))
+    return positive(str((offsets[-1] - offsets[0]) / (len(offsets) - 1)))
 
 
 def parse_metadata(xml: str) -> _Metadata:
@@ -274,7 +251,7 @@ def parse_metadata(xml: str) -> _Metadata:
         return _Metadata()
     distances = {d.get("Id"): d for d in metadata.findall("Scaling/Items/Distance")}
     psx, psy, psz = (
-        None if (v := _positive(_text(distances.get(axis), "Value"))) is None else v * 1e6
+        None if (v := positive(_text(distances.get(axis), "Value"))) is None else v * 1e6
         for axis in "XYZ"
     )
     information = metadata.find("Information")
@@ -429,8 +406,8 @@ def _failing_cleanly(path: Path) -> Iterator[None]:
         raise ImportFailed("the CZI's structure is too large to read") from None
     except Exception as exc:  # noqa: BLE001 - libCZI raises RuntimeError, ValueError…
         if SHORT_READ in str(exc):
-            raise ImportFailed(f"the CZI is truncated ({_reason(exc, path)})") from None
-        raise ImportFailed(f"not a readable CZI ({_reason(exc, path)})") from None
+            raise ImportFailed(f"the CZI is truncated ({reason(exc, path)})") from None
+        raise ImportFailed(f"not a readable CZI ({reason(exc, path)})") from None
 
 
 def open_fileset(path: Path, fmt: str) -> Fileset:

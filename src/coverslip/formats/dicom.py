@@ -19,7 +19,7 @@ import numpy as np
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
-from coverslip.formats.tiff import RGB_CHANNELS
+from coverslip.formats.meta import RGB_CHANNELS
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 # Attributes of the first instance copied into the original metadata, by keyword.

@@ -26,10 +26,8 @@ import numpy as np
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, check_pixel_type, single
-from coverslip.formats.tiff import micrometres
+from coverslip.formats.meta import capped, micrometres
 
-MAX_KEYS = 2000
-MAX_VALUE = 1000
 # What h5py raises on truncated files, damaged chunks and missing filters.
 BROKEN = (OSError, KeyError, ValueError, RuntimeError, TypeError)
 
@@ -100,15 +98,12 @@ def _when(text: str | None) -> datetime | None:
 
 
 def _flatten(info: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, group in info.items():
-        if not isinstance(group, h5py.Group):
-            continue
-        for key in group.attrs:
-            if len(out) >= MAX_KEYS:
-                return out
-            out[f"{name}|{key}"] = (attribute(group, key) or "")[:MAX_VALUE]
-    return out
+    return capped(
+        (f"{name}|{key}", attribute(group, key) or "")
+        for name, group in info.items()
+        if isinstance(group, h5py.Group)
+        for key in group.attrs
+    )
 
 
 class ImsReader:

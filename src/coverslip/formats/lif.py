@@ -36,6 +36,7 @@ import numpy as np
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
+from coverslip.formats.meta import LENGTH_UNITS, capped
 
 # liffile's DimID codes; 0 is never a dimension (channels are described separately).
 DIMENSION_ID = {1: "X", 2: "Y", 3: "Z", 4: "T", 5: "λ", 6: "A", 7: "N", 8: "Q", 9: "Λ", 10: "M"}
@@ -51,9 +52,6 @@ LUT_COLOURS = {
     "white": "FFFFFF",
 }
 CHANNEL_TAG_COLOURS = {1: "FF0000", 2: "00FF00", 3: "0000FF"}
-METRES = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "nm": 1e-3}
-MAX_KEYS = 2000
-MAX_VALUE = 1000
 # PERF: a band whose rows lie far apart is read row by row rather than as one span.
 MAX_SPAN_FACTOR = 4
 
@@ -72,7 +70,7 @@ class Dimension:
         """Return the distance between neighbours in µm (seconds for T), or None."""
         if self.size < 2 or not math.isfinite(self.length) or self.length <= 0:
             return None
-        factor = 1.0 if self.label == "T" else METRES.get(self.unit.strip())
+        factor = 1.0 if self.label == "T" else LENGTH_UNITS.get(self.unit.strip())
         if factor is None or (self.label == "T" and self.unit.strip() != "s"):
             return None
         return self.length / (self.size - 1) * factor
@@ -119,7 +117,6 @@ def _channel_names(element: ET.Element, count: int) -> list[tuple[str, float | N
 
 def _flatten(element: ET.Element) -> dict[str, str]:
     """Return the attributes under ``element`` as "Tag|Tag|attribute" keys, capped."""
-    out: dict[str, str] = {}
 
     def walk(node: ET.Element, prefix: str) -> Iterator[tuple[str, str]]:
         for name, value in node.attrib.items():
@@ -133,13 +130,11 @@ def _flatten(element: ET.Element) -> dict[str, str]:
             tag = child.tag if counts[child.tag] == 1 else f"{child.tag}[{seen[child.tag]}]"
             yield from walk(child, f"{prefix}{tag}|")
 
-    for key, value in walk(element, ""):
-        if len(out) >= MAX_KEYS:
-            break
-        if key.startswith("Data|Image|TimeStampList"):
-            continue
-        out[key.removeprefix("Data|Image|")] = value[:MAX_VALUE]
-    return out
+    return capped(
+        (key.removeprefix("Data|Image|"), value)
+        for key, value in walk(element, "")
+        if not key.startswith("Data|Image|TimeStampList")
+    )
 
 
 def _fold(dims: list[Dimension], row: Dimension | None) -> dict[str, list[Dimension]]:

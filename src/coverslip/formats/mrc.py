@@ -34,11 +34,11 @@ from coverslip.formats import (
     read_stored_band,
     single,
 )
+from coverslip.formats.meta import MAX_VALUE
 
 HEADER_BYTES = 1024
 ANGSTROM = 1e-4  # µm
 COMPLEX_MODES = {3: "complex int16", 4: "complex float32"}
-MAX_VALUE = 1000
 
 
 class BandFile:

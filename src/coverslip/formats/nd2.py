@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,20 +22,10 @@ import numpy as np
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
+from coverslip.formats.meta import RGB_CHANNELS, capped, positive, reason
 
-RGB_CHANNELS = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
-MAX_METADATA_KEYS = 2000
-MAX_METADATA_VALUE = 1000
 FRAME_AXES = frozenset("CSYX")
 JULIAN_UNIX_EPOCH = 2440587.5
-
-
-def _reason(exc: BaseException, path: Path) -> str:
-    """Return ``exc`` as one line without the folder of ``path`` (messages name files only)."""
-    text = " ".join(str(exc).split())
-    for full in {str(path), str(path.resolve())}:
-        text = text.replace(full, path.name)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _unreadable(exc: BaseException, path: Path) -> ImportFailed:
@@ -44,7 +34,7 @@ def _unreadable(exc: BaseException, path: Path) -> ImportFailed:
         # NOTE: nd2 reads the chunk map, which locates every frame, from the end of the file
         # (lazily, on first use): a file cut short has none.
         return ImportFailed("the ND2 is truncated or damaged (the chunk map at its end is missing)")
-    return ImportFailed(f"not a readable ND2 ({_reason(exc, path)[:300]})")
+    return ImportFailed(f"not a readable ND2 ({reason(exc, path)[:300]})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,14 +113,6 @@ def rgb_hex(color: Any) -> str | None:
     return f"{r:02X}{g:02X}{b:02X}"
 
 
-def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
 def _plain(value: Any) -> Any:
     """Return dataclasses and named tuples as dicts, so that they can be flattened."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -142,34 +124,28 @@ def _plain(value: Any) -> Any:
 
 def flatten(sections: Mapping[str, Any]) -> dict[str, str]:
     """Return nested metadata as "attributes|widthPx" keys, capped in count and length."""
-    out: dict[str, str] = {}
 
-    def walk(key: str, value: Any) -> bool:
+    def walk(key: str, value: Any) -> Iterator[tuple[str, str]]:
         value = _plain(value)
         if isinstance(value, Mapping):
-            return all(walk(f"{key}|{name}", item) for name, item in value.items())
-        if isinstance(value, list | tuple) and any(
+            for name, item in value.items():
+                yield from walk(f"{key}|{name}", item)
+        elif isinstance(value, list | tuple) and any(
             isinstance(_plain(item), Mapping | list | tuple) for item in value
         ):
-            return all(walk(f"{key} #{i + 1}", item) for i, item in enumerate(value))
-        if value is None:
-            return True
-        if len(out) >= MAX_METADATA_KEYS:
-            return False
-        text = " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-        if text.strip():
-            out[key] = text.strip()[:MAX_METADATA_VALUE]
-        return True
+            for i, item in enumerate(value):
+                yield from walk(f"{key} #{i + 1}", item)
+        elif value is not None:
+            text = " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            if text.strip():
+                yield key, text.strip()
 
-    for name, section in sections.items():
-        if not walk(name, section):
-            break
-    return out
+    return capped(pair for name, section in sections.items() for pair in walk(name, section))
 
 
 def _julian(day: Any) -> str | None:
     """Return an ISO 8601 UTC time from a Julian day number (nd2's absolute frame time)."""
-    number = _positive(day)
+    number = positive(day)
     if number is None or number < JULIAN_UNIX_EPOCH:  # NOTE: files without a clock store -1
         return None
     try:
@@ -246,7 +222,7 @@ class Nd2Position:
             where = f" of {self.meta.series}" if self.meta.series else ""
             raise ImportFailed(
                 f"rows {y0}:{y1} of plane t={t} c={c} z={z}{where} cannot be read "
-                f"({_reason(exc, self.file.path)})"
+                f"({reason(exc, self.file.path)})"
             ) from None
         return band.astype(band.dtype.newbyteorder("="), copy=False)
 
@@ -293,13 +269,13 @@ def _describe(handle: nd2.ND2File, plan: Plan) -> dict[str, Any]:
                 if not isinstance(last, dict) and last.channels:
                     span = last.channels[0].time.relativeTimeMs
                     span -= stamps.channels[0].time.relativeTimeMs
-                    increment = _positive(span / 1000 / (plan.size_t - 1))
+                    increment = positive(span / 1000 / (plan.size_t - 1))
     except Exception:  # noqa: BLE001, S110 - frame times are optional; pixels decide success
         pass
     return {
-        "physical_size_x": _positive(voxel.x) if calibrated[0] else None,
-        "physical_size_y": _positive(voxel.y) if calibrated[1] else None,
-        "physical_size_z": _positive(voxel.z) if plan.size("Z") > 1 and calibrated[2] else None,
+        "physical_size_x": positive(voxel.x) if calibrated[0] else None,
+        "physical_size_y": positive(voxel.y) if calibrated[1] else None,
+        "physical_size_z": positive(voxel.z) if plan.size("Z") > 1 and calibrated[2] else None,
         "objective": objective or text_info.get("optics") or None,
         "acquired": acquired or _text_date(str(text_info.get("date") or "")),
         "time_increment": increment,
@@ -327,8 +303,8 @@ def _channels(described: list[Any], components: int, count: int) -> list[Channel
         channel = ChannelMeta(
             name=name or "",
             color=rgb_hex(given.channel.color) if given is not None else None,
-            emission_wave=_positive(given.channel.emissionLambdaNm) if given else None,
-            excitation_wave=_positive(given.channel.excitationLambdaNm) if given else None,
+            emission_wave=positive(given.channel.emissionLambdaNm) if given else None,
+            excitation_wave=positive(given.channel.excitationLambdaNm) if given else None,
         )
         out.extend(
             dataclasses.replace(channel, name=f"{channel.name} {k + 1}" if components > 1 else name)

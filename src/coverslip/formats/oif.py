@@ -25,11 +25,8 @@ import tifffile
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, check_pixel_type, single
-from coverslip.formats.tiff import micrometres
+from coverslip.formats.meta import capped, micrometres, positive, seconds
 
-MAX_KEYS = 2000
-MAX_VALUE = 1000
-TIME_UNITS = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "µs": 1e-6, "min": 60.0}
 # What opening or reading a damaged compound file raises inside oiffile and tifffile.
 BROKEN = (OSError, ValueError, KeyError, IndexError, EOFError, struct.error, tifffile.TiffFileError)
 
@@ -43,36 +40,25 @@ def _axis(settings: Any, code: str) -> dict[str, Any]:
     return {}
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
 def _step(axis: dict[str, Any], size: int) -> float | None:
     """Return an axis's Interval, else its range over ``size - 1`` steps, in its own unit."""
-    interval = _number(axis.get("Interval"))
+    interval = positive(axis.get("Interval"))
     if interval is None and size > 1:
         try:
             span = abs(float(axis["EndPosition"]) - float(axis["StartPosition"]))
         except (KeyError, TypeError, ValueError):
             return None
-        interval = _number(span / (size - 1))
+        interval = positive(span / (size - 1))
     return interval
 
 
 def _flatten(settings: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for section, values in settings.items():
-        if not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            if len(out) >= MAX_KEYS:
-                return out
-            out[f"{section}|{key}"] = str(value)[:MAX_VALUE]
-    return out
+    return capped(
+        (f"{section}|{key}", str(value))
+        for section, values in settings.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+    )
 
 
 class OifReader:
@@ -126,7 +112,7 @@ class OifReader:
         z_axis, t_axis = _axis(settings, "Z"), _axis(settings, "T")
         z_step = _step(z_axis, sizes["Z"]) if sizes["Z"] > 1 else None
         t_step = _step(t_axis, sizes["T"]) if sizes["T"] > 1 else None
-        t_factor = TIME_UNITS.get(str(t_axis.get("UnitName", "ms")).strip())
+        t_unit = str(t_axis.get("UnitName", "ms")).strip()
         channels = []
         for c in range(sizes["C"]):
             section = settings.get(f"Channel {c + 1} Parameters", {})
@@ -136,8 +122,8 @@ class OifReader:
                 ChannelMeta(
                     name,
                     None,
-                    _number(section.get("EmissionWavelength")),
-                    _number(section.get("ExcitationWavelength")),
+                    positive(section.get("EmissionWavelength")),
+                    positive(section.get("ExcitationWavelength")),
                 )
             )
         date = str(settings.get("Acquisition Parameters Common", {}).get("ImageCaputreDate", ""))
@@ -159,7 +145,7 @@ class OifReader:
             ),
             physical_size_z=micrometres(z_step, str(z_axis.get("UnitName", "um"))),
             acquired=date.replace(" ", "T") if date.strip() else None,
-            time_increment=t_step * t_factor if t_step and t_factor else None,
+            time_increment=seconds(t_step, t_unit) if t_unit else None,
             original_metadata=_flatten(settings),
         )
 

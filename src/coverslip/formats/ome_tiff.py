@@ -19,9 +19,15 @@ from defusedxml import ElementTree as SafeET
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import ChannelMeta
-from coverslip.formats.tiff_meta import MAX_KEYS, MAX_VALUE, micrometres, nanometres, seconds
+from coverslip.formats.meta import (
+    MAX_KEYS,
+    MAX_VALUE,
+    RGB_CHANNELS,
+    micrometres,
+    nanometres,
+    seconds,
+)
 
-RGB_CHANNELS = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 MAX_COMPANION = 64 * 1024 * 1024  # bytes of a companion file read at most
 
 

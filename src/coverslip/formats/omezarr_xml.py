@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,24 +12,12 @@ from defusedxml import ElementTree
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import ChannelMeta
+from coverslip.formats.meta import micrometres, nanometres, seconds
 
 # NOTE: a plate converted by bioformats2raw can carry hundreds of MB of OME-XML; beyond this
 # size the series are still read, with the metadata that their Zarr attributes hold.
 MAX_XML_BYTES = 64 * 1024 * 1024
 
-# OME-XML length units (the schema's UnitsLength symbols), in micrometres.
-LENGTHS = {
-    "Å": 1e-4,
-    "pm": 1e-6,
-    "nm": 1e-3,
-    "µm": 1.0,
-    "um": 1.0,
-    "mm": 1e3,
-    "cm": 1e4,
-    "m": 1e6,
-}
-WAVELENGTHS = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "um": 1e3}  # in nanometres
-TIMES = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}  # in seconds
 ASSOCIATED = re.compile(r"^(label|macro|thumbnail|overview)(?: image)?(?:\s+\d+x\d+)?$")
 
 
@@ -79,17 +68,11 @@ def _child(element: Any, name: str) -> Any | None:
     return found[0] if found else None
 
 
-def _number(element: Any, name: str, units: dict[str, float], default: str) -> float | None:
+def _converted(
+    element: Any, name: str, convert: Callable[[Any, str | None], float | None]
+) -> float | None:
     """Return attribute ``name`` converted by its ``<name>Unit`` attribute, or None."""
-    text = element.get(name)
-    factor = units.get(element.get(f"{name}Unit", default))
-    try:
-        value = float(text) if text is not None else None
-    except ValueError:
-        return None
-    if value is None or factor is None or not value > 0 or value == float("inf"):
-        return None
-    return value * factor
+    return convert(element.get(name), element.get(f"{name}Unit"))
 
 
 def ome_color(value: str | None) -> str | None:
@@ -107,8 +90,8 @@ def _channel(element: Any) -> ChannelMeta:
     return ChannelMeta(
         name=element.get("Name") or "",
         color=ome_color(element.get("Color")),
-        emission_wave=_number(element, "EmissionWavelength", WAVELENGTHS, "nm"),
-        excitation_wave=_number(element, "ExcitationWavelength", WAVELENGTHS, "nm"),
+        emission_wave=_converted(element, "EmissionWavelength", nanometres),
+        excitation_wave=_converted(element, "ExcitationWavelength", nanometres),
     )
 
 
@@ -139,10 +122,10 @@ def _image(element: Any, objectives: dict[str, str]) -> OmeImage:
         image.objective = objectives.get(settings.get("ID", ""))
     pixels = _child(element, "Pixels")
     if pixels is not None:
-        image.physical_size_x = _number(pixels, "PhysicalSizeX", LENGTHS, "µm")
-        image.physical_size_y = _number(pixels, "PhysicalSizeY", LENGTHS, "µm")
-        image.physical_size_z = _number(pixels, "PhysicalSizeZ", LENGTHS, "µm")
-        image.time_increment = _number(pixels, "TimeIncrement", TIMES, "s")
+        image.physical_size_x = _converted(pixels, "PhysicalSizeX", micrometres)
+        image.physical_size_y = _converted(pixels, "PhysicalSizeY", micrometres)
+        image.physical_size_z = _converted(pixels, "PhysicalSizeZ", micrometres)
+        image.time_increment = _converted(pixels, "TimeIncrement", seconds)
         image.channels = [_channel(channel) for channel in _children(pixels, "Channel")]
     return image
 

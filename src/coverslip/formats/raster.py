@@ -10,13 +10,13 @@ from PIL import Image as PILImage
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, single
+from coverslip.formats.meta import RGB_CHANNELS
 
 # SECURITY: a decompression bomb is refused before it is decoded. 100 million pixels decode
 # to at most 600 MB (16-bit RGB), which keeps an import within its memory budget.
 MAX_PIXELS = 100_000_000
 PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
 
-RGB_CHANNELS = (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))
 GREY_MODES = {
     "1": np.uint8,
     "L": np.uint8,

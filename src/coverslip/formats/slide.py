@@ -26,7 +26,8 @@ import zarr
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
-from coverslip.formats.tiff import RGB_CHANNELS, _page_chain_checked, plan_axes
+from coverslip.formats.meta import RGB_CHANNELS, positive
+from coverslip.formats.tiff import _page_chain_checked, plan_axes
 
 # tifffile's names of a slide's associated images, and the kind each becomes.
 ASSOCIATED = {"Label": "label", "Macro": "macro", "Thumbnail": "thumbnail"}
@@ -43,17 +44,9 @@ def _text(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", f"{type(exc).__name__}: {exc}").strip()
 
 
-def _positive(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
 def _objective(power: Any) -> str | None:
     """Return "20x" from an objective power such as "20" or "20.0"."""
-    found = _positive(power)
+    found = positive(power)
     return None if found is None else f"{found:g}x"
 
 
@@ -148,8 +141,8 @@ class ScnImage:
         )
         self.mpp: tuple[float | None, float | None] = (None, None)
         if view is not None and full:
-            nm_x, nm_y = (_positive(view.attrib.get(k)) for k in ("sizeX", "sizeY"))
-            px_x, px_y = (_positive(full[0].attrib.get(k)) for k in ("sizeX", "sizeY"))
+            nm_x, nm_y = (positive(view.attrib.get(k)) for k in ("sizeX", "sizeY"))
+            px_x, px_y = (positive(full[0].attrib.get(k)) for k in ("sizeX", "sizeY"))
             if nm_x and nm_y and px_x and px_y:
                 self.mpp = (nm_x / px_x / 1000, nm_y / px_y / 1000)
         objective = _find(image, "scanSettings", "objectiveSettings", "objective")
@@ -379,12 +372,12 @@ class TiffSlide:
         if scn is not None:
             mpp, objective, acquired = scn.mpp, scn.objective, scn.acquired
         elif fields:
-            mpp = (_positive(fields.get("MPP")),) * 2
+            mpp = (positive(fields.get("MPP")),) * 2
             objective = _objective(fields.get("AppMag"))
             acquired = _aperio_date(fields)
         if mpp[0] is None:
-            mpp = (_positive(properties.get("openslide.mpp-x")), None)
-            mpp = (mpp[0], _positive(properties.get("openslide.mpp-y")) or mpp[0])
+            mpp = (positive(properties.get("openslide.mpp-x")), None)
+            mpp = (mpp[0], positive(properties.get("openslide.mpp-y")) or mpp[0])
         if mpp[0] is None:
             mpp = _resolution(keyframe)
         objective = objective or _objective(properties.get("openslide.objective-power"))
@@ -491,8 +484,8 @@ def open_mirax(path: Path) -> Fileset:
         raise ImportFailed(f"{path.name}: not a readable MIRAX slide ({_text(exc)})") from None
     properties = dict(slide.properties)
     width, height = slide.dimensions
-    mpp_x = _positive(properties.get("openslide.mpp-x"))
-    mpp_y = _positive(properties.get("openslide.mpp-y")) or mpp_x
+    mpp_x = positive(properties.get("openslide.mpp-x"))
+    mpp_y = positive(properties.get("openslide.mpp-y")) or mpp_x
 
     def meta(name: str, size: tuple[int, int], kind: str = "image") -> ImageMeta:
         return ImageMeta(

@@ -34,8 +34,8 @@ from coverslip.formats import (
     read_stored_band,
 )
 from coverslip.formats import tiff_meta as dialects
+from coverslip.formats.meta import RGB_CHANNELS, micrometres
 from coverslip.formats.ome_tiff import (
-    RGB_CHANNELS,
     OmeImage,
     OmeSet,
     ome_color,
@@ -44,12 +44,10 @@ from coverslip.formats.ome_tiff import (
     resolve_companion,
     resolve_tiff,
 )
-from coverslip.formats.tiff_meta import LENGTH_UNITS, Found, micrometres
+from coverslip.formats.tiff_meta import Found
 
 __all__ = [
-    "LENGTH_UNITS",
     "TiffReader",
-    "micrometres",
     "ome_color",
     "open_fileset",
     "parse_ome_xml",

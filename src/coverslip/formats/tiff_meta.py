@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,34 +20,16 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
 from coverslip.formats import ChannelMeta
+from coverslip.formats.meta import (
+    MAX_KEYS,
+    MAX_VALUE,
+    finite,
+    micrometres,
+    nanometres,
+    seconds,
+)
 
-MAX_KEYS = 2000  # vendor keys kept per image
-MAX_VALUE = 1000  # characters kept per key and per value
 MAX_DEPTH = 24  # nesting followed when flattening
-
-# OME's UnitsLength symbols (and ImageJ's and vendors' spellings) in micrometres.
-LENGTH_UNITS = {
-    "pm": 1e-6,
-    "Å": 1e-4,
-    "nm": 1e-3,
-    "nanometer": 1e-3,
-    "nanometers": 1e-3,
-    "µm": 1.0,  # MICRO SIGN
-    "μm": 1.0,  # GREEK SMALL LETTER MU
-    "um": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "micrometer": 1.0,
-    "micrometers": 1.0,
-    "mm": 1e3,
-    "millimeters": 1e3,
-    "cm": 1e4,
-    "centimeters": 1e4,
-    "m": 1e6,
-    "meters": 1e6,
-}
-TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3}
-TIME_UNITS |= {"µs": 1e-6, "us": 1e-6, "min": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0}
 NIH_UNITS = ("nm", "µm", "mm", "cm", "m", "km", "in", "ft", "mi", "pixel", "other")
 
 
@@ -64,41 +45,8 @@ class Found:
     original: dict[str, str] = field(default_factory=dict)
 
 
-def micrometres(value: Any, unit: str | None) -> float | None:
-    """Return a positive length in µm from a value and a unit symbol (µm when absent)."""
-    number = _number(value)
-    symbol = (unit or "µm").strip().replace("\\u00B5", "µ")
-    factor = LENGTH_UNITS.get(symbol) or LENGTH_UNITS.get(symbol.lower())
-    if number is None or factor is None or number <= 0:
-        return None
-    return number * factor
-
-
-def nanometres(value: Any, unit: str | None = None) -> float | None:
-    """Return a positive wavelength in nm (nm when ``unit`` is absent)."""
-    found = micrometres(value, unit or "nm")
-    return None if found is None else found * 1e3
-
-
-def seconds(value: Any, unit: str | None = None) -> float | None:
-    """Return a positive duration in seconds (seconds when ``unit`` is absent)."""
-    number = _number(value)
-    factor = TIME_UNITS.get((unit or "s").strip().lower())
-    if number is None or factor is None or number <= 0:
-        return None
-    return number * factor
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def rgb_hex(red: Any, green: Any, blue: Any) -> str | None:
@@ -384,10 +332,10 @@ def nih(md: Mapping[str, Any]) -> Found:
     elif isinstance(unit, enum.Enum):
         unit = unit.name
     unit = str(unit or md.get("UM") or "")
-    scale = _number(md.get("XScale"))
+    scale = finite(md.get("XScale"))
     if scale and scale > 0:
         size = micrometres(1.0 / scale, unit) if unit.lower() not in ("pixel", "pixels") else None
-        aspect = _number(md.get("AspectRatio")) or 1.0
+        aspect = finite(md.get("AspectRatio")) or 1.0
         found.physical = (size, None if size is None else size * aspect, None)
     found.time_increment = seconds(md.get("FrameInterval"))
     return found
