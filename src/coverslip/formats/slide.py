@@ -27,7 +27,7 @@ import zarr
 from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
 from coverslip.formats.meta import RGB_CHANNELS, positive
-from coverslip.formats.tiff import _page_chain_checked, plan_axes
+from coverslip.formats.tiff import page_chain_checked, plan_axes
 
 # tifffile's names of a slide's associated images, and the kind each becomes.
 ASSOCIATED = {"Label": "label", "Macro": "macro", "Thumbnail": "thumbnail"}
@@ -292,7 +292,7 @@ class TiffSlide:
         self.path, self.fmt = path, fmt
         self.tif: tifffile.TiffFile | None = None
         try:
-            with _page_chain_checked():
+            with page_chain_checked():
                 self.tif = tifffile.TiffFile(path)
                 self.openers = self._plan()
         except ImportFailed:  # UnsupportedFormat too

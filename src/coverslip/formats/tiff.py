@@ -48,6 +48,7 @@ from coverslip.formats.tiff_meta import Found
 
 __all__ = [
     "TiffReader",
+    "page_chain_checked",
     "ome_color",
     "open_fileset",
     "parse_ome_xml",
@@ -80,7 +81,7 @@ class _ChainErrors(logging.Handler):
 
 
 @contextlib.contextmanager
-def _page_chain_checked() -> Iterator[None]:
+def page_chain_checked() -> Iterator[None]:
     """Raise ImportFailed when tifffile reports a broken page chain within the block."""
     handler = _ChainErrors()
     log = logging.getLogger("tifffile")
@@ -97,7 +98,7 @@ def _page_chain_checked() -> Iterator[None]:
 def _tiff_errors() -> Iterator[None]:
     """Turn whatever a corrupt TIFF makes tifffile raise into ImportFailed."""
     try:
-        with _page_chain_checked():
+        with page_chain_checked():
             yield
     except ImportFailed:  # UnsupportedFormat too
         raise
