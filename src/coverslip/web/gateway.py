@@ -113,7 +113,7 @@ class RenderThumbnail:
         w: int | None = None,
         h: int | None = None,
     ) -> None:
-        self.ctx.thumbnail(req, resp, iid, w, h)
+        self.ctx.thumbnail(req, resp, iid, self.ctx.thumbnail_sides(w, h))
 
 
 class WebclientThumbnail:
@@ -130,14 +130,14 @@ class WebclientThumbnail:
     ) -> None:
         # SECURITY: the placeholder is drawn for any id, anonymously, so its size is bounded
         # exactly like a real thumbnail's before anything is drawn.
-        self.ctx.check_thumbnail_size("w", w)
+        sides = self.ctx.thumbnail_sides(w)
         try:
-            self.ctx.thumbnail(req, resp, iid, w, None)
+            self.ctx.thumbnail(req, resp, iid, sides)
         except (CoverslipError, falcon.HTTPError):
             resp.status = falcon.HTTP_200
             resp.content_type = "image/png"
             resp.cache_control = ["no-cache"]
-            resp.data = self.ctx.placeholder(w or self.ctx.default_size)
+            resp.data = self.ctx.placeholder(sides.w or self.ctx.default_size)
 
 
 class BirdsEyeView:
@@ -149,7 +149,7 @@ class BirdsEyeView:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, iid: int, size: int | None = None
     ) -> None:
-        self.ctx.thumbnail(req, resp, iid, size, None)
+        self.ctx.thumbnail(req, resp, iid, self.ctx.thumbnail_sides(size))
 
 
 class GetThumbnails:
@@ -171,11 +171,11 @@ class GetThumbnails:
             raise BadParameter(
                 "id", f"{len(ids)} ids asked for; at most {self.ctx.batch_max} per request"
             )
-        self.ctx.check_thumbnail_size("w", w)
+        sides = self.ctx.thumbnail_sides(w)
         result: dict[str, str | None] = {}
         for image_id in ids:
             try:
-                data = self.ctx.thumbnail_bytes(req, image_id, w, None)
+                data = self.ctx.thumbnail_bytes(req, image_id, sides)
             except CoverslipError:
                 result[str(image_id)] = None
             else:

@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import falcon
 import numpy as np
@@ -41,6 +42,16 @@ def int_param(req: falcon.Request, name: str, default: int | None = None) -> int
         return int(raw)
     except ValueError:
         raise BadParameter(name, f"{raw!r} is not an integer") from None
+
+
+class Sides(NamedTuple):
+    """A thumbnail's asked width and height (None: from the other side or the default).
+
+    Made by ``RenderContext.thumbnail_sides``, which bounds them once per request.
+    """
+
+    w: int | None
+    h: int | None
 
 
 class View:
@@ -176,10 +187,12 @@ class RenderContext:
             cache.put(view.image.id, key, data)
         resp.data = data
 
-    def check_thumbnail_size(self, name: str, value: int | None) -> None:
-        """Raise BadParameter naming ``name`` unless a thumbnail side is 1..max_thumbnail."""
-        if value is not None and not 1 <= value <= self.max_thumbnail:
-            raise BadParameter(name, f"{value} is not between 1 and {self.max_thumbnail}")
+    def thumbnail_sides(self, w: int | None, h: int | None = None) -> Sides:
+        """Return the asked thumbnail sides, or raise BadParameter naming one not 1..max_thumbnail."""
+        for name, value in (("w", w), ("h", h)):
+            if value is not None and not 1 <= value <= self.max_thumbnail:
+                raise BadParameter(name, f"{value} is not between 1 and {self.max_thumbnail}")
+        return Sides(w, h)
 
     def check_area(self, name: str, region: Region) -> None:
         """Raise BadParameter naming ``name`` when ``region`` has more than render.max_pixels."""
@@ -191,23 +204,20 @@ class RenderContext:
             )
 
     def _thumbnail_view(
-        self, req: falcon.Request, iid: int, w: int | None, h: int | None
+        self, req: falcon.Request, iid: int, sides: Sides
     ) -> tuple[View, str, tuple[int, int]]:
-        self.check_thumbnail_size("w", w)
-        self.check_thumbnail_size("h", h)
         view = self.view(req, iid, None, None)
-        size = thumbnail_size(view.image, w, h, self.default_size)
+        size = thumbnail_size(view.image, sides.w, sides.h, self.default_size)
         return view, thumbnail_key(view.tag, view.z, view.t, *size), size
 
-    def thumbnail(
-        self, req: falcon.Request, resp: falcon.Response, iid: int, w: int | None, h: int | None
-    ) -> None:
-        view, key, size = self._thumbnail_view(req, iid, w, h)
+    def thumbnail(self, req: falcon.Request, resp: falcon.Response, iid: int, sides: Sides) -> None:
+        """Answer the thumbnail of ``iid`` at ``sides`` (from ``thumbnail_sides``)."""
+        view, key, size = self._thumbnail_view(req, iid, sides)
         self.respond(req, resp, view, key, "jpeg", lambda: self._render_thumbnail(view, size))
 
-    def thumbnail_bytes(self, req: falcon.Request, iid: int, w: int | None, h: int | None) -> bytes:
+    def thumbnail_bytes(self, req: falcon.Request, iid: int, sides: Sides) -> bytes:
         """Return thumbnail JPEG bytes (cached), for get_thumbnails."""
-        view, key, size = self._thumbnail_view(req, iid, w, h)
+        view, key, size = self._thumbnail_view(req, iid, sides)
         data = self.services.cache.get(view.image.id, key)
         if data is None:
             data = self._render_thumbnail(view, size)
