@@ -48,8 +48,8 @@ def create_app(
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
         gateway_meta.add_routes(app, render_context, access)
-        iiif.add_routes(app, render_context)
-        images_api.add_routes(app, services, access)
+        iiif.add_routes(app, render_context, auth_middleware.public_url)
+        images_api.add_routes(app, services, access, auth_middleware.public_url)
         plates.add_routes(app, services, access)
         pages = ui.add_routes(app, services, access)
         session.add_routes(app, services.auth, auth_middleware, settings["web.prefix"], pages)

@@ -199,11 +199,10 @@ def _cors(resp: falcon.Response) -> None:
 class Service:
     """Parse IIIF URLs and answer them through the rendering context."""
 
-    def __init__(self, ctx: RenderContext) -> None:
+    def __init__(self, ctx: RenderContext, public_url: PublicURL) -> None:
         self.ctx = ctx
         settings = ctx.services.settings
-        self.prefix = settings["web.prefix"].rstrip("/")
-        self.public_url = PublicURL(settings)
+        self.public_url = public_url
         self.max_area = min(int(settings["render.max_pixels"]), int(settings["iiif.max_area"]))
         self.aliases: dict[str, int] = {}
         for entry in settings["iiif.aliases"]:
@@ -217,7 +216,7 @@ class Service:
 
     def base(self, req: falcon.Request, identifier: str) -> str:
         """Return the image's service URL (never built from the client's Host header)."""
-        return f"{self.public_url.base(req, self.prefix)}/iiif/3/{identifier}"
+        return f"{self.public_url.base(req)}/iiif/3/{identifier}"
 
 
 class Info:
@@ -332,8 +331,8 @@ class ImageRequest:
             resp.content_type = FORMATS[fmt][1]
 
 
-def add_routes(app: falcon.App, ctx: RenderContext) -> None:
-    service = Service(ctx)
+def add_routes(app: falcon.App, ctx: RenderContext, public_url: PublicURL) -> None:
+    service = Service(ctx, public_url)
     app.add_route("/iiif/3/{identifier}", Base(service))
     app.add_route("/iiif/3/{identifier}/info.json", Info(service))
     app.add_route(

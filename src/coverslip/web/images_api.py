@@ -93,12 +93,13 @@ class ImageDocs:
 class ImageList:
     """`GET /api/v2/images` (filters, sorting, marker pagination) and `POST` (create)."""
 
-    def __init__(self, services: Services, docs: ImageDocs, access: ImageAccess) -> None:
+    def __init__(
+        self, services: Services, docs: ImageDocs, access: ImageAccess, public_url: PublicURL
+    ) -> None:
         self.services = services
         self.docs = docs
         self.access = access
-        self.public_url = PublicURL(services.settings)
-        self.prefix = services.settings["web.prefix"]
+        self.public_url = public_url
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = int_param(req, "limit", DEFAULT_LIMIT, 0, 2**31) or 0
@@ -222,7 +223,7 @@ class ImageList:
             raise
         resp.status = falcon.HTTP_201
         # SECURITY: built from the public base URL, never from the client's Host header.
-        resp.location = f"{self.public_url.base(req, self.prefix)}{ROOT}/v2/images/{image_id}"
+        resp.location = f"{self.public_url.base(req)}{ROOT}/v2/images/{image_id}"
         resp.media = self.docs.one(image_id)
 
 
@@ -373,7 +374,7 @@ class ImageTag:
         resp.status = falcon.HTTP_204
 
 
-def add_routes(app: falcon.App, services: Services, access: Access) -> None:
+def add_routes(app: falcon.App, services: Services, access: Access, public_url: PublicURL) -> None:
     """Mount the images API at /api/v2 and its version document at /versions and /api/versions."""
     install_ids(app)
     image_access = ImageAccess(services, access)
@@ -388,7 +389,7 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> None:
     app.add_route(f"{base}/schemas/images", Schema(images_schema()))
     for name, schema in images_import.SCHEMAS.items():
         app.add_route(f"{base}/schemas/{name}", Schema(schema))
-    app.add_route(f"{base}/images", ImageList(services, docs, image_access))
+    app.add_route(f"{base}/images", ImageList(services, docs, image_access, public_url))
     app.add_route(
         f"{base}/images/{{image_id:id}}", ImageItem(services, docs, image_access, uploads)
     )

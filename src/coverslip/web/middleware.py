@@ -79,6 +79,7 @@ class PublicURL:
 
     def __init__(self, settings: Any) -> None:
         configured = str(settings["web.public_url"]).strip().rstrip("/")
+        self.configured_origin = ""  # web.public_url's scheme://host[:port], as Origin names it
         if configured:
             parts = urlsplit(configured)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
@@ -86,7 +87,9 @@ class PublicURL:
                     f"web.public_url: {configured!r} is not allowed; expected an http(s) URL "
                     "such as https://images.example.org"
                 )
+            self.configured_origin = f"{parts.scheme}://{parts.netloc}".lower()
         self.configured = configured
+        self.prefix = str(settings["web.prefix"]).rstrip("/")
         self.trusted = frozenset(ip.strip() for ip in settings["web.forwarded_allow_ips"])
         self.host = str(settings["web.host"]).strip()
         self.port = int(settings["web.port"])
@@ -119,9 +122,9 @@ class PublicURL:
                 return f"{scheme}://{forwarded.lower()}"
         return f"{scheme}://{self.own_host}"
 
-    def base(self, req: falcon.Request, prefix: str) -> str:
-        """Return the absolute URL of the application's root, ``prefix`` (web.prefix) included."""
-        return f"{self.origin(req)}{req.app}{prefix.rstrip('/')}"
+    def base(self, req: falcon.Request) -> str:
+        """Return the absolute URL of the application's root, web.prefix included."""
+        return f"{self.origin(req)}{req.root_path}{self.prefix}"
 
     def same_origin(self, req: falcon.Request) -> bool:
         """Return whether a browser's POST comes from this site (Origin, else Referer).
@@ -143,8 +146,7 @@ class PublicURL:
             self.origin(req).lower(),
         }
         if self.configured:
-            parts = urlsplit(self.configured)
-            allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
+            allowed.add(self.configured_origin)
         return sent in allowed
 
 
@@ -153,11 +155,12 @@ class AuthMiddleware:
 
     def __init__(self, auth: Auth, settings: Any) -> None:
         self.auth = auth
-        self.trusted = frozenset(ip.strip() for ip in settings["web.forwarded_allow_ips"])
+        # One per app: the IIIF and images API routes build their absolute links with it too.
+        self.public_url = PublicURL(settings)
+        self.trusted = self.public_url.trusted
         self.cookie_age = int(settings["sessions.cookie_age"])
         self.browser_session = bool(settings["sessions.expire_at_browser_close"])
-        self.cookie_path = (settings["web.prefix"].rstrip("/") or "") + "/"
-        self.public_url = PublicURL(settings)
+        self.cookie_path = self.public_url.prefix + "/"
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         anonymous = self.auth.anonymous
