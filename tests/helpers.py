@@ -2,7 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from coverslip.formats import Reader
+
+# The instrument samples shared beside the repository; tests skip those that are absent.
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[Reader]:
+    """Open the one image of ``path``; close it and its fileset afterwards."""
+    from coverslip.formats import open_fileset
+
+    fileset = open_fileset(path)
+    assert len(fileset.images) == 1
+    reader = fileset.images[0]()
+    try:
+        yield reader
+    finally:
+        reader.close()
+        fileset.close()
+
+
+def read_plane(reader: Reader, t: int, c: int, z: int, band: int, level: int = 0) -> np.ndarray:
+    """Return plane (t, c, z) of ``level`` (0 = full size) read band by band like the importer,
+    checking each band's shape and pixel type."""
+    from coverslip.formats import Pyramidal
+
+    meta = reader.meta
+    height, width = (meta.size_y, meta.size_x) if level == 0 else meta.levels[level - 1]
+    bands = []
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        if level == 0:
+            rows = reader.read_band(t, c, z, y0, y1)
+        else:
+            assert isinstance(reader, Pyramidal)
+            rows = reader.read_level_band(level, t, c, z, y0, y1)
+        assert rows.shape == (y1 - y0, width)
+        assert rows.dtype == np.dtype(meta.pixel_type)
+        bands.append(rows)
+    return np.concatenate(bands)
 
 
 def mean2x2(a: np.ndarray) -> np.ndarray:
@@ -118,3 +165,9 @@ def decode(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def read_channels(reader: Reader, level: int = 0, band: int = 64) -> np.ndarray:
+    """Return level ``level`` of plane (0, c, 0) for every c as (Y, X, C), band by band."""
+    planes = [read_plane(reader, 0, c, 0, band, level) for c in range(reader.meta.size_c)]
+    return np.stack(planes, axis=-1)

@@ -15,8 +15,9 @@ from pylibCZIrw import czi as pyczi
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Reader, detect, open_fileset
 from coverslip.formats.czi import czi_color, parse_metadata
+from tests.helpers import SAMPLES, read_plane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "czi"
+CZI = SAMPLES / "czi"
 BAND = 100  # rows per band: every sample spans several bands
 RNG = np.random.default_rng(12)
 
@@ -30,7 +31,7 @@ MANIFEST = {
 
 
 def sample(name: str) -> Any:
-    path = SAMPLES / name
+    path = CZI / name
     return pytest.param(
         path,
         marks=pytest.mark.skipif(not path.exists(), reason=f"the shared sample {name} is absent"),
@@ -40,26 +41,13 @@ def sample(name: str) -> Any:
 SAMPLE_PARAMS = [sample(name) for name in MANIFEST]
 
 
-def plane(reader: Reader, t: int, c: int, z: int, band: int = BAND) -> np.ndarray:
-    """Return one plane assembled from bands, checking each band's shape and type."""
-    meta = reader.meta
-    bands = []
-    for y0 in range(0, meta.size_y, band):
-        y1 = min(meta.size_y, y0 + band)
-        rows = reader.read_band(t, c, z, y0, y1)
-        assert rows.shape == (y1 - y0, meta.size_x)
-        assert rows.dtype == np.dtype(meta.pixel_type)
-        bands.append(rows)
-    return np.concatenate(bands)
-
-
 def read_all(reader: Reader, band: int = BAND) -> np.ndarray:
     meta = reader.meta
     out = np.zeros(meta.shape, dtype=meta.pixel_type)
     for t in range(meta.size_t):
         for c in range(meta.size_c):
             for z in range(meta.size_z):
-                out[t, c, z] = plane(reader, t, c, z, band)
+                out[t, c, z] = read_plane(reader, t, c, z, band)
     return out
 
 
@@ -123,24 +111,26 @@ def test_sample_bands_equal_the_planes_pylibczirw_reads(path: Path, opened: Any)
                 expected = reference_plane(path, t, c, z, scene)
                 if rgb:
                     for sample_index in range(3):  # stored B, G, R
-                        got = plane(reader, t, sample_index, z)
+                        got = read_plane(reader, t, sample_index, z, BAND)
                         np.testing.assert_array_equal(got, expected[:, :, 2 - sample_index])
                 else:
-                    np.testing.assert_array_equal(plane(reader, t, c, z), expected[:, :, 0])
+                    np.testing.assert_array_equal(
+                        read_plane(reader, t, c, z, BAND), expected[:, :, 0]
+                    )
 
 
-@pytest.mark.skipif(not (SAMPLES / "mosaic_test.czi").exists(), reason="the sample is absent")
+@pytest.mark.skipif(not (CZI / "mosaic_test.czi").exists(), reason="the sample is absent")
 def test_the_mosaic_is_composited_from_both_tiles(opened: Any) -> None:
-    [reader] = opened(SAMPLES / "mosaic_test.czi")
-    whole = plane(reader, 0, 0, 0)
+    [reader] = opened(CZI / "mosaic_test.czi")
+    whole = read_plane(reader, 0, 0, 0, BAND)
     # Two 924-pixel tiles side by side: both halves hold data, not background.
     assert whole[:, :800].any() and whole[:, -800:].any()
     assert np.count_nonzero(whole) > 0.99 * whole.size
 
 
-@pytest.mark.skipif(not (SAMPLES / "CD_s_1_t_3_c_2_z_5.czi").exists(), reason="absent")
+@pytest.mark.skipif(not (CZI / "CD_s_1_t_3_c_2_z_5.czi").exists(), reason="absent")
 def test_celldiscoverer_metadata(opened: Any) -> None:
-    [reader] = opened(SAMPLES / "CD_s_1_t_3_c_2_z_5.czi")
+    [reader] = opened(CZI / "CD_s_1_t_3_c_2_z_5.czi")
     meta = reader.meta
     assert [ch.color for ch in meta.channels] == ["FF7E00", "00FF33"]
     assert [ch.emission_wave for ch in meta.channels] == [568, 517]
@@ -233,7 +223,7 @@ def test_a_tiled_mosaic_is_read_band_by_band_across_tiles(tmp_path: Path, opened
     write_czi(path, tiles)
     [reader] = opened(path)
     assert reader.meta.shape == (1, 1, 1, 140, 290)
-    np.testing.assert_array_equal(plane(reader, 0, 0, 0, band=33), expected)
+    np.testing.assert_array_equal(read_plane(reader, 0, 0, 0, 33), expected)
 
 
 @pytest.mark.parametrize(

@@ -16,30 +16,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Pyramidal, Reader, open_fileset
+from tests.helpers import SAMPLES, read_channels
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SM_IMAGE = SAMPLES / "dicom" / "sm_image.dcm"
 WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 RNG = np.random.default_rng(21)
-
-
-def read_plane(reader: Reader, level: int = 0, band: int = 16) -> np.ndarray:
-    """Return level ``level`` of plane (0, c, 0) for every c as (Y, X, C), band by band."""
-    meta = reader.meta
-    height, width = (meta.size_y, meta.size_x) if level == 0 else meta.levels[level - 1]
-    out = np.zeros((height, width, meta.size_c), dtype=meta.pixel_type)
-    for c in range(meta.size_c):
-        for y0 in range(0, height, band):
-            y1 = min(height, y0 + band)
-            if level == 0:
-                rows = reader.read_band(0, c, 0, y0, y1)
-            else:
-                assert isinstance(reader, Pyramidal)
-                rows = reader.read_level_band(level, 0, c, 0, y0, y1)
-            assert rows.shape == (y1 - y0, width)
-            assert rows.dtype == np.dtype(meta.pixel_type)
-            out[y0:y1, :, c] = rows
-    return out
+BAND = 16
 
 
 def images(fileset: Fileset) -> list[Reader]:
@@ -173,7 +155,7 @@ def test_sample_reads_like_pydicom(given: str) -> None:
         # SECURITY: patient attributes stay out of what every viewer sees.
         assert not any(key.startswith("Patient") for key in meta.original_metadata)
         # Bands of 7 rows cross the 10-row frames.
-        assert np.array_equal(read_plane(reader, band=7), sample_pixels())
+        assert np.array_equal(read_channels(reader, band=7), sample_pixels())
         reader.close()
     finally:
         fileset.close()
@@ -186,8 +168,8 @@ def test_series_levels_are_read_as_stored(made_series: tuple[Path, dict[str, np.
         main = fileset.images[0]()
         assert isinstance(main, Pyramidal)
         assert main.meta.levels == [(35, 45)]
-        assert np.array_equal(read_plane(main), parts["level0"])
-        assert np.array_equal(read_plane(main, 1), parts["level1"])
+        assert np.array_equal(read_channels(main, band=BAND), parts["level0"])
+        assert np.array_equal(read_channels(main, 1, BAND), parts["level1"])
         assert main.meta.physical_size_x == pytest.approx(0.25)
         assert main.meta.objective == "20x"
         assert main.meta.original_metadata["IlluminationType"] == "Brightfield illumination"
@@ -207,7 +189,7 @@ def test_label_and_overview_are_associated_images(
         assert [r.meta.kind for r in readers] == ["image", "label", "overview"]
         for reader in readers[1:]:
             assert reader.meta.series == reader.meta.kind
-            assert np.array_equal(read_plane(reader, band=5), parts[reader.meta.kind])
+            assert np.array_equal(read_channels(reader, band=5), parts[reader.meta.kind])
     finally:
         fileset.close()
 
@@ -231,7 +213,7 @@ def test_an_instance_opens_its_whole_series(
         ]
         main = fileset.images[0]()
         assert main.meta.levels == [(35, 45)]
-        assert np.array_equal(read_plane(main), parts["level0"])
+        assert np.array_equal(read_channels(main, band=BAND), parts["level0"])
     finally:
         fileset.close()
 
@@ -242,9 +224,9 @@ def assert_fails_cleanly(path: Path) -> str:
         fileset = open_fileset(path)
         try:
             for reader in images(fileset):
-                read_plane(reader)
+                read_channels(reader, band=BAND)
                 for level in range(1, len(reader.meta.levels) + 1):
-                    read_plane(reader, level)
+                    read_channels(reader, level, BAND)
         finally:
             fileset.close()
     message = str(info.value)

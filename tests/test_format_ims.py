@@ -4,8 +4,6 @@ each level as stored, through open_fileset."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -13,7 +11,8 @@ import numpy as np
 import pytest
 
 from coverslip.errors import ImportFailed
-from coverslip.formats import Pyramidal, Reader, open_fileset
+from coverslip.formats import Pyramidal, open_fileset
+from tests.helpers import opened
 
 RNG = np.random.default_rng(5)
 CHUNK = (2, 32, 32)
@@ -78,18 +77,6 @@ def write_ims(
 
 def random(shape: tuple[int, ...]) -> np.ndarray:
     return RNG.integers(0, 4000, shape, dtype=np.uint16)
-
-
-@contextmanager
-def opened(path: Path) -> Iterator[Reader]:
-    fileset = open_fileset(path)
-    assert len(fileset.images) == 1
-    reader = fileset.images[0]()
-    try:
-        yield reader
-    finally:
-        reader.close()
-        fileset.close()
 
 
 def level_plane(reader: Pyramidal, level: int, t: int, c: int, z: int, height: int) -> np.ndarray:

@@ -14,25 +14,12 @@ import pytest
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Reader, open_fileset
+from tests.helpers import SAMPLES, read_plane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SAMPLE = SAMPLES / "lif" / "testdata_2channel_xz.lif"
 BAND = 50
 
 needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="the shared LIF sample is absent")
-
-
-def plane(reader: Reader, t: int, c: int, z: int) -> np.ndarray:
-    """Return one plane assembled from bands, checking each band's shape and type."""
-    meta = reader.meta
-    bands = []
-    for y0 in range(0, meta.size_y, BAND):
-        y1 = min(meta.size_y, y0 + BAND)
-        band = reader.read_band(t, c, z, y0, y1)
-        assert band.shape == (y1 - y0, meta.size_x)
-        assert band.dtype == np.dtype(meta.pixel_type)
-        bands.append(band)
-    return np.concatenate(bands)
 
 
 @pytest.fixture
@@ -108,7 +95,7 @@ def test_bands_equal_the_planes_liffile_reads(readers: list[Reader]) -> None:
                         else:
                             assert image.dims == ("C", "Z", "X")
                             expected = data[c]
-                        np.testing.assert_array_equal(plane(reader, t, c, z), expected)
+                        np.testing.assert_array_equal(read_plane(reader, t, c, z, BAND), expected)
 
 
 def test_a_band_is_read_without_the_rest_of_the_plane(readers: list[Reader]) -> None:
@@ -208,7 +195,7 @@ def test_an_xy_stack_with_tiles_reads_back_exactly(tmp_path: Path) -> None:
         for t in range(2):
             for c in range(2):
                 for z in range(3):
-                    np.testing.assert_array_equal(plane(reader, t, c, z), data[t, z, c])
+                    np.testing.assert_array_equal(read_plane(reader, t, c, z, BAND), data[t, z, c])
         reader.close()
     finally:
         fileset.close()

@@ -4,8 +4,6 @@ band through open_fileset must equal what the reference readers (mrc, mrcfile) r
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mrc
@@ -14,9 +12,9 @@ import numpy as np
 import pytest
 
 from coverslip.errors import ImportFailed, UnsupportedFormat
-from coverslip.formats import Reader, open_fileset
+from coverslip.formats import open_fileset
+from tests.helpers import SAMPLES, opened, read_plane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 DV = SAMPLES / "dv" / "toxo.dv"
 MAP = SAMPLES / "mrc" / "EMD-3197.map"
 BAND = 50
@@ -24,30 +22,6 @@ RNG = np.random.default_rng(12)
 
 needs_dv = pytest.mark.skipif(not DV.exists(), reason="the shared DV sample is absent")
 needs_map = pytest.mark.skipif(not MAP.exists(), reason="the shared MRC sample is absent")
-
-
-@contextmanager
-def opened(path: Path) -> Iterator[Reader]:
-    fileset = open_fileset(path)
-    assert len(fileset.images) == 1
-    reader = fileset.images[0]()
-    try:
-        yield reader
-    finally:
-        reader.close()
-        fileset.close()
-
-
-def plane(reader: Reader, t: int, c: int, z: int) -> np.ndarray:
-    meta = reader.meta
-    bands = []
-    for y0 in range(0, meta.size_y, BAND):
-        y1 = min(meta.size_y, y0 + BAND)
-        band = reader.read_band(t, c, z, y0, y1)
-        assert band.shape == (y1 - y0, meta.size_x)
-        assert band.dtype == np.dtype(meta.pixel_type)
-        bands.append(band)
-    return np.concatenate(bands)
 
 
 def assert_truncated_fails(source: Path, tmp_path: Path) -> str:
@@ -85,7 +59,7 @@ def test_deltavision_bands_equal_the_planes_mrc_reads() -> None:
     with opened(DV) as reader:
         for c in range(2):
             for z in range(17):
-                np.testing.assert_array_equal(plane(reader, 0, c, z), reference[c, z])
+                np.testing.assert_array_equal(read_plane(reader, 0, c, z, BAND), reference[c, z])
 
 
 @needs_dv
@@ -111,7 +85,7 @@ def test_mrc_bands_equal_the_sections_mrcfile_reads() -> None:
     reference = mrcfile.read(MAP)
     with opened(MAP) as reader:
         for z in range(20):
-            np.testing.assert_array_equal(plane(reader, 0, 0, z), reference[z])
+            np.testing.assert_array_equal(read_plane(reader, 0, 0, z, BAND), reference[z])
 
 
 @needs_map
@@ -161,7 +135,9 @@ def test_maps_written_by_mrcfile_read_back_exactly(
             0.0007,
         )
         for z in range(5):
-            np.testing.assert_array_equal(plane(reader, 0, 0, z), expected[z].astype(pixel_type))
+            np.testing.assert_array_equal(
+                read_plane(reader, 0, 0, z, BAND), expected[z].astype(pixel_type)
+            )
 
 
 def test_a_single_image_has_no_z_size(tmp_path: Path) -> None:
@@ -172,7 +148,7 @@ def test_a_single_image_has_no_z_size(tmp_path: Path) -> None:
         assert reader.meta.shape == (1, 1, 1, 12, 9)
         assert reader.meta.physical_size_x == 0.00015
         assert reader.meta.physical_size_z is None
-        np.testing.assert_array_equal(plane(reader, 0, 0, 0), data)
+        np.testing.assert_array_equal(read_plane(reader, 0, 0, 0, BAND), data)
 
 
 def test_a_volume_stack_is_volumes_over_time(tmp_path: Path) -> None:
@@ -184,7 +160,7 @@ def test_a_volume_stack_is_volumes_over_time(tmp_path: Path) -> None:
         assert reader.meta.shape == (3, 1, 4, 16, 8)
         for t in range(3):
             for z in range(4):
-                np.testing.assert_array_equal(plane(reader, t, 0, z), data[t, z])
+                np.testing.assert_array_equal(read_plane(reader, t, 0, z, BAND), data[t, z])
 
 
 def test_complex_maps_are_refused_by_name(tmp_path: Path) -> None:

@@ -14,24 +14,12 @@ import pytest
 from coverslip.errors import ImportFailed
 from coverslip.formats import Reader, detect, open_fileset
 from coverslip.formats.nd2 import flatten, plan_frames, rgb_hex
+from tests.helpers import SAMPLES, read_plane
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "nd2" / "cluster.nd2"
+SAMPLE = SAMPLES / "nd2" / "cluster.nd2"
 BAND = 8  # rows per band: the sample's 31 rows span four bands
 
 needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="the shared ND2 sample is absent")
-
-
-def plane(reader: Reader, t: int, c: int, z: int) -> np.ndarray:
-    """Return one plane assembled from bands, checking each band's shape and type."""
-    meta = reader.meta
-    bands = []
-    for y0 in range(0, meta.size_y, BAND):
-        y1 = min(meta.size_y, y0 + BAND)
-        rows = reader.read_band(t, c, z, y0, y1)
-        assert rows.shape == (y1 - y0, meta.size_x)
-        assert rows.dtype == np.dtype(meta.pixel_type)
-        bands.append(rows)
-    return np.concatenate(bands)
 
 
 @pytest.fixture
@@ -89,7 +77,7 @@ def test_every_band_equals_the_plane_nd2_reads(reader: Reader) -> None:
     for t in range(meta.size_t):
         for c in range(meta.size_c):
             for z in range(meta.size_z):
-                np.testing.assert_array_equal(plane(reader, t, c, z), expected[t, z, c])
+                np.testing.assert_array_equal(read_plane(reader, t, c, z, BAND), expected[t, z, c])
 
 
 @needs_sample
@@ -105,7 +93,7 @@ def test_a_truncated_copy_fails_with_the_reason(tmp_path: Path, fraction: float)
                 image = open_image()
                 try:
                     for t in range(image.meta.size_t):
-                        plane(image, t, 0, 0)
+                        read_plane(image, t, 0, 0, BAND)
                 finally:
                     image.close()
         finally:

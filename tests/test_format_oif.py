@@ -3,8 +3,6 @@ by band through open_fileset must equal the planes oiffile reads, with its calib
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,36 +11,12 @@ import pytest
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Reader, detect, open_fileset
+from tests.helpers import SAMPLES, opened, read_plane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 OIB = SAMPLES / "oib" / "test.oib"
 BAND = 100
 
 pytestmark = pytest.mark.skipif(not OIB.exists(), reason="the shared OIB sample is absent")
-
-
-@contextmanager
-def opened(path: Path) -> Iterator[Reader]:
-    fileset = open_fileset(path)
-    assert len(fileset.images) == 1
-    reader = fileset.images[0]()
-    try:
-        yield reader
-    finally:
-        reader.close()
-        fileset.close()
-
-
-def plane(reader: Reader, t: int, c: int, z: int) -> np.ndarray:
-    meta = reader.meta
-    bands = []
-    for y0 in range(0, meta.size_y, BAND):
-        y1 = min(meta.size_y, y0 + BAND)
-        band = reader.read_band(t, c, z, y0, y1)
-        assert band.shape == (y1 - y0, meta.size_x)
-        assert band.dtype == np.dtype(meta.pixel_type)
-        bands.append(band)
-    return np.concatenate(bands)
 
 
 def assert_like_the_sample(reader: Reader) -> None:
@@ -62,7 +36,7 @@ def assert_like_the_sample(reader: Reader) -> None:
     reference = oiffile.imread(OIB)  # (C, Y, X)
     assert reference.shape == (3, 256, 256)
     for c in range(3):
-        np.testing.assert_array_equal(plane(reader, 0, c, 0), reference[c])
+        np.testing.assert_array_equal(read_plane(reader, 0, c, 0, BAND), reference[c])
 
 
 def test_oib_sample_has_the_manifests_sizes_and_the_planes_oiffile_reads() -> None:

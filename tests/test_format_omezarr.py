@@ -14,11 +14,11 @@ import zarr
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Pyramidal, Reader, open_fileset
+from tests.helpers import SAMPLES, read_plane
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "ome-zarr"
-CMU = SAMPLES / "CMU-1-Small-Region.ome.zarr"
-BLOBS = SAMPLES / "blobs_image_v04.ome.zarr"
-IDR_PLATE = SAMPLES / "idr-2551-plate-v0.4-metadata-only.zarr"
+CMU = SAMPLES / "ome-zarr" / "CMU-1-Small-Region.ome.zarr"
+BLOBS = SAMPLES / "ome-zarr" / "blobs_image_v04.ome.zarr"
+IDR_PLATE = SAMPLES / "ome-zarr" / "idr-2551-plate-v0.4-metadata-only.zarr"
 RNG = np.random.default_rng(12)
 
 
@@ -40,16 +40,7 @@ def read_level(reader: Reader, level: int, band: int = 700) -> np.ndarray:
     for t in range(meta.size_t):
         for c in range(meta.size_c):
             for z in range(meta.size_z):
-                for y0 in range(0, height, band):
-                    y1 = min(height, y0 + band)
-                    if level == 0:
-                        rows = reader.read_band(t, c, z, y0, y1)
-                    else:
-                        assert isinstance(reader, Pyramidal)
-                        rows = reader.read_level_band(level, t, c, z, y0, y1)
-                    assert rows.shape == (y1 - y0, width)
-                    assert rows.dtype == np.dtype(meta.pixel_type)
-                    out[t, c, z, y0:y1] = rows
+                out[t, c, z] = read_plane(reader, t, c, z, band, level)
     return out
 
 

@@ -12,31 +12,12 @@ import tifffile
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Pyramidal, Reader, open_fileset
+from tests.helpers import SAMPLES, read_channels
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 SMALL_SVS = SAMPLES / "svs" / "small.svs"
 BAND = 64
 RNG = np.random.default_rng(12)
 APERIO = "Aperio Image Library v12.0.15\r\n"
-
-
-def read_plane(reader: Reader, level: int = 0, band: int = BAND) -> np.ndarray:
-    """Return level ``level`` of plane (0, c, 0) for every c as (Y, X, C), band by band."""
-    meta = reader.meta
-    height, width = (meta.size_y, meta.size_x) if level == 0 else meta.levels[level - 1]
-    out = np.zeros((height, width, meta.size_c), dtype=meta.pixel_type)
-    for c in range(meta.size_c):
-        for y0 in range(0, height, band):
-            y1 = min(height, y0 + band)
-            if level == 0:
-                rows = reader.read_band(0, c, 0, y0, y1)
-            else:
-                assert isinstance(reader, Pyramidal)
-                rows = reader.read_level_band(level, 0, c, 0, y0, y1)
-            assert rows.shape == (y1 - y0, width)
-            assert rows.dtype == np.dtype(meta.pixel_type)
-            out[y0:y1, :, c] = rows
-    return out
 
 
 def images(fileset: Fileset) -> list[Reader]:
@@ -136,10 +117,10 @@ def test_svs_sample_reads_like_tifffile() -> None:
         assert meta.original_metadata["aperio.MPP"] == "0.4990"
         with tifffile.TiffFile(SMALL_SVS) as tif:
             expected = [np.asarray(series.asarray()) for series in tif.series]
-        assert np.array_equal(read_plane(main, band=5), expected[0].reshape(16, 16, 3))
+        assert np.array_equal(read_channels(main, band=5), expected[0].reshape(16, 16, 3))
         assert thumbnail.meta.kind == "thumbnail" and thumbnail.meta.series == "thumbnail"
         assert thumbnail.meta.physical_size_x is None
-        assert np.array_equal(read_plane(thumbnail), expected[1].reshape(16, 16, 3))
+        assert np.array_equal(read_channels(thumbnail, band=BAND), expected[1].reshape(16, 16, 3))
         for reader in (main, thumbnail):
             reader.close()
     finally:
@@ -153,10 +134,10 @@ def test_svs_levels_are_read_as_stored(made_svs: tuple[Path, dict[str, np.ndarra
         main = fileset.images[0]()
         assert isinstance(main, Pyramidal)
         assert main.meta.levels == [(300, 250), (150, 125)]
-        assert np.array_equal(read_plane(main), parts["level0"])
+        assert np.array_equal(read_channels(main, band=BAND), parts["level0"])
         # NOTE: neither level is a 2x2 mean of the one above; only a copy matches.
-        assert np.array_equal(read_plane(main, 1), parts["level1"])
-        assert np.array_equal(read_plane(main, 2), parts["level2"])
+        assert np.array_equal(read_channels(main, 1, BAND), parts["level1"])
+        assert np.array_equal(read_channels(main, 2, BAND), parts["level2"])
         with pytest.raises(ValueError):
             main.read_level_band(3, 0, 0, 0, 0, 1)
         main.close()
@@ -193,7 +174,7 @@ def test_svs_label_macro_and_thumbnail_are_associated_images(
             assert reader.meta.series == kind
             assert reader.meta.levels == []
             assert reader.meta.physical_size_x is None
-            assert np.array_equal(read_plane(reader, band=16), parts[kind])
+            assert np.array_equal(read_channels(reader, band=16), parts[kind])
             reader.close()
     finally:
         fileset.close()
@@ -251,11 +232,11 @@ def test_scn_main_images_are_each_an_image(tmp_path: Path) -> None:
         assert b.meta.physical_size_x == pytest.approx(0.25)
         assert a.meta.objective == "20x"
         assert a.meta.acquired == "2013-03-12T11:45:25.79Z"
-        assert np.array_equal(read_plane(a), first[0])
-        assert np.array_equal(read_plane(a, 1), first[1])
-        assert np.array_equal(read_plane(b), second)
+        assert np.array_equal(read_channels(a, band=BAND), first[0])
+        assert np.array_equal(read_channels(a, 1, BAND), first[1])
+        assert np.array_equal(read_channels(b, band=BAND), second)
         assert overview.meta.kind == "macro"
-        assert np.array_equal(read_plane(overview), macro)
+        assert np.array_equal(read_channels(overview, band=BAND), macro)
     finally:
         fileset.close()
 
@@ -266,9 +247,9 @@ def assert_fails_cleanly(path: Path) -> str:
         fileset = open_fileset(path)
         try:
             for reader in images(fileset):
-                read_plane(reader)
+                read_channels(reader, band=BAND)
                 for level in range(1, len(reader.meta.levels) + 1):
-                    read_plane(reader, level)
+                    read_channels(reader, level, BAND)
         finally:
             fileset.close()
     message = str(info.value)

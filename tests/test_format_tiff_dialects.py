@@ -17,8 +17,8 @@ import tifffile
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Pyramidal, Reader, open_fileset
 from coverslip.formats import tiff_meta as dialects
+from tests.helpers import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 RNG = np.random.default_rng(12)
 
 
