@@ -27,6 +27,7 @@ from coverslip.deploy.forwarded import trust_forwarded
 from coverslip.deploy.wsgi_input import ChunkedInput, mark_input_terminated
 from coverslip.home import Home
 from coverslip.web import ops
+from coverslip.web.middleware import PROXY_ADDR
 
 register(main)
 
@@ -242,6 +243,14 @@ def test_forwarded_headers_are_trusted_only_from_listed_proxies() -> None:
     assert call(app, proxied) == b"https 5.6.7.8"
     direct = {"wsgi.url_scheme": "http", "REMOTE_ADDR": "9.9.9.9", **headers}
     assert call(app, direct) == b"http 9.9.9.9"
+
+
+def test_the_launcher_keeps_the_address_of_the_proxy_it_trusted() -> None:
+    """The app believes X-Forwarded-Host by the proxy's address, not the client's."""
+    app = trust_forwarded(lambda environ, start: [environ.get(PROXY_ADDR, "-").encode()], ["::1"])
+    headers = {"HTTP_X_FORWARDED_FOR": "5.6.7.8"}
+    assert call(app, {"REMOTE_ADDR": "::1", **headers}) == b"::1"
+    assert call(app, {"REMOTE_ADDR": "9.9.9.9", **headers}) == b"-"
 
 
 # -- readiness --------------------------------------------------------------------------

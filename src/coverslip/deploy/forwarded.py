@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from coverslip.deploy.wsgi_input import WSGIApp
+from coverslip.web.middleware import PROXY_ADDR
 
 
 def trust_forwarded(app: WSGIApp, allowed: Iterable[str]) -> WSGIApp:
@@ -24,6 +25,9 @@ def trust_forwarded(app: WSGIApp, allowed: Iterable[str]) -> WSGIApp:
                 environ["wsgi.url_scheme"] = proto
             client = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
             if client:
+                # NOTE: the app still needs the proxy's own address to believe its other
+                # headers (X-Forwarded-Host), so it is kept before REMOTE_ADDR is replaced.
+                environ[PROXY_ADDR] = environ.get("REMOTE_ADDR")
                 environ["REMOTE_ADDR"] = client
         return app(environ, start_response)
 
