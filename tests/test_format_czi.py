@@ -14,7 +14,7 @@ from pylibCZIrw import czi as pyczi
 
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Reader, detect, open_fileset
-from coverslip.formats.czi import czi_color, parse_metadata
+from coverslip.formats.czi_meta import czi_color, parse_metadata
 from tests.helpers import SAMPLES, read_plane
 
 CZI = SAMPLES / "czi"
