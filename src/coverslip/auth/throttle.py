@@ -103,24 +103,14 @@ class Throttle:
                 self._count(conn, scope, now)
 
     def _count(self, conn: Connection, scope: str, now: float) -> None:
-        # NOTE: one upsert, so two workers failing the same new scope at once both count
-        # (a select-then-insert let one of them hit the primary key: IntegrityError).
         table = at.login_failures
         expired = now - table.c.first >= self.window
-        values: dict[str, Any] = {
+        changes: dict[str, Any] = {
             "count": sa.case((expired, 1), else_=table.c.count + 1),
             "first": sa.case((expired, now), else_=table.c.first),
             "last": now,
         }
-        insert = _insert_for(conn)
-        fresh = {"scope": scope, "count": 1, "first": now, "last": now}
-        if insert is not None:
-            statement = insert(table).values(**fresh)
-            conn.execute(statement.on_conflict_do_update(index_elements=["scope"], set_=values))
-            return
-        updated = conn.execute(table.update().where(table.c.scope == scope).values(**values))
-        if updated.rowcount == 0:
-            conn.execute(table.insert().values(**fresh))
+        _upsert(conn, {"scope": scope, "count": 1, "first": now, "last": now}, changes)
 
     def succeeded(self, scopes: list[str]) -> None:
         """Clear the username's and the pair's counts, and remember the address as known."""
@@ -131,28 +121,23 @@ class Throttle:
             conn.execute(table.delete().where(table.c.scope.in_(cleared)))
             for scope in scopes:
                 if scope.startswith("pair:"):
-                    self._remember(conn, f"ok:{scope[5:]}", now)
-
-    def _remember(self, conn: Connection, scope: str, now: float) -> None:
-        table = at.login_failures
-        insert = _insert_for(conn)
-        row = {"scope": scope, "count": 0, "first": now, "last": now}
-        if insert is not None:
-            statement = insert(table).values(**row)
-            conn.execute(
-                statement.on_conflict_do_update(index_elements=["scope"], set_={"last": now})
-            )
-            return
-        updated = conn.execute(table.update().where(table.c.scope == scope).values(last=now))
-        if updated.rowcount == 0:
-            conn.execute(table.insert().values(**row))
-
-    def clear(self, scope: str) -> None:
-        """Forget every count of ``scope``."""
-        with self.engine.begin() as conn:
-            conn.execute(at.login_failures.delete().where(at.login_failures.c.scope == scope))
+                    known = {"scope": f"ok:{scope[5:]}", "count": 0, "first": now, "last": now}
+                    _upsert(conn, known, {"last": now})
 
 
-def _insert_for(conn: Connection) -> Any:
-    """Return the dialect's INSERT with ON CONFLICT, or None where there is none."""
-    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
+def _upsert(conn: Connection, fresh: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Insert the row ``fresh``, or apply ``changes`` to the row of its scope if there is one.
+
+    # NOTE: one statement where the dialect has ON CONFLICT, so two workers counting the same
+    # new scope at once both count (a select-then-insert let one of them hit the primary key).
+    """
+    table = at.login_failures
+    dialects: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    insert = dialects.get(conn.dialect.name)
+    if insert is not None:
+        statement = insert(table).values(**fresh)
+        conn.execute(statement.on_conflict_do_update(index_elements=["scope"], set_=changes))
+        return
+    where = table.c.scope == fresh["scope"]
+    if conn.execute(table.update().where(where).values(**changes)).rowcount == 0:
+        conn.execute(table.insert().values(**fresh))
