@@ -194,7 +194,8 @@ FORMAT_LIST = (
 )
 BY_NAME = {fmt.name: fmt for fmt in FORMAT_LIST}
 FORMATS = tuple(BY_NAME)
-READABLE = "TIFF, OME-TIFF, SVS, NDPI, SCN, BIF, MRXS, DICOM, CZI, ND2, LIF, DV, MRC, OIB/OIF, IMS, PNG, JPEG, NPY, OME-Zarr"
+# Named in the error for a file no reader knows; derived so it cannot drift from the list.
+READABLE = ", ".join(fmt.name.upper() for fmt in FORMAT_LIST)
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
