@@ -392,12 +392,15 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries):
         return (int(row.version), dict(row.settings)) if row else None
 
     @staticmethod
-    def _bump_rdef_version(conn: Connection, image_id: int) -> int:
+    def _bump_rdef_version(conn: Connection, image_id: int, bump: bool = True) -> int:
+        """Return the image's settings version, made new first when ``bump``."""
         # NOTE: versions count per image, not per user: any saved setting makes a new
         # version, so no cached render made before it can answer again.
         latest = conn.scalar(sa.select(t.images.c.rdef_version).where(t.images.c.id == image_id))
         if latest is None:
             raise NotFound(f"image {image_id} does not exist")
+        if not bump:
+            return int(latest)
         version = int(latest) + 1
         conn.execute(
             t.images.update().where(t.images.c.id == image_id).values(rdef_version=version)
@@ -428,15 +431,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries):
         drop every cached render and ETag of an image).
         """
         with self.engine.begin() as conn:
-            if bump:
-                version = self._bump_rdef_version(conn, image_id)
-            else:
-                found = conn.scalar(
-                    sa.select(t.images.c.rdef_version).where(t.images.c.id == image_id)
-                )
-                if found is None:
-                    raise NotFound(f"image {image_id} does not exist")
-                version = int(found)
+            version = self._bump_rdef_version(conn, image_id, bump)
             conn.execute(
                 t.rendering_defs.delete().where(
                     t.rendering_defs.c.image_id == image_id, t.rendering_defs.c.user_id == user_id
