@@ -50,6 +50,8 @@ SORT_KEYS = (
 )
 # SECURITY: documents depend on who asks; shared caches must not keep them.
 PRIVATE = ["private", "no-cache"]
+# NOTE: int() also reads "+7", " 7", "7_0" and fullwidth digits; a query takes ASCII only.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 # Fields an owner may change only while the image has no data yet, as in Glance.
 QUEUED_ONLY = ("disk_format", "container_format")
 
@@ -60,8 +62,7 @@ def int_param(
     raw = req.get_param(name)
     if raw is None:
         return default
-    # NOTE: int() also reads "+7", " 7", "7_0" and fullwidth digits; a query takes ASCII only.
-    if not re.fullmatch(r"-?[0-9]{1,19}", raw):
+    if not _INTEGER.fullmatch(raw):
         raise BadParameter(name, f"{raw!r} is not an integer")
     value = int(raw)
     if not low <= value <= high:
