@@ -14,6 +14,9 @@ from coverslip.auth import Caller, policy
 from coverslip.catalog.records import MAX_ID, Dataset, Image
 from coverslip.services import Services
 
+# SECURITY: Cache-Control of answers that depend on who asks; shared caches must not keep them.
+PRIVATE = ["private", "no-cache"]
+
 
 def parse_id(text: str | None) -> int | None:
     """Return the id ``text`` spells in ASCII digits within range, else None.

@@ -15,7 +15,7 @@ from coverslip.errors import BadParameter, CoverslipError
 from coverslip.render.encode import encode
 from coverslip.render.service import Region, check_region, tile_region
 from coverslip.render.settings import parse_format, parse_quality
-from coverslip.web.access import install_ids, parse_id
+from coverslip.web.access import PRIVATE, install_ids, parse_id
 from coverslip.web.rendering import RenderContext, split_grid
 
 
@@ -181,7 +181,7 @@ class GetThumbnails:
             else:
                 result[str(image_id)] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
         # The answer depends on who asks: never stored by shared caches.
-        resp.cache_control = ["private", "no-cache"]
+        resp.cache_control = PRIVATE
         resp.media = result
 
 

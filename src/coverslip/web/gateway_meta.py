@@ -13,12 +13,9 @@ from coverslip.errors import BadParameter, Forbidden, NotFound
 from coverslip.render.luts import LUT_NAMES
 from coverslip.render.service import split_layout
 from coverslip.render.settings import apply_query
-from coverslip.web.access import install_ids
+from coverslip.web.access import PRIVATE, install_ids
 from coverslip.web.files import send_file
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
-
-# SECURITY: what these routes answer depends on who asks; shared caches must not keep it.
-PRIVATE = ["private", "no-cache"]
 
 PIXEL_RANGES = {
     "uint8": (0, 255),

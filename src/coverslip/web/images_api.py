@@ -18,7 +18,7 @@ from coverslip.errors import BadParameter, Conflict, Forbidden, NotFound
 from coverslip.services import Services
 from coverslip.uploads import Uploads
 from coverslip.web import images_import
-from coverslip.web.access import Access, install_ids, parse_id
+from coverslip.web.access import PRIVATE, Access, install_ids, parse_id
 from coverslip.web.body import read_json, require_media_type
 from coverslip.web.files import send_file
 from coverslip.web.images_access import ImageAccess
@@ -48,8 +48,6 @@ SORT_KEYS = (
     "created_at",
     "updated_at",
 )
-# SECURITY: documents depend on who asks; shared caches must not keep them.
-PRIVATE = ["private", "no-cache"]
 # NOTE: int() also reads "+7", " 7", "7_0" and fullwidth digits; a query takes ASCII only.
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 # Fields an owner may change only while the image has no data yet, as in Glance.

@@ -13,7 +13,7 @@ import jinja2
 from coverslip.catalog.records import Dataset
 from coverslip.errors import NotFound
 from coverslip.services import Services
-from coverslip.web.access import Access, install_ids
+from coverslip.web.access import PRIVATE, Access, install_ids
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 120
@@ -47,7 +47,7 @@ class Pages:
             **values,
         }
         resp.content_type = falcon.MEDIA_HTML
-        resp.cache_control = ["private", "no-cache"]
+        resp.cache_control = PRIVATE
         resp.text = self.env.get_template(template).render(**context)
 
     def not_found(self, req: falcon.Request, resp: falcon.Response) -> None:
