@@ -257,9 +257,12 @@ class Importer:
         fileset_id = self.catalog.create_fileset(fileset.format, owner_id, group_id)
         image_ids: list[int] = []
         try:
-            digest = self._keep_and_build(
-                path, fileset, fileset_id, image_ids, (owner_id, group_id), options, progress
+            owner = (owner_id, group_id)
+            build = functools.partial(
+                self._build_all, path, fileset, fileset_id, image_ids, owner, options, progress
             )
+            files = fileset.files or [path]
+            digest = self._keep_and_build(path, files, fileset_id, options, build)
             self._check_duplicate(digest, options)
             self.catalog.update_fileset(
                 fileset_id,
@@ -290,15 +293,12 @@ class Importer:
     def _keep_and_build(
         self,
         path: Path,
-        fileset: formats.Fileset,
+        files: list[Path],
         fileset_id: int,
-        image_ids: list[int],
-        owner: tuple[int, int],
         options: ImportOptions,
-        progress: Progress | None,
+        build: Callable[[], None],
     ) -> Digest:
-        """Keep (or, in place, hash) the originals and build every image's pyramid."""
-        files = fileset.files or [path]
+        """Keep (or, in place, hash) the originals of ``files`` and ``build`` every pyramid."""
 
         def keep() -> Digest:
             if options.in_place:
@@ -313,14 +313,14 @@ class Importer:
         if early:
             digest = keep()
             self._check_duplicate(digest, options)
-            self._build_all(path, fileset, fileset_id, image_ids, owner, options, progress)
+            build()
             return digest
         # PERF: copying and hashing the originals (I/O and hashlib, which release the GIL)
         # runs beside the pyramid builds; only files of a size seen before are hashed first.
         with ThreadPoolExecutor(1, thread_name_prefix="original") as pool:
             copying = pool.submit(keep)
             try:
-                self._build_all(path, fileset, fileset_id, image_ids, owner, options, progress)
+                build()
             finally:
                 digest = copying.result()
         return digest
