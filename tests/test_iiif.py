@@ -111,16 +111,41 @@ def test_sizes(client: testing.TestClient, image: tuple[int, np.ndarray]) -> Non
         (",150", (150, 200)),
         ("pct:10", (60, 80)),
         ("!100,100", (75, 100)),
+        ("!5000,5000", (600, 800)),  # not larger than the region without ^
+        ("^!1000,1000", (750, 1000)),
         ("90,40", (40, 90)),
         ("^1000,", (750, 1000)),
     ]:
         assert png(client, f"/iiif/3/{image_id}/full/{size}/0/default.jpg").shape[:2] == shape, size
 
 
+def test_canonical_link_header(client: testing.TestClient, image: tuple[int, np.ndarray]) -> None:
+    image_id, _ = image
+    base = f"http://127.0.0.1:4080/iiif/3/{image_id}"
+    for path, canonical in [
+        ("full/max/0/default.jpg", "full/max/0/default.jpg"),
+        ("0,0,800,600/800,/0/default.jpg", "full/max/0/default.jpg"),
+        ("pct:0,0,100,100/pct:100/0/gray.png", "full/max/0/gray.png"),
+        ("full/400,/90/default.jpg", "full/400,300/90/default.jpg"),
+        ("10,20,30,40/max/!0/default.png", "10,20,30,40/max/!0/default.png"),
+        ("10,20,30,40/15,/0/default.png", "10,20,30,40/15,20/0/default.png"),
+    ]:
+        answer = client.simulate_get(f"/iiif/3/{image_id}/{path}")
+        assert answer.status_code == 200, answer.text
+        assert f'<{base}/{canonical}>;rel="canonical"' in answer.headers["link"], path
+
+
+def test_unsupported_format_is_400_naming_it(
+    client: testing.TestClient, image: tuple[int, np.ndarray]
+) -> None:
+    answer = client.simulate_get(f"/iiif/3/{image[0]}/full/max/0/default.bmp")
+    assert answer.status_code == 400 and answer.json["description"].startswith("format:")
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
-        ("{id}/full/max/0/default.gif", 415),
+        ("{id}/full/max/0/default.gif", 400),
         ("{id}/full/max/0/fancy.jpg", 400),
         ("{id}/full/1000,/0/default.jpg", 400),
         ("{id}/full/max/45x/default.jpg", 400),

@@ -18,6 +18,7 @@ import falcon
 import numpy as np
 from PIL import Image as PILImage
 
+from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, NotFound
 from coverslip.render.service import Region
 from coverslip.web.access import parse_id
@@ -125,7 +126,9 @@ def parse_size(text: str, region: Region, max_area: int) -> tuple[int, int]:
         w = max(1, round(rw * h / rh))
     elif re.fullmatch(r"!\d+,\d+", body):
         bw, bh = (int(v) for v in body[1:].split(","))
-        scale = min(bw / rw, bh / rh)
+        # Without ^, "as large as possible but not larger than the extracted region, w or h":
+        # a box larger than the region returns the region at its own size.
+        scale = min(bw / rw, bh / rh) if upscale else min(bw / rw, bh / rh, 1.0)
         w, h = max(1, int(rw * scale)), max(1, int(rh * scale))
     elif re.fullmatch(r"\d+,\d+", body):
         w, h = (int(v) for v in body.split(","))
@@ -144,6 +147,20 @@ def parse_size(text: str, region: Region, max_area: int) -> tuple[int, int]:
             "size", f"{text!r} is larger than the {max_area} pixels this server renders at once"
         )
     return w, h
+
+
+def canonical_region(area: Region, image: Image) -> str:
+    """Return the canonical region: ``full`` for the whole image, else ``x,y,w,h``."""
+    if (area.x, area.y, area.width, area.height) == (0, 0, image.size_x, image.size_y):
+        return "full"
+    return f"{area.x},{area.y},{area.width},{area.height}"
+
+
+def canonical_size(wanted: tuple[int, int], area: Region, max_area: int) -> str:
+    """Return the canonical size: ``max`` when it is what ``max`` returns, else ``w,h``."""
+    if wanted == parse_size("max", area, max_area):
+        return "max"
+    return f"{wanted[0]},{wanted[1]}"
 
 
 def parse_rotation(text: str) -> tuple[bool, float]:
@@ -296,18 +313,15 @@ class ImageRequest:
                 "quality", f"{name or quality!r} is not one of {', '.join(QUALITIES)}"
             )
         if fmt not in FORMATS:
-            raise falcon.HTTPError(
-                falcon.HTTP_400 if not fmt else falcon.HTTP_415,
-                title="Unsupported format",
-                description=f"format: {fmt!r} is not jpg, png, tif or webp",
-            )
+            raise BadParameter("format", f"{fmt!r} is not jpg, png, tif or webp")
         area = parse_region(region, view.image.size_x, view.image.size_y)
         wanted = parse_size(size, area, self.service.max_area)
         mirror, angle = parse_rotation(rotation)
         request = Request(area, wanted, mirror, angle, "color" if name == "default" else name, fmt)
         canonical = (
-            f"{self.service.base(req, identifier)}/{area.x},{area.y},{area.width},{area.height}/"
-            f"{wanted[0]},{wanted[1]}/{'!' if mirror else ''}{angle:g}/{name}.{fmt}"
+            f"{self.service.base(req, identifier)}/{canonical_region(area, view.image)}/"
+            f"{canonical_size(wanted, area, self.service.max_area)}/"
+            f"{'!' if mirror else ''}{angle:g}/{name}.{fmt}"
         )
         resp.append_header("Link", f'<{canonical}>;rel="canonical"')
         key = view.key(
