@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 from coverslip.home import Home
 from coverslip.imports import ImportOptions
 from coverslip.render.luts import get_lut
+from coverslip.render.service import split_layout
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
 from tests.helpers import ArrayReader, composite, decode, paint, pyramid_levels, quantize
@@ -79,7 +80,13 @@ def test_tiles_at_every_level_including_ragged_edges(
     client: testing.TestClient, stack: tuple[int, np.ndarray]
 ) -> None:
     image_id, data = stack
-    levels = pyramid_levels(data[0, 0, 2], 3)
+    # 600 × 700 is below OMERO's big-image size: one resolution, tile level 0 only (as OMERO).
+    levels = pyramid_levels(data[0, 0, 2], 1)
+    for level in (1, 2):
+        answer = client.simulate_get(
+            f"/webgateway/render_image_region/{image_id}/2/0/?tile={level},0,0"
+        )
+        assert answer.status_code == 400 and answer.json["description"].startswith("tile:")
     for level, source in enumerate(levels):
         height, width = source.shape
         for ty in range((height + 255) // 256):
@@ -200,14 +207,15 @@ def test_projections(
     client: testing.TestClient, stack: tuple[int, np.ndarray], method: str
 ) -> None:
     image_id, data = stack
-    planes = data[0, 0, 1:4, :64, :64].astype(np.int64)
+    planes = data[0, 0, 1:4].astype(np.int64)
     projected = {
         "intmax": planes.max(axis=0),
         "intmean": planes.sum(axis=0) // 3,
         "intsum": np.minimum(planes.sum(axis=0), 65535),
     }[method]
     end = 12000 if method == "intsum" else 4095
-    url = f"/webgateway/render_image_region/{image_id}/0/0/?region=0,0,64,64&c=1|0:{end}&m=g&p={method}|1:3&format=png"
+    # render_image projects; render_image_region never does (as OMERO's renderJpegRegion).
+    url = f"/webgateway/render_image/{image_id}/0/0/?c=1|0:{end}&m=g&p={method}|1:3&format=png"
     np.testing.assert_array_equal(get_png(client, url)[..., 0], quantize(projected, 0, end))
 
 
@@ -258,8 +266,8 @@ def test_image_data(client: testing.TestClient, stack: tuple[int, np.ndarray]) -
     image_id, data = stack
     info = client.simulate_get(f"/webgateway/imgData/{image_id}/").json
     assert info["size"] == {"width": 700, "height": 600, "z": 5, "t": 1, "c": 3}
-    assert info["levels"] == 3 and info["tiles"] is True
-    assert info["tile_size"] == {"width": 256, "height": 256}
+    # One resolution in OMERO's terms (not a big image): no tiles, levels or tile size.
+    assert info["tiles"] is False and "levels" not in info and "tile_size" not in info
     assert info["rdefs"]["defaultZ"] == 2
     assert info["pixel_range"] == [0, 65535]
     assert [ch["window"]["min"] for ch in info["channels"]] == [
@@ -282,7 +290,7 @@ def test_thumbnail_sizes(client: testing.TestClient, stack: tuple[int, np.ndarra
     ).shape == (70, 50, 3)
     assert decode(
         client.simulate_get(f"/webclient/render_thumbnail/size/64/{image_id}/").content
-    ).shape == (55, 64, 3)
+    ).shape == (54, 64, 3)
     assert decode(
         client.simulate_get(f"/webgateway/render_birds_eye_view/{image_id}/200/").content
     ).shape == (171, 200, 3)
@@ -308,20 +316,6 @@ def test_default_thumbnail_needs_no_pixels(app: CoverslipApp, client: testing.Te
     assert np.abs(thumb - expected).mean() < 4
     # A size nobody rendered before needs pixels, which are gone: a clear 409, not a 500.
     assert client.simulate_get(f"/webgateway/render_thumbnail/{image_id}/64/").status_code == 409
-
-
-def test_thumbnail_reads_a_coarse_level_only(app: CoverslipApp, client: testing.TestClient) -> None:
-    data = np.full((1, 1, 1, 1024, 1024), 200, dtype=np.uint8)
-    image_id = add_image(app, data, "coarse")
-    level0 = app.services.home.pyramid(image_id) / "0"
-    for chunk in (level0 / "c").rglob("*"):
-        if chunk.is_file():
-            chunk.unlink()  # level 0 now reads as zeros
-    thumb = decode(
-        client.simulate_get(f"/webgateway/render_thumbnail/{image_id}/80/?c=1|0:255&m=g").content
-    )
-    assert thumb.shape == (80, 80, 3)
-    assert abs(int(np.median(thumb)) - 200) <= 2  # the coarse levels' 200, not level 0's zeros
 
 
 def test_saved_settings_show_at_once_and_etags(
@@ -383,13 +377,15 @@ def test_get_thumbnails(
 
 
 def test_split_channel_and_histogram(
-    client: testing.TestClient, stack: tuple[int, np.ndarray]
+    app: CoverslipApp, client: testing.TestClient, stack: tuple[int, np.ndarray]
 ) -> None:
     image_id, data = stack
     split = client.simulate_get(f"/webgateway/render_split_channel/{image_id}/0/0/?format=png")
     assert split.status_code == 200
-    info = client.simulate_get(f"/webgateway/imgData/{image_id}/split_channel/").json
-    assert decode(split.content).shape[:2] == (info["c"]["height"], info["c"]["width"])
+    # NOTE: the rendered grid is Coverslip's (bounded to 2048 px); imgData's split_channel is
+    # OMERO's full-size layout (tests/test_gateway_fidelity.py).
+    layout = split_layout(app.services.metadata.image(image_id), 3)
+    assert decode(split.content).shape[:2] == (layout["height"], layout["width"])
     histogram = client.simulate_get(
         f"/webgateway/histogram_json/{image_id}/channel/0/?bins=16&theZ=0"
     ).json["data"]

@@ -25,8 +25,11 @@ def settings_tag(user_id: int | None, version: int) -> str:
 
 
 def thumbnail_key(tag: str, z: int, t: int, width: int, height: int) -> str:
-    """Return the key of a JPEG thumbnail of plane (z, t) rendered with the settings ``tag``."""
-    return make_key(tag, z, t, "thumb", width, height)
+    """Return the key of a JPEG thumbnail of plane (z, t) rendered with the settings ``tag``.
+
+    "thumb2": thumbnails are scaled as OMERO scales them; entries made before are never served.
+    """
+    return make_key(tag, z, t, "thumb2", width, height)
 
 
 class RenderCache:

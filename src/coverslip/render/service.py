@@ -31,16 +31,146 @@ class Region:
     height: int
 
 
+# OMERO's omero.pixeldata.max_plane_width × max_plane_height defaults: an image whose planes
+# have more pixels is a "big image" there, read through a pyramid; any other has one resolution.
+MAX_PLANE_WIDTH = MAX_PLANE_HEIGHT = 3192
+THUMBNAIL_QUALITY = 0.85  # OMERO's default JPEG compression level (thumbnails and render_image)
+
+
+def is_big(image: Image) -> bool:
+    """Return whether OMERO would serve ``image`` through a pyramid (PixelsService.requiresPixelsPyramid)."""
+    return image.size_x * image.size_y > MAX_PLANE_WIDTH * MAX_PLANE_HEIGHT
+
+
+def resolution_count(image: Image, pyramid: Pyramid) -> int:
+    """Return how many resolutions OMERO would give ``image``: the pyramid's when big, else 1.
+
+    NOTE: Coverslip stores levels for every image larger than a tile; OMERO has them only for big
+    images (and, unlike here, never for float images), so smaller images report one resolution.
+    """
+    return len(pyramid.levels) if is_big(image) else 1
+
+
 def thumbnail_size(
     image: Image, width: int | None, height: int | None, default: int
 ) -> tuple[int, int]:
-    """Return the output size of a thumbnail: ``width`` alone is the longest side, both are exact."""
+    """Return the output size of a thumbnail: ``width`` alone is the longest side, both are exact.
+
+    The short side is truncated in 32-bit floats, as OMERO's ThumbnailCtx.calculateXYWidths does.
+    """
     if width is not None and height is not None:
         return width, height
     longest = width or default
-    if image.size_x >= image.size_y:
-        return longest, max(1, round(longest * image.size_y / image.size_x))
-    return max(1, round(longest * image.size_x / image.size_y)), longest
+    if image.size_x > image.size_y:
+        ratio = np.float32(longest) / np.float32(image.size_x)
+        return longest, max(1, int(np.float32(image.size_y) * ratio))
+    ratio = np.float32(longest) / np.float32(image.size_y)
+    return max(1, int(np.float32(image.size_x) * ratio)), longest
+
+
+def thumbnail_level(pyramid: Pyramid, resolutions: int, size: tuple[int, int]) -> int:
+    """Return the level a thumbnail of ``size`` is scaled from, as OMERO's ThumbnailBean picks it.
+
+    From full resolution down, the first level with a side at or below the thumbnail's; the
+    smallest level when none is; level 0 for an image with one resolution.
+    """
+    for level in range(resolutions):
+        lv = pyramid.levels[level]
+        if lv.width <= size[0] or lv.height <= size[1]:
+            return level
+    return resolutions - 1
+
+
+_F32 = np.float32
+_PI = _F32(np.pi)
+
+
+def _lanczos3(value: float) -> np.float32:
+    """Return java-image-scaling's Lanczos3Filter.apply(value), in its float/double mix."""
+    if value == 0:
+        return _F32(1.0)
+    v = _F32(abs(value))
+    if v >= 3:
+        return _F32(0.0)
+    v = _F32(v * _PI)
+    return _F32(
+        3.0
+        * np.sin(np.float64(v))
+        * np.sin(np.float64(_F32(v / _F32(3))))
+        / np.float64(_F32(v * v))
+    )
+
+
+def _resample_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pixels, weights), each (dst, K): ResampleOp's SubSamplingData for Lanczos3.
+
+    Padded taps have weight 0. Edges mirror: pixel -1 reads 1, pixel ``src`` reads ``src - 1``.
+    """
+    scale = _F32(dst) / _F32(src)
+    radius = _F32(3.0)
+    if scale < 1:
+        size = _F32(radius / scale)
+        norm = _F32(1.0 / (np.ceil(np.float64(size)) / np.float64(radius)))
+    else:
+        size, norm = radius, _F32(1.0)
+    step = _F32(_F32(1.0) / scale)
+    center = _F32(_F32(0.5) / scale)
+    rows: list[tuple[list[int], list[np.float32]]] = []
+    for _pixel in range(dst):
+        picks: list[int] = []
+        weights: list[np.float32] = []
+        total = _F32(0.0)
+        for current in range(int(center - size), int(float(center) + float(size) + 1.0) + 1):
+            weight = _lanczos3(float(_F32(_F32(center - _F32(current)) * norm)))
+            if weight != 0:
+                pick = -current if current < 0 else current
+                if current >= src:
+                    pick = src - current + src - 1
+                picks.append(min(max(pick, 0), src - 1))
+                weights.append(weight)
+                total = _F32(total + weight)
+        if total != 0:
+            weights = [_F32(w / total) for w in weights]
+        rows.append((picks, weights))
+        center = _F32(center + step)
+    width = max(len(p) for p, _ in rows)
+    pixels = np.zeros((dst, width), dtype=np.intp)
+    table = np.zeros((dst, width), dtype=np.float32)
+    for index, (picks, weights) in enumerate(rows):
+        pixels[index, : len(picks)] = picks
+        table[index, : len(weights)] = weights
+    return pixels, table
+
+
+def _resample_axis(values: np.ndarray, pixels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Resample axis 0 of uint8 ``values``: float32 sums in ResampleOp's order, then to bytes."""
+    out = np.zeros((pixels.shape[0], *values.shape[1:]), dtype=np.float32)
+    shape = (pixels.shape[0],) + (1,) * (values.ndim - 1)
+    for k in range(pixels.shape[1]):
+        out += values[pixels[:, k]].astype(np.float32) * weights[:, k].reshape(shape)
+    # toByte: below 0 is 0, above 255 is 255, else (byte)(f + 0.5f).
+    return np.where(out < 0, 0, np.where(out > 255, 255, np.floor(out + _F32(0.5)))).astype(
+        np.uint8
+    )
+
+
+def resample(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale an (H, W, 3) uint8 picture to ``width`` × ``height`` as OMERO scales thumbnails.
+
+    OMERO's IScale is JavaImageScalingService: java-image-scaling's ResampleOp (Lanczos3,
+    mirrored edges, normalised weights), horizontally into 8-bit, then vertically into 8-bit.
+    """
+    across = _resample_taps(rgb.shape[1], width)
+    down = _resample_taps(rgb.shape[0], height)
+    work = _resample_axis(np.ascontiguousarray(rgb.transpose(1, 0, 2)), *across)
+    return _resample_axis(np.ascontiguousarray(work.transpose(1, 0, 2)), *down)
+
+
+def scaled_size(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """Return the size IScale gives a ``width`` × ``height`` picture scaled to ``size`` (at least 3)."""
+    fx = np.float32(size[0]) / np.float32(width)
+    fy = np.float32(size[1]) / np.float32(height)
+    return max(3, int(np.float32(width) * fx)), max(3, int(np.float32(height) * fy))
 
 
 def check_plane(image: Image, z: int, t: int) -> None:
@@ -54,11 +184,15 @@ def check_plane(image: Image, z: int, t: int) -> None:
 def tile_region(
     image: Image, pyramid: Pyramid, level: int, tx: int, ty: int, width: int, height: int
 ) -> tuple[int, Region]:
-    """Return (level, region at that level) of tile (tx, ty) of ``level`` (0 = full resolution)."""
-    if not 0 <= level < len(pyramid.levels):
-        raise BadParameter(
-            "tile", f"level {level} does not exist (this image has 0..{len(pyramid.levels) - 1})"
-        )
+    """Return (level, region at that level) of tile (tx, ty) of ``level`` (0 = full resolution).
+
+    The levels are the image's resolutions as OMERO counts them (``resolution_count``): an
+    image with one resolution has only level 0, as in OMERO's render_image_region.
+    """
+    count = resolution_count(image, pyramid)
+    if level < 0 or level >= count:
+        have = "only level 0 (one resolution)" if count == 1 else f"levels 0..{count - 1}"
+        raise BadParameter("tile", f"level {level} does not exist (this image has {have})")
     lv = pyramid.levels[level]
     tile_w = width if width > 0 else image.tile_size
     tile_h = height if height > 0 else image.tile_size
@@ -179,6 +313,25 @@ class Renderer:
             rgb = np.asarray(PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BOX))
         return rgb
 
+    def thumbnail_rgb(
+        self,
+        image: Image,
+        pyramid: Pyramid,
+        rdef: RenderingDef,
+        z: int,
+        t: int,
+        size: tuple[int, int],
+    ) -> np.ndarray:
+        """Return the thumbnail pixels of plane (z, t) at ``size``, as OMERO's ThumbnailBean makes them.
+
+        The plane of ``thumbnail_level`` is rendered whole, then scaled by ``resample``.
+        # PERF: an image with one resolution (up to 3192² pixels) is read whole, as in OMERO.
+        """
+        level = thumbnail_level(pyramid, resolution_count(image, pyramid), size)
+        lv = pyramid.levels[level]
+        rgb = self.rgb(image, pyramid, rdef, z, t, Region(0, 0, lv.width, lv.height), level=level)
+        return resample(rgb, *scaled_size(lv.width, lv.height, size))
+
     def thumbnail(
         self,
         image: Image,
@@ -188,6 +341,6 @@ class Renderer:
         t: int,
         size: tuple[int, int],
     ) -> bytes:
-        """Return a JPEG thumbnail of plane (z, t) at exactly ``size``."""
-        whole = Region(0, 0, image.size_x, image.size_y)
-        return encode(self.rgb(image, pyramid, rdef, z, t, whole, size), "jpeg", 0.9)
+        """Return a JPEG thumbnail of plane (z, t) at ``size``, at OMERO's default quality."""
+        rgb = self.thumbnail_rgb(image, pyramid, rdef, z, t, size)
+        return encode(rgb, "jpeg", THUMBNAIL_QUALITY)

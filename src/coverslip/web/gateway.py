@@ -10,13 +10,24 @@ from __future__ import annotations
 import base64
 
 import falcon
+from falcon.routing import BaseConverter
 
 from coverslip.errors import BadParameter, CoverslipError
 from coverslip.render.encode import encode
-from coverslip.render.service import Region, check_region, tile_region
+from coverslip.render.service import THUMBNAIL_QUALITY, Region, check_region, tile_region
 from coverslip.render.settings import parse_format, parse_quality
 from coverslip.web.access import PRIVATE, install_ids, parse_id
-from coverslip.web.rendering import RenderContext, split_grid
+from coverslip.web.rendering import RENDER_PARAMS, RenderContext, split_grid
+
+# render_image_region renders the plane as it is: OMERO's renderJpegRegion takes no projection.
+REGION_PARAMS = tuple(name for name in RENDER_PARAMS if name != "p")
+
+
+class NaturalConverter(BaseConverter):
+    """The ``{name:nat}`` route converter: ASCII digits only (Falcon's ``int`` reads "+7" and "７")."""
+
+    def convert(self, value: str) -> int | None:
+        return parse_id(value)
 
 
 def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
@@ -32,8 +43,13 @@ def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
 
 
 def _output(req: falcon.Request) -> tuple[str, float]:
-    """Return the requested (format, quality): `format=` (JPEG by default) and `q=`."""
-    return parse_format(req.get_param("format") or "jpeg"), parse_quality(req.get_param("q"))
+    """Return the requested (format, quality): `format=` (JPEG by default) and `q=`.
+
+    Without `q` the quality is OMERO's rendering engine default, 0.85.
+    """
+    raw = req.get_param("q")
+    quality = THUMBNAIL_QUALITY if raw is None or raw == "" else parse_quality(raw)
+    return parse_format(req.get_param("format") or "jpeg"), quality
 
 
 class RenderImage:
@@ -66,7 +82,7 @@ class RenderImageRegion:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
-        view = self.ctx.view(req, iid, z, t)
+        view = self.ctx.view(req, iid, z, t, names=REGION_PARAMS, project=False)
         fmt, quality = _output(req)
         tile = req.get_param("tile")
         if tile is not None:
@@ -203,6 +219,7 @@ class RenderSplitChannel:
 def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -> None:
     """Mount the webgateway rendering routes (only the thumbnail ones for the thumbnail service)."""
     install_ids(app)
+    app.router_options.converters["nat"] = NaturalConverter
     thumb = RenderThumbnail(ctx)
     birds = BirdsEyeView(ctx)
     batch = GetThumbnails(ctx)
@@ -212,13 +229,13 @@ def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -
             f"{prefix}/render_thumbnail/{{iid:id}}",
             thumb if prefix == "/webgateway" else webclient,
         )
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:int}}", thumb)
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:int}}/{{h:int}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:nat}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:nat}}/{{h:nat}}", thumb)
         app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}", birds)
-        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}/{{size:int}}", birds)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}/{{size:nat}}", birds)
         app.add_route(f"{prefix}/get_thumbnails", batch)
-        app.add_route(f"{prefix}/get_thumbnails/{{w:int}}", batch)
-    app.add_route("/webclient/render_thumbnail/size/{w:int}/{iid:id}", webclient)
+        app.add_route(f"{prefix}/get_thumbnails/{{w:nat}}", batch)
+    app.add_route("/webclient/render_thumbnail/size/{w:nat}/{iid:id}", webclient)
     if thumbs_only:
         return
     image = RenderImage(ctx)
@@ -226,7 +243,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -
     split = RenderSplitChannel(ctx)
     for prefix in ("/webgateway", "/webclient"):
         app.add_route(f"{prefix}/render_image/{{iid:id}}", image)
-        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:int}}", image)
-        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:int}}/{{t:int}}", image)
-        app.add_route(f"{prefix}/render_image_region/{{iid:id}}/{{z:int}}/{{t:int}}", region)
-        app.add_route(f"{prefix}/render_split_channel/{{iid:id}}/{{z:int}}/{{t:int}}", split)
+        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:nat}}", image)
+        app.add_route(f"{prefix}/render_image/{{iid:id}}/{{z:nat}}/{{t:nat}}", image)
+        app.add_route(f"{prefix}/render_image_region/{{iid:id}}/{{z:nat}}/{{t:nat}}", region)
+        app.add_route(f"{prefix}/render_split_channel/{{iid:id}}/{{z:nat}}/{{t:nat}}", split)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -11,53 +12,84 @@ import numpy as np
 from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, Forbidden, NotFound
 from coverslip.render.luts import LUT_NAMES
-from coverslip.render.service import split_layout
+from coverslip.render.service import MAX_PLANE_HEIGHT, MAX_PLANE_WIDTH, resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids
 from coverslip.web.files import send_file
+from coverslip.web.gateway import NaturalConverter
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
 
-PIXEL_RANGES = {
-    "uint8": (0, 255),
-    "int8": (-128, 127),
-    "uint16": (0, 65535),
-    "int16": (-32768, 32767),
-    "uint32": (0, 4294967295),
-    "int32": (-2147483648, 2147483647),
-}
+# OMERO's names of the pixel types (omero.model.enums.PixelsType*).
+PIXELS_TYPES = {"float32": "float", "float64": "double"}
 
 
-def _pixel_range(view: View) -> list[float]:
-    found = PIXEL_RANGES.get(view.image.pixel_type)
-    if found is not None:
-        return list(found)
-    channels = view.image.channels
-    return (
-        [min(ch.min for ch in channels), max(ch.max for ch in channels)] if channels else [0.0, 1.0]
-    )
+def pixel_range(pixel_type: str) -> list[float]:
+    """Return imgData's pixel_range as OMERO's ImageWrapper.getPixelRange computes it.
+
+    From the byte width alone: signed types (floats included) give ±2**(8·bytes)/2 as
+    floats, unsigned ones 0..2**(8·bytes) − 1; so float is ±2**31 and double ±2**63.
+    """
+    dtype = np.dtype(pixel_type)
+    top = 2 ** (8 * dtype.itemsize)
+    if dtype.kind in "if":
+        return [-top / 2, top / 2 - 1]
+    return [0, top - 1]
 
 
-def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
-    """Return the imgData JSON of OMERO's imageMarshal for one image as the caller sees it."""
+def split_dims(size_x: int, size_y: int, size_c: int, border: int = 2) -> dict[str, Any]:
+    """Return imgData's split_channel as OMERO's ImageWrapper.splitChannelDims computes it.
+
+    Full-size panes on a near-square grid: one per channel ("g"), one more for the merge ("c").
+    """
+    dims: dict[str, Any] = {}
+    for key, panes in (("g", size_c), ("c", size_c + 1)):
+        root = math.sqrt(panes)
+        rows = int(round(root))
+        cols = rows + 1 if root > rows else rows
+        dims[key] = {
+            "width": size_x * cols + border * (cols + 1),
+            "height": size_y * rows + border * (rows + 1),
+            "border": border,
+            "gridx": cols,
+            "gridy": rows,
+        }
+    return dims
+
+
+def image_data(
+    view: View,
+    caller_can: dict[str, bool],
+    author: str = "",
+    dataset: tuple[str, str] | None = None,
+    archived: bool = False,
+    inverted: bool = False,
+) -> dict[str, Any]:
+    """Return the imgData JSON of OMERO's imageMarshal for one image as the caller sees it.
+
+    ``dataset`` is the (name, description) of the one dataset holding the image, if exactly
+    one does; ``inverted`` is OMERO's ``ia``: it swaps the Z and T sizes reported, nothing else.
+    """
     image, rdef, pyramid = view.image, view.rdef, view.pyramid
-    levels = len(pyramid.levels)
+    levels = resolution_count(image, pyramid)
+    size_z, size_t = (image.size_t, image.size_z) if inverted else (image.size_z, image.size_t)
     data: dict[str, Any] = {
         "id": image.id,
         "meta": {
             "imageName": image.name,
             "imageDescription": "",
-            "imageAuthor": str(image.owner_id),
+            "imageAuthor": author,
+            "imageArchived": archived,
             "projectName": "Multiple",
             "projectId": None,
             "projectDescription": "",
-            "datasetName": "Multiple" if len(image.dataset_ids) != 1 else "",
-            "datasetId": image.dataset_ids[0] if len(image.dataset_ids) == 1 else None,
-            "datasetDescription": "",
+            "datasetName": dataset[0] if dataset else "Multiple",
+            "datasetId": image.dataset_ids[0] if dataset else None,
+            "datasetDescription": dataset[1] if dataset else "",
             "wellSampleId": "",
             "wellId": "",
             "imageTimestamp": image.created.timestamp(),
             "imageId": image.id,
-            "pixelsType": image.pixel_type,
+            "pixelsType": PIXELS_TYPES.get(image.pixel_type, image.pixel_type),
         },
         "perms": caller_can,
         "tiles": levels > 1,
@@ -65,8 +97,8 @@ def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
         "size": {
             "width": image.size_x,
             "height": image.size_y,
-            "z": image.size_z,
-            "t": image.size_t,
+            "z": size_z,
+            "t": size_t,
             "c": image.size_c,
         },
         "pixel_size": {
@@ -75,7 +107,7 @@ def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
             "z": image.physical_size_z,
         },
         "init_zoom": 0,
-        "pixel_range": _pixel_range(view),
+        "pixel_range": pixel_range(image.pixel_type),
         "channels": [
             {
                 "emissionWave": meta.emission_wave,
@@ -96,7 +128,7 @@ def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
             }
             for meta, setting in zip(image.channels, rdef.channels, strict=False)
         ],
-        "split_channel": _split(view),
+        "split_channel": split_dims(image.size_x, image.size_y, image.size_c),
         "rdefs": {
             "model": rdef.model,
             "projection": rdef.projection
@@ -104,15 +136,17 @@ def image_data(view: View, caller_can: dict[str, bool]) -> dict[str, Any]:
             else f"{rdef.projection}|{rdef.projection_start}:{rdef.projection_end}",
             "defaultZ": rdef.default_z,
             "defaultT": rdef.default_t,
-            "invertAxis": False,
+            "invertAxis": inverted,
         },
     }
     if levels > 1:
+        shown = pyramid.levels[:levels]
         data["tile_size"] = {"width": image.tile_size, "height": image.tile_size}
         data["levels"] = levels
-        data["zoomLevelScaling"] = {
-            str(i): lv.width / image.size_x for i, lv in enumerate(pyramid.levels)
+        data["resolutions"] = {
+            str(i): {"sizeX": lv.width, "sizeY": lv.height} for i, lv in enumerate(shown)
         }
+        data["zoomLevelScaling"] = {str(i): lv.width / image.size_x for i, lv in enumerate(shown)}
     return data
 
 
@@ -139,13 +173,6 @@ def add_file_metadata(
         channel["excitationWave"] = found.get("excitation_wave")
 
 
-def _split(view: View) -> dict[str, Any]:
-    active = sum(1 for ch in view.rdef.channels if ch.active)
-    layout = split_layout(view.image, active)
-    grid = {k: layout[k] for k in ("width", "height", "border", "gridx", "gridy")}
-    return {"g": grid, "c": grid}
-
-
 class ImageData:
     """`imgData/<iid>/[<key>/]`: everything about an image; ``key`` picks a dotted sub-path."""
 
@@ -157,8 +184,24 @@ class ImageData:
         self, req: falcon.Request, resp: falcon.Response, iid: int, key: str | None = None
     ) -> None:
         view = self.ctx.view(req, iid, None, None)
-        catalog = self.ctx.services.catalog
-        data: Any = image_data(view, self.permissions(req, view.image))
+        services = self.ctx.services
+        catalog = services.catalog
+        image = view.image
+        account = services.auth.directory.account(image.owner_id)
+        author = (account.user.full_name or account.user.username) if account else ""
+        dataset = None
+        if len(image.dataset_ids) == 1:
+            found = catalog.get_dataset(image.dataset_ids[0])
+            dataset = (found.name, found.description)
+        original = services.home.original_dir(image.id) / image.original_name
+        data: Any = image_data(
+            view,
+            self.permissions(req, image),
+            author=author,
+            dataset=dataset,
+            archived=bool(image.original_name) and original.is_file(),
+            inverted=req.get_param("ia") == "1",
+        )
         add_file_metadata(data, catalog.get_extras(iid), catalog.plate_of(iid))
         if key is not None:
             for part in key.split("."):
@@ -248,6 +291,19 @@ class Luts:
         }
 
 
+def histogram_level(view: View) -> int:
+    """Return the largest level with at most OMERO's maximum plane size in pixels (3192²).
+
+    OMERO counts the whole plane of any image up to that size and refuses bigger ones; here a
+    bigger image is counted on its largest level that small enough.
+    """
+    limit = MAX_PLANE_WIDTH * MAX_PLANE_HEIGHT
+    for index, lv in enumerate(view.pyramid.levels):
+        if lv.width * lv.height <= limit:
+            return index
+    return len(view.pyramid.levels) - 1
+
+
 class Histogram:
     """`histogram_json/<iid>/channel/<c>/?theZ=&theT=&bins=`: counts over the channel's min..max."""
 
@@ -263,8 +319,7 @@ class Histogram:
         assert bins is not None
         if not 1 <= bins <= 65536:
             raise BadParameter("bins", f"{bins} is not between 1 and 65536")
-        # NOTE: a histogram of the level nearest 1024² is as informative and much cheaper.
-        level = view.pyramid.level_for(min(1.0, 1024 / max(image.size_x, image.size_y)))
+        level = histogram_level(view)
         plane = view.pyramid.read(level, view.t, c, view.z, slice(None), slice(None))
         channel = image.channels[c]
         values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
@@ -302,6 +357,7 @@ class ArchivedFile:
 def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     """Mount the JSON and download routes; ``access`` answers permission questions for a request."""
     install_ids(app)
+    app.router_options.converters["nat"] = NaturalConverter
     for prefix in ("/webgateway", "/webclient"):
         data = ImageData(ctx, access.permissions)
         app.add_route(f"{prefix}/imgData/{{iid:id}}", data)
@@ -314,7 +370,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     )
     app.add_route("/webgateway/getImgRDef/{iid:id}", GetImgRDef(ctx))
     app.add_route("/webgateway/luts", Luts())
-    app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:int}", Histogram(ctx))
+    app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:nat}", Histogram(ctx))
     download = ArchivedFile(ctx, access.can_download)
     app.add_route("/webgateway/archived_files/download/{iid:id}", download)
     app.add_route("/webclient/archived_files/download/{iid:id}", download)

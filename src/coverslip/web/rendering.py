@@ -8,6 +8,7 @@ cache keys, and HTTP caching (ETag, Cache-Control, 304).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property, lru_cache
@@ -33,15 +34,23 @@ Visible = Callable[[falcon.Request, Image], bool]
 IsPublic = Callable[[Image], bool]
 
 
-def int_param(req: falcon.Request, name: str, default: int | None = None) -> int | None:
-    """Return an integer query parameter, or raise BadParameter naming it."""
+# SECURITY: ``int()`` also reads "+7", " 7", "7_0" and fullwidth digits; a parameter is ASCII
+# digits only, and a long run of them is refused before it becomes a huge number.
+_NATURAL = re.compile(r"[0-9]{1,18}")
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+def int_param(
+    req: falcon.Request, name: str, default: int | None = None, negative: bool = False
+) -> int | None:
+    """Return an integer query parameter (ASCII digits, ``-`` first if ``negative``), or raise BadParameter."""
     raw = req.get_param(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadParameter(name, f"{raw!r} is not an integer") from None
+    if not (_INTEGER if negative else _NATURAL).fullmatch(raw):
+        kind = "an integer" if negative else "a whole number in ASCII digits"
+        raise BadParameter(name, f"{raw[:40]!r} is not {kind}")
+    return int(raw)
 
 
 class Sides(NamedTuple):
@@ -110,8 +119,13 @@ class RenderContext:
             raise Conflict(f"image {iid} is {image.status}, not active")
         return image
 
-    def settings(self, req: falcon.Request, image: Image) -> tuple[str, RenderingDef]:
-        """Return (tag, settings): the caller's own, else the owner's, else the defaults; then the query."""
+    def settings(
+        self, req: falcon.Request, image: Image, names: tuple[str, ...] = RENDER_PARAMS
+    ) -> tuple[str, RenderingDef]:
+        """Return (tag, settings): the caller's own, else the owner's, else the defaults; then the query.
+
+        Only the query parameters in ``names`` apply (OMERO's thumbnails take none of them).
+        """
         caller = getattr(req.context, "caller", None)
         user_id = getattr(caller, "user_id", None)
         stored = None
@@ -124,21 +138,35 @@ class RenderContext:
                     break
         base = RenderingDef.from_json(stored[1]) if stored else _default_def(image)
         tag = settings_tag(whose, image.rdef_version)
-        params = {name: req.params[name] for name in RENDER_PARAMS if name in req.params}
+        params = {name: req.params[name] for name in names if name in req.params}
         if params:
             base = apply_query(base, {k: str(v) for k, v in params.items()}, image.size_c)
             tag += "|" + base.to_query()
         return tag, base
 
-    def view(self, req: falcon.Request, iid: int, z: int | None, t: int | None) -> View:
-        """Resolve image, pyramid, settings and plane for a rendering request."""
+    def view(
+        self,
+        req: falcon.Request,
+        iid: int,
+        z: int | None,
+        t: int | None,
+        names: tuple[str, ...] = RENDER_PARAMS,
+        project: bool = True,
+    ) -> View:
+        """Resolve image, pyramid, settings and plane for a rendering request.
+
+        ``names`` are the rendering parameters the route takes; without ``project`` the plane is
+        rendered as it is, whatever projection the settings name (OMERO's regions, tiles and
+        thumbnails). ``ia`` never changes the plane: in OMERO it only swaps imgData's Z and T sizes.
+        """
         image = self.image(req, iid)
-        tag, rdef = self.settings(req, image)
+        tag, rdef = self.settings(req, image, names)
+        if not project and rdef.projection != "normal":
+            rdef = replace(rdef, projection="normal", projection_start=None, projection_end=None)
+            tag += "|unprojected"
         z = int_param(req, "z", rdef.default_z) if z is None else z
         t = int_param(req, "t", rdef.default_t) if t is None else t
         assert z is not None and t is not None
-        if req.get_param("ia") not in (None, "", "0"):
-            z, t = t, z  # OMERO's inverted axis: Z and T swap places
         check_plane(image, z, t)
         return View(image, rdef, z, t, tag, self.is_public(image), self.pyramid)
 
@@ -206,7 +234,9 @@ class RenderContext:
     def _thumbnail_view(
         self, req: falcon.Request, iid: int, sides: Sides
     ) -> tuple[View, str, tuple[int, int]]:
-        view = self.view(req, iid, None, None)
+        # OMERO's render_thumbnail takes only z, t (and rdefId) from the query: c, m, maps and
+        # p never change a thumbnail, and the plane is never projected.
+        view = self.view(req, iid, None, None, names=(), project=False)
         size = thumbnail_size(view.image, sides.w, sides.h, self.default_size)
         return view, thumbnail_key(view.tag, view.z, view.t, *size), size
 
