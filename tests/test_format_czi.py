@@ -226,6 +226,33 @@ def test_a_tiled_mosaic_is_read_band_by_band_across_tiles(tmp_path: Path, opened
     np.testing.assert_array_equal(read_plane(reader, 0, 0, 0, 33), expected)
 
 
+@pytest.mark.parametrize("samples", [1, 3], ids=["Gray16", "Bgr48"])
+def test_bands_are_cut_from_taller_reads_in_any_order(
+    tmp_path: Path, opened: Any, samples: int
+) -> None:
+    # Two CZI channels of a 2 × 2 mosaic of 50 × 40 frames; the reader reads 16 rows at once.
+    truth = RNG.integers(0, 65536, (2, 100, 80, samples), dtype=np.uint16)
+    tiles = [
+        {"data": truth[c, y : y + 50, x : x + 40], "location": (x, y), "plane": {"C": c}}
+        for c in range(2)
+        for y in (0, 50)
+        for x in (0, 40)
+    ]
+    path = tmp_path / "bands.czi"
+    write_czi(path, tiles)
+    [reader] = opened(path)
+    reader.rows = 16
+    # Image channels: the CZI channel's samples as R, G, B (libCZI stores B, G, R).
+    expected = np.concatenate([np.moveaxis(truth[c, :, :, ::-1], 2, 0) for c in range(2)])
+    assert reader.meta.size_c == 2 * samples
+    for c in range(reader.meta.size_c):
+        np.testing.assert_array_equal(read_plane(reader, 0, c, 0, 7), expected[c])
+    # Out of order, within a read, across two reads, taller than a read, back to another channel.
+    for c, y0, y1 in [(1, 90, 100), (0, 3, 9), (1, 10, 30), (0, 0, 100), (1, 40, 41), (0, 95, 99)]:
+        band = reader.read_band(0, c * samples, 0, y0, y1)
+        np.testing.assert_array_equal(band, expected[c * samples, y0:y1])
+
+
 @pytest.mark.parametrize(
     ("dtype", "samples"),
     [("uint8", 1), ("uint16", 1), ("float32", 1), ("uint8", 3), ("uint16", 3)],

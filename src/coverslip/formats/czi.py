@@ -46,6 +46,10 @@ EXTRA_DIMS = ("R", "I", "H", "V", "B")
 # PERF: libCZI keeps decoded compressed subblocks for the next band; bounded so an import
 # stays within its memory budget.
 CACHE_BYTES = 256 * 1024 * 1024
+# PERF: libCZI reads every subblock a read touches in full, so 256-row bands of a mosaic of
+# 2048² frames read each frame 8 times; reading this many bytes of rows at once and handing
+# out the import's bands from them reads it once or twice (286 against 540 MB/s).
+CHUNK_BYTES = 64 * 1024 * 1024
 SHORT_READ = "Not enough data read"  # what libCZI says when the file ends too soon
 
 
@@ -110,8 +114,11 @@ class CziScene:
         self.scene = scene
         self.rect = rect
         self.meta = meta
-        # PERF: the three samples of an RGB pixel come out of one read; keep the last band.
-        self._last: tuple[tuple[Any, ...], np.ndarray] | None = None
+        samples = 3 if any(source.rgb for source in plan.channels) else 1
+        # Rows read at once; the bands asked for are sliced out of them.
+        self.rows = max(1, CHUNK_BYTES // max(1, rect.w * samples * plan.dtype.itemsize))
+        # PERF: kept for the next bands, and for the other samples of an RGB pixel.
+        self._last: tuple[tuple[Any, ...], int, np.ndarray] | None = None
 
     def _coords(self, t: int, c: int, z: int) -> dict[str, int]:
         coords: dict[str, int] = {}
@@ -126,37 +133,45 @@ class CziScene:
     def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         source = self.plan.channels[c]
         plane = self._coords(t, c, z)
-        key = (tuple(sorted(plane.items())), y0, y1)
-        if self._last is not None and self._last[0] == key:
-            band = self._last[1]
-        else:
-            roi = (self.rect.x, self.rect.y + y0, self.rect.w, y1 - y0)
-            try:
-                with self.lock:
-                    band = self.document.read(
-                        roi=roi,
-                        plane=plane,
-                        scene=self.scene,
-                        zoom=1.0,
-                        pixel_type=source.pixel_type,
-                    )
-            except MemoryError:
-                raise ImportFailed("a band of the CZI is too large to decode") from None
-            except Exception as exc:  # noqa: BLE001 - libCZI raises RuntimeError, ValueError…
-                where = f" of {self.meta.series}" if self.meta.series else ""
-                why = "the CZI is truncated: " if SHORT_READ in str(exc) else ""
-                raise ImportFailed(
-                    f"rows {y0}:{y1} of plane t={t} c={c} z={z}{where} cannot be read "
-                    f"({why}{' '.join(str(exc).split())})"
-                ) from None
-            self._last = (key, band)
+        key = tuple(sorted(plane.items()))
+        last = self._last
+        if last is None or last[0] != key or not last[1] <= y0 < y1 <= last[1] + len(last[2]):
+            bottom = min(self.meta.size_y, max(y1, y0 + self.rows))
+            last = self._last = (key, y0, self._read(plane, source, (t, c, z), y0, bottom))
+        band = last[2][y0 - last[1] : y1 - last[1]]
+        # NOTE: libCZI stores colour as B, G, R; channel 0 of the image is red.
+        index = 2 - source.sample if source.rgb else 0
+        return np.ascontiguousarray(band[:, :, index], dtype=self.plan.dtype)
+
+    def _read(
+        self, plane: dict[str, int], source: _Source, tcz: tuple[int, int, int], y0: int, y1: int
+    ) -> np.ndarray:
+        """Return rows y0:y1 of a plane as libCZI composes them, (rows, width, samples)."""
+        roi = (self.rect.x, self.rect.y + y0, self.rect.w, y1 - y0)
+        try:
+            with self.lock:
+                band = self.document.read(
+                    roi=roi,
+                    plane=plane,
+                    scene=self.scene,
+                    zoom=1.0,
+                    pixel_type=source.pixel_type,
+                )
+        except MemoryError:
+            raise ImportFailed("a band of the CZI is too large to decode") from None
+        except Exception as exc:  # noqa: BLE001 - libCZI raises RuntimeError, ValueError…
+            t, c, z = tcz
+            where = f" of {self.meta.series}" if self.meta.series else ""
+            why = "the CZI is truncated: " if SHORT_READ in str(exc) else ""
+            raise ImportFailed(
+                f"rows {y0}:{y1} of plane t={t} c={c} z={z}{where} cannot be read "
+                f"({why}{' '.join(str(exc).split())})"
+            ) from None
         if band.shape[:2] != (y1 - y0, self.meta.size_x):
             raise ImportFailed(
                 f"libCZI returned a band of shape {band.shape[:2]} for rows {y0}:{y1}"
             )
-        # NOTE: libCZI stores colour as B, G, R; channel 0 of the image is red.
-        index = 2 - source.sample if source.rgb else 0
-        return np.ascontiguousarray(band[:, :, index], dtype=self.plan.dtype)
+        return band
 
     def close(self) -> None:
         self._last = None
