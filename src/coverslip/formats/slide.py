@@ -186,6 +186,9 @@ class _Level:
         self.series = series
         self.level = level
         self.array: Any = None
+        # PERF: the samples of a pixel (RGB) are decoded together; the last band is kept with
+        # all of them, so reading its channels one after another decodes its tiles once.
+        self._last: tuple[tuple[Any, ...], np.ndarray] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -209,7 +212,23 @@ class _Level:
                     index[axis] = int(position)
         index[self.axes.index("Y")] = slice(y0, y1)
         index[self.axes.index("X")] = slice(None)
-        return np.asarray(self.array[tuple(index)])
+        samples = self.axes.find("S")
+        if samples < 0:
+            return np.asarray(self.array[tuple(index)])
+        sample = index[samples]
+        assert isinstance(sample, int)  # S is a channel axis: set above
+        index[samples] = slice(None)
+        key = tuple((i.start, i.stop) if isinstance(i, slice) else i for i in index)
+        if self._last is None or self._last[0] != key:
+            self._last = None  # NOTE: free the old band before decoding the next
+            self._last = (key, np.asarray(self.array[tuple(index)]))
+        # The band keeps the sliced axes (Y, X, S in the stored order); take the sample.
+        kept = sum(isinstance(i, slice) for i in index[:samples])
+        return np.ascontiguousarray(np.take(self._last[1], sample, axis=kept))
+
+    def close(self) -> None:
+        self.array = None
+        self._last = None
 
 
 def _check_extent(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
@@ -263,7 +282,7 @@ class TiffSlideReader:
 
     def close(self) -> None:
         for level in self.levels:
-            level.array = None
+            level.close()
 
 
 def _channels(series: tifffile.TiffPageSeries, size_c: int, names: list[str]) -> list[ChannelMeta]:
