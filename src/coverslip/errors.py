@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
+# The errors a write gets when the disk is full or the user's disk quota is used up.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+SQLITE_FULL = 13
+
 
 class CoverslipError(Exception):
     """Base of every error a service raises on purpose."""
@@ -60,3 +68,31 @@ class UnsupportedFormat(ImportFailed):
 
 class NoSpace(CoverslipError):
     """The disk holding the instance home is full (HTTP 507 Insufficient Storage)."""
+
+    def __init__(self, message: str = "no space left on the instance's disk") -> None:
+        super().__init__(message)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Return whether ``exc`` says a write failed because the disk (or the quota) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE_ERRNOS
+    if isinstance(exc, ValueError):
+        # NOTE: tensorstore reports a failed write as a ValueError naming the OS error code.
+        return any(f"[os_error_code='{code}']" in str(exc) for code in NO_SPACE_ERRNOS)
+    # NOTE: SQLite says SQLITE_FULL (through SQLAlchemy, on ``orig``) when its file cannot grow.
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL
+
+
+@contextlib.contextmanager
+def full_disk_is_no_space() -> Iterator[None]:
+    """Turn a full disk met by the writes inside the block into NoSpace."""
+    try:
+        yield
+    except CoverslipError:
+        raise
+    except Exception as exc:
+        if is_no_space(exc):
+            raise NoSpace() from exc
+        raise

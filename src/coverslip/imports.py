@@ -22,7 +22,15 @@ import numpy as np
 from coverslip import formats
 from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog, Channel, Image, ImageExtras
-from coverslip.errors import CoverslipError, Duplicate, ImportFailed, UnsupportedFormat
+from coverslip.errors import (
+    CoverslipError,
+    Duplicate,
+    ImportFailed,
+    NoSpace,
+    UnsupportedFormat,
+    full_disk_is_no_space,
+    is_no_space,
+)
 from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 
@@ -238,7 +246,8 @@ class Importer:
             raise ImportFailed(f"{path}: no such file")
         fileset = self._open(path, options)
         try:
-            return self._import(path, fileset, options, progress)
+            with full_disk_is_no_space():
+                return self._import(path, fileset, options, progress)
         finally:
             fileset.close()
 
@@ -460,11 +469,12 @@ class Importer:
                 self.thumbnailer(pyramid, self.catalog.get_image(image_id))
             if activate:
                 self.catalog.set_status(image_id, "active", expect=["importing"])
-        except OSError as exc:
+        except BaseException as exc:
             shutil.rmtree(target, ignore_errors=True)
-            raise ImportFailed(f"cannot write the pyramid: {exc.strerror or exc}") from None
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            if is_no_space(exc):
+                raise NoSpace() from exc
+            if isinstance(exc, OSError):
+                raise ImportFailed(f"cannot write the pyramid: {exc.strerror or exc}") from None
             raise
 
     def remove_files(self, image_id: int) -> None:
@@ -539,6 +549,8 @@ class Importer:
                     copy_hashed(source, target, digest)
             return digest
         except OSError as exc:
+            if is_no_space(exc):
+                raise NoSpace() from exc
             raise ImportFailed(f"cannot keep the original: {exc.strerror or exc}") from None
 
     def _check_duplicate(self, digest: Digest, options: ImportOptions) -> None:

@@ -31,6 +31,7 @@ from coverslip.errors import (
     ImportFailed,
     NotFound,
     TooLarge,
+    full_disk_is_no_space,
 )
 from coverslip.imports import Digest, ImportOptions
 from coverslip.services import Services
@@ -120,8 +121,9 @@ class Uploads:
         image = self._begin(image_id, "saving", length, expected)
         staged = self._staging_file(image_id, "upload")
         try:
-            digest = self._receive(image, chunks, staged, length, expected)
-            self._import_file(image, staged, digest)
+            with full_disk_is_no_space():
+                digest = self._receive(image, chunks, staged, length, expected)
+                self._import_file(image, staged, digest)
         except BaseException as exc:
             self._fail(image_id, exc, ("saving", "importing"))
             raise
@@ -138,7 +140,8 @@ class Uploads:
         image = self._begin(image_id, "uploading", length, expected)
         staged = self._staging_file(image_id, "staged")
         try:
-            digest = self._receive(image, chunks, staged, length, expected)
+            with full_disk_is_no_space():
+                digest = self._receive(image, chunks, staged, length, expected)
             self.catalog.update_image(image_id, original_size=digest.size)
         except BaseException as exc:
             self._fail(image_id, exc, ("uploading",))
@@ -328,7 +331,8 @@ class Uploads:
         def run() -> None:
             self.catalog.update_task(task_id, "processing")
             try:
-                work()
+                with full_disk_is_no_space():
+                    work()
             except Exception as exc:  # noqa: BLE001 - a task records every failure
                 self.catalog.update_task(task_id, "failure", str(exc))
                 with contextlib.suppress(Gone):
