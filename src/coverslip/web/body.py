@@ -3,7 +3,8 @@
 PEP 3333 forbids reading past CONTENT_LENGTH, and a chunked request has none. So, in order:
 CONTENT_LENGTH when the client sent one; else read to EOF when the server says it terminates
 the input (``wsgi.input_terminated``: Gunicorn, mod_wsgi, and the launcher we wrap Granian
-in); else ``uwsgi.chunked_read()`` under uWSGI; else 411 Length Required.
+in); else ``uwsgi.chunked_read()`` under uWSGI; else 411 Length Required. A chunked body
+the server reports as cut short (no last, zero-length chunk) is a 400 naming the body.
 """
 
 from __future__ import annotations
@@ -73,15 +74,32 @@ def _counted(stream: Any, length: int, block: int) -> Iterator[bytes]:
 
 
 def _to_eof(stream: Any, block: int) -> Iterator[bytes]:
-    while data := stream.read(block):
+    while data := _chunked_read(stream.read, block):
         yield data
 
 
 def _uwsgi_chunks() -> Iterator[bytes]:
     import uwsgi  # only importable inside uWSGI
 
-    while data := uwsgi.chunked_read(60):
+    while data := _chunked_read(uwsgi.chunked_read, 60):
         yield data
+
+
+def _chunked_read(read: Any, argument: int) -> bytes:
+    """Return the next bytes of a chunked body; a body the server finds cut short is a 400.
+
+    # NOTE: Gunicorn raises NoMoreData (an OSError) and uWSGI an OSError when the client stops
+    # before the last, zero-length chunk. Granian's WSGI input ends as if the body were
+    # complete: there, only a declared size (x-openstack-image-size) tells a cut body.
+    """
+    try:
+        data: bytes = read(argument)
+    except Exception as exc:  # noqa: BLE001 - servers signal a cut body in many ways
+        raise BadParameter(
+            "body",
+            f"the chunked body was cut short before its last, zero-length chunk ({type(exc).__name__})",
+        ) from None
+    return data
 
 
 def read_json(req: falcon.Request) -> Any:
