@@ -1,13 +1,20 @@
-"""The session store contract, run against the SQL store and a real Redis server alike."""
+"""The session store contract, run against the SQL store and a real Redis server alike.
+
+The SQL store caches what it read in-process; a second ``Auth`` on the same catalog, stamp
+files and Redis stands for another process, and must see every revocation on its next lookup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from coverslip.auth import Auth
+from coverslip.auth import tables as at
+from coverslip.auth.fresh import StampFile
 from coverslip.auth.passwords import Passwords
 from coverslip.auth.sessions import RedisSessionStore, SessionStore, SqlSessionStore, hash_key
 from coverslip.catalog import Catalog
@@ -44,24 +51,53 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
 
 
 @pytest.fixture(params=["sql", "redis"])
-def store(request: pytest.FixtureRequest, catalog: Catalog, clock: Clock) -> SessionStore:
+def open_store(
+    request: pytest.FixtureRequest, catalog: Catalog, clock: Clock, tmp_path: Path
+) -> Callable[[], SessionStore]:
+    """Return a function opening the store anew, as another process would."""
     if request.param == "sql":
-        return SqlSessionStore(catalog.engine, IDLE, AGE, clock)
+        return lambda: SqlSessionStore(
+            catalog.engine, IDLE, AGE, clock, StampFile(tmp_path / "auth.stamp")
+        )
     import redis
 
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    url = request.getfixturevalue("redis_url")
     # Each test gets its own key prefix, so tests never see each other's sessions.
     prefix = f"test:{request.node.name}:{id(clock)}:"
-    return RedisSessionStore(client, IDLE, AGE, clock, prefix=prefix)
+    return lambda: RedisSessionStore(redis.Redis.from_url(url), IDLE, AGE, clock, prefix=prefix)
 
 
 @pytest.fixture
-def auth(catalog: Catalog, store: SessionStore, clock: Clock) -> Auth:
+def store(open_store: Callable[[], SessionStore]) -> SessionStore:
+    return open_store()
+
+
+def open_auth(catalog: Catalog, store: SessionStore, clock: Clock, tmp_path: Path) -> Auth:
     settings = load(environ={})
-    auth = Auth(settings, catalog, sessions=store, passwords=Passwords.fast(), clock=clock)
+    return Auth(
+        settings,
+        catalog,
+        sessions=store,
+        passwords=Passwords.fast(),
+        clock=clock,
+        stamp=tmp_path / "catalog.stamp",
+    )
+
+
+@pytest.fixture
+def auth(catalog: Catalog, store: SessionStore, clock: Clock, tmp_path: Path) -> Auth:
+    auth = open_auth(catalog, store, clock, tmp_path)
     auth.directory.add_user("ana", "ana-password")
     auth.directory.add_user("bo", "bo-password")
     return auth
+
+
+@pytest.fixture
+def other(
+    catalog: Catalog, open_store: Callable[[], SessionStore], clock: Clock, tmp_path: Path
+) -> Auth:
+    """The same instance's auth in another process: its own caches, the shared stamps."""
+    return open_auth(catalog, open_store(), clock, tmp_path)
 
 
 def users(catalog: Catalog) -> tuple[int, int]:
@@ -141,34 +177,48 @@ def test_wrong_password_and_unknown_user(auth: Auth) -> None:
         auth.login("nobody", "ana-password")
 
 
-def test_logout_revokes(auth: Auth) -> None:
+def test_logout_revokes_here_and_in_another_process(auth: Auth, other: Auth) -> None:
     key, _ = auth.login("ana", "ana-password")
+    kept, _ = auth.login("ana", "ana-password")
     assert auth.caller_for_session(key) is not None
+    assert other.caller_for_session(key) is not None  # now in the other process's cache
+    assert other.caller_for_session(kept) is not None
     auth.logout(key)
     assert auth.caller_for_session(key) is None
+    assert other.caller_for_session(key) is None
+    assert other.caller_for_session(kept) is not None
+    other.logout(kept)
+    assert auth.caller_for_session(kept) is None
 
 
-def test_password_change_revokes_every_session_of_the_user_only(auth: Auth) -> None:
+def test_password_change_revokes_every_session_of_the_user_only(auth: Auth, other: Auth) -> None:
     ana_1, _ = auth.login("ana", "ana-password")
     ana_2, _ = auth.login("ana", "ana-password")
     bo, _ = auth.login("bo", "bo-password")
+    for key in (ana_1, ana_2, bo):
+        assert auth.caller_for_session(key) is not None
+        assert other.caller_for_session(key) is not None
     ana = auth.directory.user("ana")
-    assert auth.change_password(ana.id, "new-ana-password") == 2
-    assert auth.caller_for_session(ana_1) is None
-    assert auth.caller_for_session(ana_2) is None
-    assert auth.caller_for_session(bo) is not None
+    assert other.change_password(ana.id, "new-ana-password") == 2
+    for found in (auth, other):
+        assert found.caller_for_session(ana_1) is None
+        assert found.caller_for_session(ana_2) is None
+        assert found.caller_for_session(bo) is not None
     with pytest.raises(Unauthorized):
         auth.login("ana", "ana-password")
     auth.login("ana", "new-ana-password")
 
 
-def test_disable_revokes_and_refuses_login(auth: Auth) -> None:
+def test_disable_revokes_and_refuses_login(auth: Auth, other: Auth) -> None:
     key, _ = auth.login("ana", "ana-password")
     token_id, token = auth.tokens.create(auth.directory.user("ana").id)
     assert auth.caller_for_token(token) is not None
+    assert other.caller_for_token(token) is not None
+    assert other.caller_for_session(key) is not None
     auth.disable(auth.directory.user("ana").id)
-    assert auth.caller_for_session(key) is None
-    assert auth.caller_for_token(token) is None
+    for found in (auth, other):
+        assert found.caller_for_session(key) is None
+        assert found.caller_for_token(token) is None
     with pytest.raises(Unauthorized):
         auth.login("ana", "ana-password")
     auth.disable(auth.directory.user("ana").id, False)
@@ -191,3 +241,76 @@ def test_tokens_expire_and_revoke(auth: Auth, clock: Clock) -> None:
     auth.tokens.revoke(_other_id)
     assert auth.caller_for_token(other) is None
     assert auth.caller_for_token("csk_forged") is None
+
+
+def test_revoked_token_is_refused_at_once_in_another_process(auth: Auth, other: Auth) -> None:
+    ana = auth.directory.user("ana")
+    token_id, token = auth.tokens.create(ana.id)
+    assert other.caller_for_token(token) is not None
+    auth.tokens.revoke(token_id)
+    assert other.caller_for_token(token) is None
+    assert auth.caller_for_token(token) is None
+
+
+def drop_rows_behind_the_caches(catalog: Catalog) -> None:
+    """Delete every session and token row without telling anyone (as a host out of reach)."""
+    with catalog.engine.begin() as conn:
+        conn.execute(at.sessions.delete())
+        conn.execute(at.api_tokens.delete())
+
+
+def test_cached_session_and_token_last_at_most_touch_every(
+    catalog: Catalog, clock: Clock, tmp_path: Path
+) -> None:
+    store = SqlSessionStore(catalog.engine, IDLE, AGE, clock, StampFile(tmp_path / "auth.stamp"))
+    auth = open_auth(catalog, store, clock, tmp_path)
+    user = auth.directory.add_user("ana", "ana-password")
+    key, _ = auth.login("ana", "ana-password")
+    _id, token = auth.tokens.create(user)
+    assert auth.caller_for_session(key) is not None
+    assert auth.caller_for_token(token) is not None
+    drop_rows_behind_the_caches(catalog)
+    clock.advance(store.touch_every - 1)
+    assert auth.caller_for_session(key) is not None  # served from this process's cache
+    assert auth.caller_for_token(token) is not None
+    clock.advance(1)
+    assert auth.caller_for_session(key) is None
+    assert auth.caller_for_token(token) is None
+
+
+def test_cached_session_ends_at_its_expiry(catalog: Catalog, clock: Clock, tmp_path: Path) -> None:
+    store = SqlSessionStore(catalog.engine, IDLE, AGE, clock, StampFile(tmp_path / "auth.stamp"))
+    user, _ = users(catalog)
+    start = clock.now
+    key, _ = store.create(user)
+    while clock.now + IDLE / 2 < start + AGE:
+        clock.advance(IDLE / 2)
+        assert store.get(key) is not None
+    clock.now = start + AGE - 1
+    assert store.get(key) is not None  # read and cached one second before max_age
+    clock.advance(1)
+    assert store.get(key) is None  # the cached copy ends with the session
+
+
+def test_idle_timer_is_written_at_most_once_per_touch_every(
+    catalog: Catalog, clock: Clock, tmp_path: Path
+) -> None:
+    store = SqlSessionStore(catalog.engine, IDLE, AGE, clock, StampFile(tmp_path / "auth.stamp"))
+    user, _ = users(catalog)
+    key, session = store.create(user)
+
+    def seen() -> float:
+        with catalog.engine.connect() as conn:
+            return float(conn.scalar(sa.select(at.sessions.c.seen)))
+
+    clock.advance(store.touch_every)
+    assert store.get(key) is not None
+    assert seen() == clock.now
+    written = clock.now
+    for _ in range(5):
+        clock.advance(store.touch_every / 6)
+        assert store.get(key) is not None
+    assert seen() == written
+    clock.advance(store.touch_every)
+    assert store.get(key) is not None
+    assert seen() == clock.now

@@ -60,6 +60,12 @@ def client(app: CoverslipApp) -> testing.TestClient:
     return testing.TestClient(app)
 
 
+@pytest.fixture
+def worker(app: CoverslipApp, tmp_path: Path, clock: Clock) -> testing.TestClient:
+    """Another worker of the same instance: its own in-process caches, the same home."""
+    return testing.TestClient(make_app(tmp_path, clock))
+
+
 def login(
     client: testing.TestClient, username: str = "ana", password: str = PASSWORD, **kw: Any
 ) -> testing.Result:
@@ -165,13 +171,16 @@ def test_logout_form_needs_csrf_and_ends_the_session(client: testing.TestClient)
     assert after.json["authenticated"] is False
 
 
-def test_delete_session(client: testing.TestClient) -> None:
+def test_delete_session(client: testing.TestClient, worker: testing.TestClient) -> None:
     result = login(client)
     headers = {"Cookie": f"sessionid={cookie_of(result)}"}
+    assert worker.simulate_get("/api/v2/session", headers=headers).json["user"] is not None
     assert client.simulate_delete("/api/v2/session", headers=headers).status_code == 403
     headers["X-CSRFToken"] = result.json["csrf_token"]
     assert client.simulate_delete("/api/v2/session", headers=headers).status_code == 204
     assert client.simulate_get("/api/v2/session", headers=headers).json["user"] is None
+    # The other worker had the session cached; the sign-out reaches it on its next request.
+    assert worker.simulate_get("/api/v2/session", headers=headers).json["user"] is None
 
 
 def test_idle_and_absolute_expiry_over_http(client: testing.TestClient, clock: Clock) -> None:
@@ -236,7 +245,7 @@ def test_unsafe_routes_need_csrf_with_cookies_but_not_with_tokens(
     assert login(client, "admin", "admin-password", headers=cookie).status_code == 200
 
 
-def test_tokens_over_http(client: testing.TestClient) -> None:
+def test_tokens_over_http(client: testing.TestClient, worker: testing.TestClient) -> None:
     result = login(client)
     headers = {"Cookie": f"sessionid={cookie_of(result)}", "X-CSRFToken": result.json["csrf_token"]}
     made = client.simulate_post("/api/v2/tokens", json={"name": "laptop"}, headers=headers)
@@ -249,12 +258,14 @@ def test_tokens_over_http(client: testing.TestClient) -> None:
     listed = client.simulate_get("/api/v2/tokens", headers={"X-Auth-Token": token}).json
     assert [t["name"] for t in listed["tokens"]] == ["laptop"]
     assert token not in str(listed)
+    assert worker.simulate_get("/api/v2/tokens", headers={"X-Auth-Token": token}).status_code == 200
     gone = client.simulate_delete(
         f"/api/v2/tokens/{made.json['id']}", headers={"X-Auth-Token": token}
     )
     assert gone.status_code == 204
-    refused = client.simulate_get("/api/v2/images", headers={"X-Auth-Token": token})
-    assert refused.status_code == 401 and "token" in refused.json["description"]
+    for each in (client, worker):
+        refused = each.simulate_get("/api/v2/images", headers={"X-Auth-Token": token})
+        assert refused.status_code == 401 and "token" in refused.json["description"]
     assert client.simulate_get("/api/v2/tokens").status_code == 401
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from coverslip.auth import policy
 from coverslip.auth.caller import ANONYMOUS, Caller, Group, User, anonymous
+from coverslip.auth.fresh import StampFile, signals
 from coverslip.auth.passwords import Passwords, generate
 from coverslip.auth.sessions import (
     Clock,
@@ -60,13 +62,20 @@ ACTIONS: dict[str, Callable[[Caller, Any, Group | None], bool]] = {
 }
 
 
-def make_session_store(settings: Any, engine: Any, clock: Clock | None = None) -> SessionStore:
-    """Return the session store that sessions.backend names."""
+def make_session_store(
+    settings: Any, engine: Any, clock: Clock | None = None, stamp: StampFile | None = None
+) -> SessionStore:
+    """Return the session store that sessions.backend names (SQL caches with ``stamp``)."""
     idle = settings["sessions.idle_timeout"]
     age = settings["sessions.cookie_age"]
     if settings["sessions.backend"] == "redis":
         return RedisSessionStore.from_url(settings["sessions.redis_url"], idle, age, clock)
-    return SqlSessionStore(engine, idle, age, clock)
+    return SqlSessionStore(engine, idle, age, clock, stamp)
+
+
+def one_host(engine: Any) -> bool:
+    """Return whether every process sharing this database runs on this host (SQLite)."""
+    return bool(engine.dialect.name == "sqlite")
 
 
 class Auth:
@@ -89,14 +98,25 @@ class Auth:
         self.public_enabled = bool(settings["web.public.enabled"])
         self.downloads_default = bool(settings["downloads.enabled"])
         self.anonymous = anonymous(self.public_enabled)
+        # The auth stamp moves on every sign-out, revocation and user or group change. SECURITY:
+        # sessions and tokens are cached only where it reaches every process that shares them;
+        # a catalog on a database server may serve several hosts, so those are read each time.
+        self.stamp = StampFile(Path(stamp).with_name("auth.stamp")) if stamp is not None else None
+        cache_stamp = self.stamp if one_host(catalog.engine) else None
+        catalog_stamp = StampFile(Path(stamp)) if stamp is not None else None
         self.directory = Directory(
             catalog.engine,
             passwords or Passwords(),
-            stamp=stamp,
-            on_change=lambda: catalog.on_change() if catalog.on_change else None,
+            signal=signals(catalog_stamp, self.stamp) if catalog_stamp and self.stamp else None,
+            on_change=self._changed,
         )
-        self.sessions = sessions or make_session_store(settings, catalog.engine, self.clock)
-        self.tokens = Tokens(catalog.engine, self.clock)
+        self.sessions = sessions or make_session_store(
+            settings, catalog.engine, self.clock, cache_stamp
+        )
+        self.tokens = Tokens(
+            catalog.engine, self.clock, cache_stamp, ttl=getattr(self.sessions, "touch_every", 60)
+        )
+        self._callers: dict[tuple[int, str, str | None, str | None], Caller] = {}
         self.throttle = Throttle(
             catalog.engine,
             {
@@ -107,6 +127,12 @@ class Auth:
             max_delay=float(settings["login.max_delay"]),
             clock=self.clock,
         )
+
+    def _changed(self) -> None:
+        if self.catalog.on_change:
+            self.catalog.on_change()
+        if self.stamp is not None:
+            self.stamp.touch()
 
     def set_clock(self, clock: Clock) -> None:
         """Use ``clock`` for sessions, tokens and throttling (tests move time with it)."""
@@ -133,16 +159,27 @@ class Auth:
         account = self.directory.account(user_id)
         if account is None or account.user.disabled:
             return None
-        return Caller(
+        csrf_token = session.csrf_token if session else None
+        memo = (user_id, via, csrf_token, key)
+        found = self._callers.get(memo)
+        # PERF: a Caller costs more to build than to look up; one built from the account the
+        # directory still holds (the same User object) is still right.
+        if found is not None and found.user is account.user:
+            return found
+        found = Caller(
             user=account.user,
             member_of=account.member_of,
             owner_of=account.owner_of,
             via=via,
             public=self.public_enabled,
-            csrf_token=session.csrf_token if session else None,
+            csrf_token=csrf_token,
             session_key=key,
             groups=account.groups,
         )
+        if len(self._callers) >= 10_000:
+            self._callers = {}
+        self._callers[memo] = found
+        return found
 
     def caller_for_session(self, key: str) -> Caller | None:
         """Return the caller of a session key, or None when it is unknown or expired."""

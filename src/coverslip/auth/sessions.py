@@ -6,6 +6,11 @@ A session ends at the first of: ``idle_timeout`` seconds without a request, ``ma
 seconds after login, logout, or revocation of all the user's sessions (password change,
 disabling). Each store takes a ``clock`` so that tests can move time instead of sleeping.
 
+The SQL store given a ``StampFile`` keeps what it read in-process for ``touch_every`` seconds
+at most, so most requests make no query; every revocation moves the stamp, and every process
+drops its cached sessions on its next request (one ``stat``). The stamp reaches the processes
+of one host only: sessions shared across hosts belong in Redis, which is read every time.
+
 Store interface (``SessionStore``):
 
 - ``create(user_id) -> (key, Session)``: a new session with a fresh key and CSRF token;
@@ -21,13 +26,14 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.auth import tables as at
+from coverslip.auth.fresh import FreshCache, StampFile
 
 Clock = Callable[[], float]
 
@@ -108,9 +114,15 @@ class SqlSessionStore(_Timing):
         idle_timeout: float,
         max_age: float,
         clock: Clock | None = None,
+        stamp: StampFile | None = None,
     ) -> None:
         super().__init__(idle_timeout, max_age, clock)
         self.engine = engine
+        self.stamp = stamp
+        # PERF: sessions as last read, by key hash; only with a stamp to hear revocations by.
+        self.cache: FreshCache[str, Session | None] | None = (
+            None if stamp is None else FreshCache(self.touch_every, stamp, lambda: self.clock())
+        )
 
     def create(self, user_id: int) -> tuple[str, Session]:
         key, session = self._new(user_id)
@@ -130,6 +142,16 @@ class SqlSessionStore(_Timing):
     def get(self, key: str) -> Session | None:
         digest = hash_key(key)
         now = self.clock()
+        if self.cache is None:
+            return self._read(digest, now)
+        session = self.cache.get(digest, lambda: self._read(digest, now))
+        if session is not None and not self._alive(session, now):
+            self.cache.drop(digest)
+            return self._read(digest, now)
+        return session
+
+    def _read(self, digest: str, now: float) -> Session | None:
+        """Return the live session stored under ``digest``, its idle timer refreshed if due."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(at.sessions).where(at.sessions.c.key_hash == digest)
@@ -140,24 +162,35 @@ class SqlSessionStore(_Timing):
             row.key_hash, int(row.user_id), row.csrf_token, row.created, row.seen, row.expires
         )
         if not self._alive(session, now):
-            self.delete(key)
+            with self.engine.begin() as conn:
+                conn.execute(at.sessions.delete().where(at.sessions.c.key_hash == digest))
             return None
         if now - session.seen >= self.touch_every:
             with self.engine.begin() as conn:
                 conn.execute(
                     at.sessions.update().where(at.sessions.c.key_hash == digest).values(seen=now)
                 )
+            session = replace(session, seen=now)
         return session
+
+    def _revoked(self) -> None:
+        """Drop this process's cached sessions and tell the others to drop theirs."""
+        if self.cache is not None and self.stamp is not None:
+            self.cache.clear()
+            self.stamp.touch()
 
     def delete(self, key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(at.sessions.delete().where(at.sessions.c.key_hash == hash_key(key)))
+        self._revoked()
 
     def delete_user(self, user_id: int) -> int:
         with self.engine.begin() as conn:
-            return int(
+            count = int(
                 conn.execute(at.sessions.delete().where(at.sessions.c.user_id == user_id)).rowcount
             )
+        self._revoked()
+        return count
 
     def purge(self) -> int:
         now = self.clock()

@@ -2,6 +2,8 @@
 
 Scripts send them as ``X-Auth-Token: <token>`` or ``Authorization: Bearer <token>``.
 A token acts as its user; it needs no CSRF token, since browsers never send it on their own.
+Given a ``StampFile``, what a token lookup read is kept in-process for ``ttl`` seconds at most;
+revoking moves the stamp, so every process sees it on its next request.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.auth import tables as at
+from coverslip.auth.fresh import FreshCache, StampFile
 from coverslip.auth.sessions import Clock, hash_key
 from coverslip.catalog import tables as t
 from coverslip.errors import BadParameter, NotFound
@@ -54,9 +57,20 @@ class Token:
 class Tokens:
     """Create, list, revoke and check API tokens."""
 
-    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock | None = None,
+        stamp: StampFile | None = None,
+        ttl: float = 60.0,
+    ) -> None:
         self.engine = engine
         self.clock: Clock = clock or time.time
+        self.stamp = stamp
+        # PERF: (user id, expiry) of live tokens by hash; only with a stamp to hear revokes by.
+        self.cache: FreshCache[str, tuple[int, float | None] | None] | None = (
+            None if stamp is None else FreshCache(ttl, stamp, lambda: self.clock())
+        )
 
     def create(
         self, user_id: int, name: str = "", expires_days: float | None = None
@@ -112,23 +126,44 @@ class Tokens:
         if user_id is not None:
             query = query.where(at.api_tokens.c.user_id == user_id)
         with self.engine.begin() as conn:
-            if conn.execute(query.values(revoked=True)).rowcount == 0:
-                raise NotFound(f"token {token_id} does not exist")
+            revoked = conn.execute(query.values(revoked=True)).rowcount
+        self._revoked()
+        if revoked == 0:
+            raise NotFound(f"token {token_id} does not exist")
 
     def revoke_user(self, user_id: int) -> int:
         with self.engine.begin() as conn:
-            return int(
+            count = int(
                 conn.execute(
                     at.api_tokens.update()
                     .where(at.api_tokens.c.user_id == user_id)
                     .values(revoked=True)
                 ).rowcount
             )
+        self._revoked()
+        return count
+
+    def _revoked(self) -> None:
+        """Drop this process's cached tokens and tell the others to drop theirs."""
+        if self.cache is not None and self.stamp is not None:
+            self.cache.clear()
+            self.stamp.touch()
 
     def user_of(self, token: str) -> int | None:
         """Return the user id of a live token (not revoked, not expired), else None."""
         now = self.clock()
         digest = hash_key(token)
+        if self.cache is None:
+            found = self._read(digest, now)
+        else:
+            found = self.cache.get(digest, lambda: self._read(digest, now))
+        if found is None:
+            return None
+        user_id, expires = found
+        return None if expires is not None and expires <= now else user_id
+
+    def _read(self, digest: str, now: float) -> tuple[int, float | None] | None:
+        """Return (user id, expiry) of the unrevoked token ``digest``; mark it used if due."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(
@@ -145,7 +180,7 @@ class Tokens:
                 conn.execute(
                     at.api_tokens.update().where(at.api_tokens.c.id == row.id).values(last_used=now)
                 )
-        return int(row.user_id)
+        return int(row.user_id), row.expires
 
     def get(self, token_id: int) -> Token:
         for token in self.list(include_revoked=True):

@@ -1,19 +1,16 @@
 """Users, groups and memberships in the catalog: queries and changes, no HTTP.
 
 Reads that every request needs (a user with their memberships, the groups) go through an
-in-process cache that drops everything when the catalog's change stamp moves (one ``stat``),
-and after ``ttl`` seconds at most, so a change made by the CLI or another process is seen.
+in-process ``FreshCache`` that drops everything when the change signal moves (a ``stat`` of
+the stamp files), and keeps an entry ``ttl`` seconds at most, so a change made by the CLI or
+another process is seen.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from coverslip.auth import tables as at
 from coverslip.auth.caller import Group, User
+from coverslip.auth.fresh import FreshCache, Signal
 from coverslip.auth.passwords import Passwords, check_strength
 from coverslip.auth.policy import LEVELS
 from coverslip.catalog import tables as t
@@ -66,58 +64,40 @@ class Directory:
         self,
         engine: Engine,
         passwords: Passwords | None = None,
-        stamp: Path | None = None,
+        signal: Signal | None = None,
         on_change: Callable[[], None] | None = None,
         ttl: float = 5.0,
     ) -> None:
         self.engine = engine
         self.passwords = passwords or Passwords()
-        self.stamp = stamp
         self.on_change = on_change
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._seen = (-1, 0.0)
-        self._accounts: dict[int, Account | None] = {}
-        self._groups: dict[int, Group] | None = None
+        # Accounts by user id, and the groups under the key None; a missing user is kept too.
+        self._cache: FreshCache[int | None, Any] = FreshCache(ttl, signal, keep_none=True)
         self._last_groups: dict[int, Group] | None = None  # kept when the cache is dropped
 
     # -- cache --------------------------------------------------------------------------
 
-    def _fresh(self) -> None:
-        """Drop cached entries when the change stamp moved or the ttl passed."""
-        try:
-            stamp = os.stat(self.stamp).st_mtime_ns if self.stamp is not None else 0
-        except FileNotFoundError:
-            stamp = 0
-        now = time.monotonic()
-        if stamp != self._seen[0] or now - self._seen[1] > self.ttl:
-            with self._lock:
-                self._accounts = {}
-                self._groups = None
-                self._seen = (stamp, now)
-
     def changed(self) -> None:
         """Tell this process and the others that users or groups changed."""
-        with self._lock:
-            self._accounts = {}
-            self._groups = None
+        self._cache.clear()
         if self.on_change is not None:
             self.on_change()
 
     def groups(self) -> dict[int, Group]:
         """Return every group by id (cached; the last loaded ones while the catalog is down)."""
-        self._fresh()
-        found = self._groups
-        if found is None:
-            try:
-                found = self._load_groups()
-            except UNAVAILABLE:
-                if self._last_groups is None:
-                    raise
-                # NOTE: every permission check needs the groups; while the catalog is down,
-                # what was cached (public thumbnails) is still served with the groups known last.
-                found = self._last_groups
-            self._groups = self._last_groups = found
+        found: dict[int, Group] = self._cache.get(None, self._groups_or_last)
+        return found
+
+    def _groups_or_last(self) -> dict[int, Group]:
+        try:
+            found = self._load_groups()
+        except UNAVAILABLE:
+            if self._last_groups is None:
+                raise
+            # NOTE: every permission check needs the groups; while the catalog is down,
+            # what was cached (public thumbnails) is still served with the groups known last.
+            return self._last_groups
+        self._last_groups = found
         return found
 
     def group(self, group_id: int) -> Group | None:
@@ -125,15 +105,7 @@ class Directory:
 
     def account(self, user_id: int) -> Account | None:
         """Return the user with memberships (cached), or None when there is no such user."""
-        self._fresh()
-        accounts = self._accounts
-        if user_id in accounts:
-            return accounts[user_id]
-        found = self._load_account(user_id)
-        with self._lock:
-            if len(self._accounts) > 10_000:
-                self._accounts = {}
-            self._accounts[user_id] = found
+        found: Account | None = self._cache.get(user_id, lambda: self._load_account(user_id))
         return found
 
     def _load_groups(self) -> dict[int, Group]:
