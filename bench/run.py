@@ -25,6 +25,10 @@ def main() -> None:
             "Import: throughput and peak memory",
             ["import_memory.py", *(["--size", "16384", "--runs", "1"] if quick else [])],
         ),
+        (
+            "Import: CZI and SVS throughput and peak memory",
+            ["import_vendor.py", *(["--scale", "0.5", "--runs", "1"] if quick else [])],
+        ),
     ]
     failed = 0
     for title, command in steps:
