@@ -4,8 +4,11 @@ Run with matplotlib installed (it is needed here only, never at run time)::
 
     python scripts/make_lut_data.py
 
-The perceptual maps (viridis, magma, inferno, plasma, cividis, turbo) are the published
-256-entry tables as matplotlib ships them. Fire and Ice are ImageJ's 32 published control
+The perceptual maps viridis, magma, inferno, plasma and turbo are the published 256-entry
+tables as matplotlib ships them. Cividis is the table OMERO ships, the original published
+cividis of Nuñez, Anderton and Renslow (PNNL, 2018): its 256 RGB triples in [0, 1], four
+decimals, are in ``scripts/lut_cividis.txt``, scaled to 0..255 rounding half up. (Matplotlib's
+cividis is a later revision that differs by up to 23 levels.) Fire and Ice are ImageJ's 32 published control
 points, expanded to 256 entries by linear interpolation the way ImageJ expands short LUTs.
 The rest are simple ramps defined here.
 """
@@ -16,11 +19,11 @@ import colorsys
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "coverslip" / "render" / "lut_data.py"
 
-MATPLOTLIB = ("viridis", "magma", "inferno", "plasma", "cividis", "turbo")
+MATPLOTLIB = ("viridis", "magma", "inferno", "plasma", "turbo")
+CIVIDIS = Path(__file__).resolve().parent / "lut_cividis.txt"
 
 # ImageJ's control points (32 entries each) for Fire and Ice.
 FIRE = (
@@ -85,6 +88,13 @@ def red_green() -> np.ndarray:
     return table
 
 
+def cividis() -> np.ndarray:
+    """Return OMERO's cividis: the published PNNL table scaled to 0..255, rounding half up."""
+    table = np.loadtxt(CIVIDIS, dtype=np.float64)
+    assert table.shape == (256, 3)
+    return np.floor(table * 255.0 + 0.5).astype(np.uint8)
+
+
 def tables() -> dict[str, np.ndarray]:
     """Return every LUT by name."""
     out: dict[str, np.ndarray] = {
@@ -100,7 +110,10 @@ def tables() -> dict[str, np.ndarray]:
         "hilo": hilo(),
         "spectrum": spectrum(),
         "red_green": red_green(),
+        "cividis": cividis(),
     }
+    from matplotlib import colormaps  # needed only for these tables
+
     for name in MATPLOTLIB:
         colors = np.asarray(colormaps[name].resampled(256)(np.arange(256)))[:, :3]
         out[name] = np.round(colors * 255.0).astype(np.uint8)
