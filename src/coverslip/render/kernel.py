@@ -1,17 +1,22 @@
 """The rendering kernel: window → 8-bit through the family map → colour or LUT → composite.
 
-Semantics are OMERO's (omeis.providers.re): QuantumStrategy / Quantization_8_16_bit for
-the quantization, the codomain ReverseIntensityMap for inversion, RenderHSBRegionTask for
-colour and LUT compositing, GreyScaleStrategy for the greyscale model.
+Semantics are OMERO's (omeis.providers.re): QuantumStrategy, Quantization_8_16_bit and
+Quantization_32_bit / Quantization_float for the quantization, the codomain ReverseIntensityMap
+for inversion, RenderHSBRegionTask for colour and LUT compositing, GreyScaleStrategy for the
+greyscale model.
 
-Per channel, every pixel value v becomes an 8-bit value q:
+First each channel's window is fitted to the pixel type (QuantumStrategy.setWindow, see
+settings.type_window) and "linear" gets coefficient 1 (QuantumStrategy.setMapping). Then every
+pixel value v becomes an 8-bit value q:
 
-* v < start → 0 and v ≥ end → 255;
-* otherwise x = a·v − b with a = 255 / (end − start), b = a·start (x in [0, 255)), then
+* 8- and 16-bit types: v < start → 0 and v ≥ end → 255; otherwise x = a·v − b with
+  a = 255 / (end − start), b = a·start (x in [0, 255)), then
   q = round(255 · (f(x) − f(0)) / (f(255) − f(0))), rounding half up as Java's Math.round,
-  where f is x**k for "linear" and "polynomial" (OMERO maps both through PolynomialMap, so a
-  linear channel with a coefficient other than 1 is a power curve there too), exp(x**k) for
-  "exponential" and log(x) (log 1 for x ≤ 0, coefficient ignored) for "logarithmic";
+  where f is x**k for "linear" and "polynomial", exp(x**k) for "exponential" and log(x)
+  (log 1 for x ≤ 0, coefficient ignored) for "logarithmic";
+* 32-bit and float types: v is first replaced by the middle of the one of 256 equal bins of
+  the window it falls in (a value outside the window by the window's nearest end), then
+  mapped the same way; a zero-width window renders 0;
 * inverted channels take 255 − q.
 
 Then each channel paints q in its colour, component by component int(C / 255 · q) (times
@@ -19,14 +24,16 @@ alpha / 255 when any active channel has alpha below 255), or through its LUT; ch
 up and saturate at 255. The greyscale model paints the first active channel in grey.
 
 NOTE: where OMERO computes nonsense we do not copy it: for "logarithmic", x in (0, 1) gives a
-negative q that Java wraps to a bright byte; we clip it to 0. Exponential maps overflow for
-k ≳ 1.18 (exp(255**k) is infinite) and render black below the window end, as in OMERO.
+negative q that Java wraps to a bright byte ((byte) v & 0xFF); we clip it to 0. Exponential
+maps overflow for k ≳ 1.18 (exp(255**k) is infinite) and render black below the window end,
+as in OMERO.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -34,7 +41,7 @@ import numpy as np
 
 from coverslip.errors import BadParameter
 from coverslip.render.luts import get_lut
-from coverslip.render.settings import ChannelSettings, RenderingDef
+from coverslip.render.settings import ChannelSettings, RenderingDef, type_window
 
 # Packed colour: three 10-bit lanes (R at bit 0, G at 10, B at 20) in a uint32, so up to four
 # channels add up without carrying into the next lane; saturation happens once at the end.
@@ -50,34 +57,46 @@ _TABLE_TYPES: dict[np.dtype[Any], np.dtype[Any]] = {
 }
 
 
+def _curve(v: np.ndarray, family: str, coefficient: float) -> np.ndarray:
+    """Map window positions ``v`` (float64 in [0, 255], overwritten) to 8-bit levels (float64).
+
+    The level is round(255 · (f(v) − f(0)) / (f(255) − f(0))), half up as Java's Math.round.
+    """
+    # NOTE: OMERO's QuantumStrategy.setMapping forces the coefficient of "linear" to 1.
+    k = 1.0 if family == "linear" else coefficient
+    with np.errstate(all="ignore"):
+        if family == "exponential":
+            low, high = 1.0, float(np.exp(np.float64(255.0) ** k))
+            mapped = np.exp(np.power(v, k, out=v), out=v)
+        elif family == "logarithmic":
+            low, high = 0.0, float(np.log(255.0))
+            v[v <= 0] = 1.0
+            mapped = np.log(v, out=v)
+        else:  # linear, polynomial
+            low, high = float(np.float64(0.0) ** k), float(np.float64(255.0) ** k)
+            mapped = v if k == 1.0 else np.power(v, k, out=v)
+        mapped -= low
+        mapped *= 255.0 / (high - low)
+        mapped += 0.5
+        q = np.floor(mapped, out=mapped)
+    np.nan_to_num(q, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    # NOTE: OMERO keeps the low byte ((byte) v & 0xFF), so a negative level wraps to a bright
+    # one; we clip (see the module docstring).
+    np.clip(q, 0.0, 255.0, out=q)
+    return q
+
+
 def quantize(
     values: np.ndarray, start: float, end: float, family: str, coefficient: float, inverted: bool
 ) -> np.ndarray:
-    """Return the 8-bit value (uint8) of each of ``values`` under one channel's settings."""
+    """Return the 8-bit value (uint8) of each of ``values``, as OMERO's Quantization_8_16_bit."""
     x = np.asarray(values, dtype=np.float64)
     if end > start:
         slope = 255.0 / (end - start)
         v = slope * x
         v -= slope * start
         np.clip(v, 0.0, 255.0, out=v)  # values outside the window are overwritten below
-        k = coefficient
-        with np.errstate(all="ignore"):
-            if family == "exponential":
-                low, high = 1.0, float(np.exp(np.float64(255.0) ** k))
-                mapped = np.exp(np.power(v, k, out=v), out=v)
-            elif family == "logarithmic":
-                low, high = 0.0, float(np.log(255.0))
-                v[v <= 0] = 1.0
-                mapped = np.log(v, out=v)
-            else:  # linear, polynomial
-                low, high = float(np.float64(0.0) ** k), float(np.float64(255.0) ** k)
-                mapped = v if k == 1.0 else np.power(v, k, out=v)
-            mapped -= low
-            mapped *= 255.0 / (high - low)
-            mapped += 0.5
-            q = np.floor(mapped, out=mapped)
-        np.nan_to_num(q, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        np.clip(q, 0.0, 255.0, out=q)
+        q = _curve(v, family, coefficient)
         q[~(x >= start)] = 0.0  # also NaN
     else:
         q = np.zeros(x.shape, dtype=np.float64)
@@ -86,6 +105,66 @@ def quantize(
     if inverted:
         np.subtract(255, out, out=out)
     return out
+
+
+BINS = 256  # OMERO's cdEnd − cdStart + 1
+
+
+@lru_cache(maxsize=256)
+def _bin_levels(
+    start: float, end: float, family: str, coefficient: float, inverted: bool
+) -> np.ndarray:
+    """Return the 8-bit level of each bin, then of "below the window", "above it" and NaN."""
+    if not end > start:
+        # OMERO: a zero-width window gives 0 · ∞ = NaN everywhere, which rounds to 0.
+        levels = np.zeros(BINS + 3, dtype=np.uint8)
+    else:
+        step = (end - start) / BINS
+        lower = start + np.arange(BINS) * step
+        middle = (lower + (lower + step)) / 2.0
+        slope = 255.0 / (end - start)
+        # The value each bin stands for, then the window's ends, then 0 for NaN.
+        values = np.concatenate([middle, [start, end]])
+        v = slope * values - slope * start
+        levels = np.concatenate([_curve(v, family, coefficient), [0.0]]).astype(np.uint8)
+    if inverted:
+        levels = 255 - levels
+    levels.flags.writeable = False
+    return levels
+
+
+def quantize_binned(
+    values: np.ndarray, start: float, end: float, family: str, coefficient: float, inverted: bool
+) -> np.ndarray:
+    """Return the 8-bit value (uint8) of each of ``values``, as OMERO's Quantization_32_bit.
+
+    OMERO's 32-bit and float quantizers first replace each value by the middle of the one of
+    256 equal bins of the window it falls in (values outside the window by the window's end
+    nearest to them), then map that middle through the family's curve.
+    """
+    return _bin_levels(start, end, family, coefficient, inverted).take(
+        bin_index(values, start, end)
+    )
+
+
+def bin_index(values: np.ndarray, start: float, end: float) -> np.ndarray:
+    """Return, per value, its bin (0..255), 256 below the window, 257 above it, 258 for NaN."""
+    x = np.asarray(values, dtype=np.float64)
+    if not end > start:
+        index = np.where(x <= start, BINS, BINS + 1)
+    else:
+        # PERF: whole-array arithmetic, then three masks; no gathering through a mask.
+        index_f = np.subtract(x, start)
+        index_f /= (end - start) / BINS
+        np.floor(index_f, out=index_f)
+        np.clip(index_f, 0.0, BINS - 1.0, out=index_f)
+        with np.errstate(invalid="ignore"):  # NaN is marked below
+            index = index_f.astype(np.intp)
+        index[x < start] = BINS
+        index[x > end] = BINS + 1
+    if np.asarray(values).dtype.kind == "f":
+        index[np.isnan(x)] = BINS + 2
+    return index
 
 
 @lru_cache(maxsize=256)
@@ -107,6 +186,15 @@ def _paint(color: str, alpha: int, lut: str | None, grey: bool, dim: bool) -> np
     table = packed.astype(np.uint32)
     table.flags.writeable = False
     return table
+
+
+def _rendered(ch: ChannelSettings, pixel_type: str) -> ChannelSettings:
+    """Return ``ch`` as OMERO's QuantumStrategy applies it: window within the type, linear k = 1."""
+    start, end = type_window(ch.start, ch.end, pixel_type)
+    coefficient = 1.0 if ch.family == "linear" else ch.coefficient
+    if (start, end, coefficient) == (ch.start, ch.end, ch.coefficient):
+        return ch
+    return replace(ch, start=start, end=end, coefficient=coefficient)
 
 
 def _settings_key(ch: ChannelSettings) -> tuple[float, float, str, float, bool]:
@@ -159,10 +247,11 @@ def _lookup(
         return table, plane.view(_TABLE_TYPES[plane.dtype]), top
     if plane.dtype.kind not in "uif":
         raise TypeError(f"cannot render pixels of type {plane.dtype}")
-    # 32-bit and float pixels: window the real values, no table over the type's range.
+    # 32-bit and float pixels: OMERO snaps each value to one of 256 bins of the window.
     table = _paint(*paint)
-    q = quantize(plane, ch.start, ch.end, ch.family, ch.coefficient, ch.inverted)
-    return table, q, _lane_max(table)
+    levels = _bin_levels(ch.start, ch.end, ch.family, ch.coefficient, ch.inverted)
+    q = bin_index(plane, ch.start, ch.end)
+    return table.take(levels), q, _lane_max(table)
 
 
 def _saturate(acc: np.ndarray) -> np.ndarray:
@@ -230,7 +319,7 @@ def render(
         assert plane is not None
         if plane.shape != (height, width):
             raise ValueError(f"plane {c + 1} is {plane.shape}, not {(height, width)}")
-        ch = rdef.channels[c]
+        ch = _rendered(rdef.channels[c], pixel_type or plane.dtype.name)
         paint = (ch.color, ch.alpha if dim else 255, None if grey else ch.lut, grey, dim)
         table, index, lanes = _lookup(plane, ch, paint)
         if number == 0:

@@ -25,6 +25,11 @@ def lut_key(name: str) -> str | None:
     return key if key in LUTS else None
 
 
+def exact_lut(name: str) -> bool:
+    """Return whether ``name`` is a table's file name exactly ("fire.lut"), as OMERO looks it up."""
+    return name.endswith(".lut") and name[:-4] in LUTS
+
+
 def get_lut(name: str) -> np.ndarray:
     """Return the (256, 3) uint8 table called ``name``; raise KeyError when there is none."""
     key = lut_key(name)

@@ -5,10 +5,12 @@ image's own pixel type: the maximum keeps the type; the sum is clipped to the ty
 the mean is the sum divided by the number of planes, cast back to the type (integer types
 truncate, as Java's (int) cast).
 
-NOTE: three OMERO quirks are not copied: its mean and sum skip the last plane of the range
-(``z < end`` where the maximum uses ``z <= end``), its maximum starts from 0 so negative data
-projects to 0, and a sum below the minimum of a signed type wraps. Here every plane of the
-range counts, the maximum is the true maximum, and sums are clipped at both ends.
+NOTE: four OMERO quirks are not copied: its mean and sum skip the last plane of the range
+(``z < end`` where the maximum uses ``z <= end``, so the mean of one plane is black), its
+maximum starts from 0 so negative data projects to 0, a sum below the minimum of a signed
+type wraps, and uint32 pixels are held in a Java int, so their maximum and sum stop at
+2**31 − 1. Here every plane of the range counts, the maximum is the true maximum, and sums
+are clipped at both ends of the type's own range.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from coverslip.errors import BadParameter
-from coverslip.render.luts import lut_key
+from coverslip.render.luts import exact_lut, lut_key
 
 FAMILIES = ("linear", "polynomial", "exponential", "logarithmic")
 MODELS = ("color", "greyscale")
@@ -33,7 +33,9 @@ MODEL_ALIASES = {
 }
 DEFAULT_QUALITY = 0.9
 
-# Pixel value range of each integer type, for default windows.
+# Pixel value range of each type, as OMERO's StatsFactory.initPixelsRange: the integer types by
+# their bit size; the float types by Bio-Formats' default range, which OMERO holds in Java longs
+# (so -Float.MAX_VALUE and Float.MAX_VALUE become Long.MIN_VALUE and Long.MAX_VALUE).
 TYPE_RANGES = {
     "uint8": (0.0, 255.0),
     "int8": (-128.0, 127.0),
@@ -41,6 +43,18 @@ TYPE_RANGES = {
     "int16": (-32768.0, 32767.0),
     "uint32": (0.0, 4294967295.0),
     "int32": (-2147483648.0, 2147483647.0),
+    "float32": (-9223372036854775808.0, 9223372036854775807.0),
+    "float64": (-9223372036854775808.0, 9223372036854775807.0),
+}
+# The widest window OMERO's QuantumStrategy.verifyInterval accepts per type (end - start must
+# be below it); the float types accept any.
+_WINDOW_SPANS = {
+    "uint8": 256.0,
+    "int8": 256.0,
+    "uint16": 65536.0,
+    "int16": 65536.0,
+    "uint32": 4294967296.0,
+    "int32": 4294967296.0,
 }
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
@@ -129,6 +143,22 @@ class RenderingDef:
         model = "g" if self.model == "greyscale" else "c"
         maps_text = json.dumps(maps, separators=(",", ":"))
         return f"c={','.join(entries)}&m={model}&maps={maps_text}&p={projection}"
+
+
+def type_window(start: float, end: float, pixel_type: str) -> tuple[float, float]:
+    """Return the window OMERO renders for ``start:end`` on pixels of ``pixel_type``.
+
+    As OMERO's QuantumStrategy.setWindow: a window whose start is above its end, or which is
+    wider than the type allows, becomes the type's whole range; then the start is raised to
+    the type's minimum and the end lowered to its maximum. Unknown types keep the window.
+    """
+    limits = TYPE_RANGES.get(pixel_type)
+    if limits is None:
+        return start, end
+    low, high = limits
+    if not (start <= end and end - start < _WINDOW_SPANS.get(pixel_type, math.inf)):
+        return low, high
+    return max(start, low), min(end, high)
 
 
 def _number(value: float) -> str:
@@ -284,9 +314,8 @@ def _parse_window(text: str, entry: str) -> tuple[float, float]:
         raise BadParameter("c", f"{_show(entry)}: the window must be two numbers") from None
     if not (math.isfinite(start) and math.isfinite(end)):
         raise BadParameter("c", f"{_show(entry)}: the window must be finite")
-    if start > end:
-        # NOTE: OMERO's QuantumStrategy.verifyInterval refuses start > end as well.
-        raise BadParameter("c", f"{_show(entry)}: the window start is above its end")
+    # NOTE: a start above the end is kept as asked; the kernel renders it with the type's
+    # whole range, as OMERO's QuantumStrategy.setWindow does (see type_window).
     return start, end
 
 
@@ -302,18 +331,22 @@ def _parse_hex_color(text: str) -> tuple[str, int] | None:
 
 
 def _parse_paint(text: str, entry: str) -> dict[str, Any]:
-    """Return the ChannelSettings fields set by a ``$`` colour or LUT name."""
-    if not text.lower().endswith(".lut"):
-        color = _parse_hex_color(text)
-        if color is not None:
-            # As omero-py: a colour switches the LUT off.
-            return {"color": color[0], "alpha": color[1], "lut": None}
-    key = lut_key(text) if text else None
-    if key is None:
-        raise BadParameter(
-            "c", f"{_show(entry)}: {_show(text)} is neither a hex colour nor a known LUT"
-        )
-    return {"lut": f"{key}.lut"}
+    """Return the ChannelSettings fields set by a ``$`` colour or LUT name.
+
+    NOTE: as omero-py's set_active_channels: a hex colour sets the colour and switches the LUT
+    off; a name ending in ".lut" sets the LUT, and OMERO's LutProvider finds it only under its
+    exact lower-case file name, so an unknown ".lut" leaves the channel in its colour. OMERO
+    ignores any other text: "fire" or "FIRE.LUT" change nothing here either; text that names
+    no LUT at all is refused.
+    """
+    color = _parse_hex_color(text)
+    if color is not None:
+        return {"color": color[0], "alpha": color[1], "lut": None}
+    if text.endswith(".lut"):
+        return {"lut": text if exact_lut(text) else None}
+    if text and lut_key(text) is not None:
+        return {}
+    raise BadParameter("c", f"{_show(entry)}: {_show(text)} is neither a hex colour nor a LUT")
 
 
 def _apply_maps(
@@ -322,9 +355,9 @@ def _apply_maps(
     """Apply ``maps=``: one entry per ``c=`` entry (or per channel when there is no ``c=``).
 
     NOTE: as omero-web's _get_inverted_enabled, an entry without "inverted" (or its old
-    name "reverse") switches inversion off; a null entry leaves the channel alone. As
-    omero-py's setQuantizationMaps, "quantization" needs a family; the coefficient
-    defaults to 1.0.
+    name "reverse") switches inversion off, and so does a null entry: OMERO applies no
+    inversion or other codomain map to that channel. As omero-py's setQuantizationMaps,
+    "quantization" needs a family; the coefficient defaults to 1.0.
     """
     if len(text) > _MAX_MAPS_LENGTH:
         raise BadParameter("maps", "is too long")
@@ -340,6 +373,7 @@ def _apply_maps(
     channels = list(rdef.channels)
     for index, item in zip(order, maps, strict=False):
         if item is None:
+            channels[index] = replace(channels[index], inverted=False)
             continue
         if not isinstance(item, dict):
             raise BadParameter("maps", "each entry must be a JSON object or null")
@@ -445,14 +479,24 @@ def _field(channel: Any, name: str) -> Any:
     return getattr(channel, name, None)
 
 
-def _wave_color(wave: Any) -> str | None:
-    """Return the colour OMERO's ColorsFactory gives an emission wavelength (nm), if any."""
-    if wave is None:
+# NOTE: OMERO's Renderer.MAX_CHANNELS; images with this many channels or more (and images with
+# one) open in the greyscale model.
+MAX_COLOUR_CHANNELS = 8
+
+
+def _wavelength(value: Any) -> int | None:
+    """Return a wavelength in whole nanometres (OMERO compares integers), or None."""
+    if value is None or isinstance(value, bool):
         return None
     try:
-        nm = float(wave)
+        nm = float(value)
     except (TypeError, ValueError):
         return None
+    return int(nm) if math.isfinite(nm) and nm > 0 else None
+
+
+def _wave_color(nm: int) -> str | None:
+    """Return the colour OMERO's ColorsFactory.determineColor gives a wavelength (nm)."""
     if nm <= 500:
         return "0000FF"
     if 501 <= nm <= 559:
@@ -462,35 +506,66 @@ def _wave_color(wave: Any) -> str | None:
     return None
 
 
-def _default_color(index: int, channel: Any) -> tuple[str, int]:
-    """Return the default colour: the file's own, else by wavelength, else red/green/blue in turn."""
+def _file_color(channel: Any) -> tuple[str, int] | None:
+    """Return the colour the file gave the channel ("RRGGBB" or "RRGGBBAA"), or None."""
     color = _field(channel, "color")
-    if isinstance(color, str):
-        parsed = _parse_hex_color(color)
-        if parsed is not None and len(color.strip().lstrip("#")) in (6, 8):
-            return parsed
-    by_wave = _wave_color(_field(channel, "emission_wave"))
-    if by_wave is not None:
-        return by_wave, 255
-    return ("FF0000", "00FF00", "0000FF")[index % 3], 255
+    if isinstance(color, str) and len(color.strip().lstrip("#")) in (6, 8):
+        return _parse_hex_color(color)
+    return None
+
+
+def _default_colors(channels: Sequence[Any]) -> list[tuple[str, int]]:
+    """Return each channel's default colour, as OMERO's RenderingSettingsImpl.resetChannelBindings.
+
+    A colour from the file wins. Otherwise ColorsFactory.getColor: the emission wavelength's
+    colour, else the excitation wavelength's, else red for the first channel, blue for the
+    second and green for the rest. Then, when some but not all of the channels without a file
+    colour have an emission wavelength, those without one become white.
+    """
+    colors: list[tuple[str, int]] = []
+    without_emission: list[int] = []
+    chosen = 0
+    for index, channel in enumerate(channels):
+        given = _file_color(channel)
+        if given is not None:
+            colors.append(given)
+            continue
+        chosen += 1
+        emission = _wavelength(_field(channel, "emission_wave"))
+        excitation = _wavelength(_field(channel, "excitation_wave"))
+        if emission is None:
+            without_emission.append(index)
+        wave = emission if emission is not None else excitation
+        color = _wave_color(wave) if wave is not None else None
+        if color is None:
+            color = ("FF0000", "0000FF")[index] if index < 2 else "00FF00"
+        colors.append((color, 255))
+    if without_emission and len(without_emission) != chosen:
+        for index in without_emission:
+            colors[index] = ("FFFFFF", 255)
+    return colors
 
 
 def default_def(channels: Sequence[Any], pixel_type: str, size_z: int, size_t: int) -> RenderingDef:
     """Return OMERO's default settings for an image whose channels are described by ``channels``.
 
-    Each channel is an object or dict with ``color`` ("RRGGBB" or None), ``window_start``,
-    ``window_end`` and optionally ``emission_wave``. As OMERO's
-    RenderingSettingsImpl.resetDefaults: the first three channels are active, the model is
-    colour when there is more than one channel and greyscale otherwise, linear family with
-    coefficient 1, default Z in the middle of the stack, default T 0.
+    Each channel is an object or dict with ``color`` ("RRGGBB" or None when the file gave
+    none), ``window_start``, ``window_end`` and optionally ``emission_wave`` and
+    ``excitation_wave``. As OMERO's RenderingSettingsImpl.resetDefaults: the first three
+    channels are active; the model is colour for 2 to 7 channels and greyscale otherwise;
+    linear family with coefficient 1; default Z in the middle of the stack, default T 0; the
+    window is the channel's minimum to maximum, or the type's range when they are equal.
     """
     low, high = TYPE_RANGES.get(pixel_type, (0.0, 1.0))
     settings = []
-    for index, channel in enumerate(channels):
-        color, alpha = _default_color(index, channel)
+    for index, (channel, (color, alpha)) in enumerate(
+        zip(channels, _default_colors(channels), strict=True)
+    ):
         start, end = _field(channel, "window_start"), _field(channel, "window_end")
         start = low if start is None or not math.isfinite(float(start)) else float(start)
         end = high if end is None or not math.isfinite(float(end)) else float(end)
+        if start == end:
+            start, end = low, high
         settings.append(
             ChannelSettings(
                 active=index < 3,
@@ -500,9 +575,10 @@ def default_def(channels: Sequence[Any], pixel_type: str, size_z: int, size_t: i
                 alpha=alpha,
             )
         )
+    colour_model = 1 < len(settings) < MAX_COLOUR_CHANNELS
     return RenderingDef(
         channels=tuple(settings),
-        model="color" if len(settings) > 1 else "greyscale",
+        model="color" if colour_model else "greyscale",
         default_z=max(0, size_z // 2),
         default_t=0,
     )
