@@ -211,7 +211,10 @@ def test_download_is_handed_to_nginx_when_configured(tmp_path: Path, pixels: np.
     image_id = api.create()
     assert api.put(image_id, npy_bytes(pixels)).status_code == 204
     result = api.request("GET", f"/images/{image_id}/file")
-    assert result.headers["X-Accel-Redirect"].endswith(f"/originals/{image_id}/original.npy")
+    # The original is kept once in its fileset's folder, which the image's folder links to.
+    fileset = api.image(image_id)["fileset"]
+    kept = f"/originals/fileset-{fileset}/original.npy"
+    assert result.headers["X-Accel-Redirect"].endswith(kept)
     assert result.content == b""
 
 

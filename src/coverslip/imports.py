@@ -273,23 +273,8 @@ class Importer:
             files = fileset.files or [path]
             digest = self._keep_and_build(path, files, fileset_id, options, build)
             self._check_duplicate(digest, options)
-            self.catalog.update_fileset(
-                fileset_id,
-                sha512=digest.sha512.hexdigest(),
-                size=digest.size,
-                files=_member_names(path, fileset.files or [path]),
-            )
-            for image_id in image_ids:
-                self.catalog.update_image(
-                    image_id,
-                    sha512=digest.sha512.hexdigest(),
-                    md5=digest.md5.hexdigest(),
-                    original_size=digest.size,
-                )
-            if fileset.plate is not None:
-                self._plate(fileset.plate, fileset_id, image_ids, owner_id, group_id, path)
-            for image_id in image_ids:
-                self.catalog.set_status(image_id, "active", expect=["importing"])
+            members = _member_names(path, fileset.files or [path])
+            self._finish(fileset, fileset_id, image_ids, owner, digest, members, path.name)
         except BaseException:
             for image_id in image_ids:
                 self.discard(image_id)
@@ -298,6 +283,84 @@ class Importer:
         if options.dataset_id is not None:
             self.catalog.add_to_dataset(options.dataset_id, image_ids)
         return image_ids
+
+    def import_received(
+        self,
+        image_id: int,
+        original: Path,
+        digest: Digest,
+        options: ImportOptions,
+        source: Path | None = None,
+    ) -> list[int]:
+        """Import every image of a file received for the queued image ``image_id``; return their ids.
+
+        ``original`` is the file as received, in the image's originals folder; it moves (is not
+        copied) into a new fileset's folder; ``source``, when given, is what is read instead (a
+        zip's extracted folder). ``image_id`` becomes the fileset's first image and
+        every further image a new one of ``options``' owner, group, dataset and properties. On
+        failure nothing of the fileset is left, the file included, and ``image_id`` stays for
+        the caller to put back.
+        """
+        if options.owner_id is None or options.group_id is None:
+            raise ValueError("a received file is imported for the image's owner and group")
+        owner = (options.owner_id, options.group_id)
+        fmt = self.catalog.get_image(image_id).format or "unknown"
+        fileset_id = self.catalog.create_fileset(fmt, *owner)
+        image_ids: list[int] = []
+        try:
+            with full_disk_is_no_space():
+                folder = self.home.fileset_dir(fileset_id)
+                folder.mkdir(parents=True)
+                path = folder / original.name
+                os.replace(original, path)
+                read = source or path
+                fileset = self._open(read, options)
+                try:
+                    self.catalog.update_fileset(fileset_id, format=fileset.format)
+                    self._build_all(
+                        read, fileset, fileset_id, image_ids, owner, options, None, image_id
+                    )
+                    self._finish(
+                        fileset, fileset_id, image_ids, owner, digest, [path.name], path.name
+                    )
+                finally:
+                    fileset.close()
+        except BaseException:
+            self.remove_files(image_id)
+            for other in image_ids:
+                if other != image_id:
+                    self.discard(other)
+            self._drop_fileset(fileset_id)
+            raise
+        if options.dataset_id is not None:
+            self.catalog.add_to_dataset(options.dataset_id, image_ids)
+        return image_ids
+
+    def _finish(
+        self,
+        fileset: formats.Fileset,
+        fileset_id: int,
+        image_ids: list[int],
+        owner: tuple[int, int],
+        digest: Digest,
+        members: list[str],
+        name: str,
+    ) -> None:
+        """Record the kept originals on the fileset and its images, make the plate, activate."""
+        self.catalog.update_fileset(
+            fileset_id, sha512=digest.sha512.hexdigest(), size=digest.size, files=members
+        )
+        for image_id in image_ids:
+            self.catalog.update_image(
+                image_id,
+                sha512=digest.sha512.hexdigest(),
+                md5=digest.md5.hexdigest(),
+                original_size=digest.size,
+            )
+        if fileset.plate is not None:
+            self._plate(fileset.plate, fileset_id, image_ids, *owner, name)
+        for image_id in image_ids:
+            self.catalog.set_status(image_id, "active", expect=["importing"])
 
     def _keep_and_build(
         self,
@@ -343,7 +406,9 @@ class Importer:
         owner: tuple[int, int],
         options: ImportOptions,
         progress: Progress | None,
+        first_id: int | None = None,
     ) -> None:
+        """Build every readable image of ``fileset``; the first is ``first_id`` when given."""
         many = len(fileset.images) > 1
         original_name = _member_names(path, fileset.files or [path])[0]
         skipped: list[str] = []
@@ -363,14 +428,20 @@ class Importer:
                 name = f"{base} [{meta.series}]" if many and meta.series else base
                 if many and not meta.series:
                     name = f"{base} [{index + 1}]"
-                image_id = self.catalog.create_image(
-                    name[:255],
-                    *owner,
-                    status="queued",
-                    format=meta.format,
-                    original_name=original_name,
-                    properties=options.properties,
-                )
+                if first_id is not None and not image_ids:
+                    image_id = first_id
+                    self.catalog.update_image(
+                        image_id, format=meta.format, original_name=original_name
+                    )
+                else:
+                    image_id = self.catalog.create_image(
+                        name[:255],
+                        *owner,
+                        status="queued",
+                        format=meta.format,
+                        original_name=original_name,
+                        properties=options.properties,
+                    )
                 image_ids.append(image_id)
                 self.catalog.add_to_fileset(fileset_id, image_id, index, meta.series, meta.kind)
                 self._link_original(image_id, fileset_id, options)
@@ -396,14 +467,14 @@ class Importer:
         image_ids: list[int],
         owner_id: int,
         group_id: int,
-        path: Path,
+        file_name: str,
     ) -> None:
         wells = []
         for well in plate.wells:
             fields = [image_ids[i] for i in well.fields if 0 <= i < len(image_ids)]
             wells.append((well.row, well.column, fields))
         self.catalog.create_plate(
-            plate.name or path.name,
+            plate.name or file_name,
             fileset_id,
             owner_id,
             group_id,

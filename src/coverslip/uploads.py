@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -232,20 +233,34 @@ class Uploads:
             format=fmt,
         )
         self._still_there(image.id)
-        source = self._unzip(original, image.id) if fmt == "ome-zarr" else original
+        source = self._unzip(original, image.id) if fmt == "ome-zarr" else None
+        options = ImportOptions(
+            name=image.name or None,
+            owner_id=image.owner_id,
+            group_id=image.group_id,
+            dataset_id=image.dataset_ids[0] if image.dataset_ids else None,
+            allow_duplicate=True,
+            properties=dict(image.properties),
+        )
         try:
-            reader = _open_reader(source)
-            try:
-                self.services.importer().build(image.id, reader, ImportOptions(), source=source)
-            finally:
-                reader.close()
+            ids = self.services.importer().import_received(
+                image.id, original, digest, options, source=source
+            )
         except ImportFailed as exc:
             # SECURITY: a client hears what is wrong with its data, never where it is kept.
-            message = str(exc).replace(str(source), "the data").replace(str(self.home.root), "")
+            message = _home_paths(self.home.root).sub("the data", str(exc))
             raise type(exc)(message) from None
         finally:
             # The pyramid is written; the extracted copy of a zipped OME-Zarr is not needed.
             shutil.rmtree(self._staging_file(image.id, "zarr"), ignore_errors=True)
+        # The further images of the file answer to the images API like the one uploaded.
+        for other in ids[1:]:
+            self.catalog.set_api_fields(
+                other,
+                home_group_id=fields.home_group_id,
+                disk_format=fmt,
+                container_format=fields.container_format,
+            )
 
     @staticmethod
     def _check_format(path: Path, disk_format: str | None) -> str:
@@ -365,17 +380,9 @@ class Uploads:
         self._import_file(image, staged, digest)
 
 
-def _open_reader(path: Path) -> formats.Reader:
-    try:
-        return formats.open_reader(path)
-    except ImportFailed as exc:
-        raise type(exc)(str(exc).replace(str(path), "the data")) from None
-    except CoverslipError:
-        raise
-    except MemoryError:
-        raise ImportFailed("too large to decode") from None
-    except Exception as exc:  # noqa: BLE001 - a reader failing in an unforeseen way
-        raise ImportFailed(f"cannot be read ({type(exc).__name__}: {exc})") from None
+def _home_paths(root: Path) -> re.Pattern[str]:
+    """Return a pattern matching any path inside the instance home ``root``."""
+    return re.compile(re.escape(str(root)) + r"[^\s:]*")
 
 
 def _read_blocks(response: http.client.HTTPResponse) -> Iterator[bytes]:

@@ -85,8 +85,31 @@ class ImageDocs:
         fields = self.services.catalog.api_fields([image.id for image in images])
         return [render(image, fields[image.id], self.access.visibility(image)) for image in images]
 
-    def one(self, image_id: int) -> dict[str, Any]:
-        return self.render([self.services.catalog.get_image(image_id)])[0]
+    def one(self, image_id: int, req: falcon.Request | None = None) -> dict[str, Any]:
+        """Return the document of one image; with ``req``, with its fileset as the caller sees it."""
+        doc = self.render([self.services.catalog.get_image(image_id)])[0]
+        if req is not None:
+            doc.update(self.fileset(req, image_id))
+        return doc
+
+    def fileset(self, req: falcon.Request, image_id: int) -> dict[str, Any]:
+        """Return the fileset of an image and the ids of its images the caller may see.
+
+        # PERF: only documents of one image carry these; a page of images would cost two
+        # lookups per image.
+        """
+        catalog = self.services.catalog
+        fileset_id = catalog.fileset_of(image_id)
+        if fileset_id is None:
+            return {"fileset": None, "fileset_images": None}
+        ids = [i for i in catalog.get_fileset(fileset_id).image_ids if self._may_see(req, i)]
+        return {"fileset": str(fileset_id), "fileset_images": [str(i) for i in ids]}
+
+    def _may_see(self, req: falcon.Request, image_id: int) -> bool:
+        try:
+            return self.access.visible(req, self.services.catalog.get_image(image_id))
+        except NotFound:
+            return False
 
 
 class ImageList:
@@ -239,7 +262,7 @@ class ImageItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         resp.cache_control = PRIVATE
-        resp.media = self.docs.render([self.docs.image(req, image_id)])[0]
+        resp.media = self.docs.one(self.docs.image(req, image_id).id, req)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         image = self.docs.image(req, image_id)
@@ -289,7 +312,7 @@ class ImageItem:
             catalog.update_image(image.id, **updates)
         if api:
             catalog.set_api_fields(image.id, **api)
-        resp.media = self.docs.one(image.id)
+        resp.media = self.docs.one(image.id, req)
 
     def _move_dataset(self, req: falcon.Request, image: Image, dataset_id: int | None) -> None:
         catalog = self.services.catalog
@@ -329,6 +352,11 @@ class ImageFile:
         chunks, length, expected = images_import.body_of(req)
         self.uploads.upload(image.id, chunks, length, expected)
         resp.status = falcon.HTTP_204
+        # A file of several images (scenes, series) made more images: say which.
+        found = self.docs.fileset(req, image.id)
+        if found["fileset"] is not None:
+            resp.set_header("Coverslip-Fileset", found["fileset"])
+            resp.set_header("Coverslip-Fileset-Images", ", ".join(found["fileset_images"]))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         image = self.docs.image(req, image_id)

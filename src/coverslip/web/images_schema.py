@@ -68,6 +68,15 @@ READ_ONLY: dict[str, dict[str, Any]] = {
         "description": "Sizes T, C, Z, Y, X once imported",
     },
     "message": {"type": "string", "description": "Why the last upload or import failed"},
+    "fileset": {
+        "type": ["null", "string"],
+        "description": "Id of the fileset (the file) the image was imported from; one image only",
+    },
+    "fileset_images": {
+        "type": ["null", "array"],
+        "items": {"type": "string"},
+        "description": "Ids of the fileset's images you may see, in the file's order; one image only",
+    },
     "self": {"type": "string"},
     "file": {"type": "string"},
     "schema": {"type": "string"},
