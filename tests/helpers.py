@@ -171,3 +171,49 @@ def read_channels(reader: Reader, level: int = 0, band: int = 64) -> np.ndarray:
     """Return level ``level`` of plane (0, c, 0) for every c as (Y, X, C), band by band."""
     planes = [read_plane(reader, 0, c, 0, band, level) for c in range(reader.meta.size_c)]
     return np.stack(planes, axis=-1)
+
+
+# OMERO's arithmetic, independently of the code under test (omero-renderer's quantizers, with
+# Java's rounding: Math.round is floor(x + 0.5)).
+
+
+def java_round(x: np.ndarray) -> np.ndarray:
+    return np.floor(x + 0.5)
+
+
+def curve(x: np.ndarray, family: str, k: float) -> np.ndarray:
+    """OMERO's QuantumMap.transform (PolynomialMap, ExponentialMap, LogarithmicMap)."""
+    if family in ("linear", "polynomial"):
+        return x**k
+    if family == "exponential":
+        return np.exp(x**k)
+    return np.log(np.where(x > 0, x, 1.0))
+
+
+def omero_8_16(values: np.ndarray, start: float, end: float, family: str, k: float) -> np.ndarray:
+    """OMERO's Quantization_8_16_bit for one channel (no noise reduction), 0..255."""
+    if family == "linear":
+        k = 1.0  # QuantumStrategy.setMapping
+    v = values.astype(np.float64)
+    a = 255.0 / (end - start)
+    x = np.clip(a * v - a * start, 0.0, 255.0)  # aDecile * x - bDecile
+    top, low = curve(np.float64(255.0), family, k), curve(np.float64(0.0), family, k)
+    q = java_round(255.0 / (top - low) * (curve(x, family, k) - low))
+    q = np.where(v < start, 0.0, np.where(v >= end, 255.0, q))
+    return q.astype(np.int64)
+
+
+def omero_32(values: np.ndarray, start: float, end: float, family: str, k: float) -> np.ndarray:
+    """OMERO's Quantization_32_bit / Quantization_float: snap to the middle of a bin, then map."""
+    if family == "linear":
+        k = 1.0
+    v = values.astype(np.float64)
+    step = (end - start) / 256.0
+    index = np.clip(np.floor((v - start) / step), 0, 255)
+    middle = start + (index + 0.5) * step
+    middle = np.where(v < start, start, np.where(v > end, end, middle))
+    a = 255.0 / (end - start)
+    x = a * middle - a * start
+    top, low = curve(np.float64(255.0), family, k), curve(np.float64(0.0), family, k)
+    q = java_round(255.0 / (top - low) * (curve(x, family, k) - low))
+    return q.astype(np.int64) & 0xFF  # (byte) v & 0xFF

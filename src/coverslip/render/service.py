@@ -263,6 +263,8 @@ class Renderer:
             active = active[:1]
         ys, xs = slice(region.y, region.y + region.height), slice(region.x, region.x + region.width)
         planes: list[np.ndarray | None] = [None] * image.size_c
+        if not active:
+            return planes
         if rdef.projection != "normal" and image.size_z > 1:
             start = rdef.projection_start if rdef.projection_start is not None else 0
             end = rdef.projection_end if rdef.projection_end is not None else image.size_z - 1
