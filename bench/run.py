@@ -29,6 +29,10 @@ def main() -> None:
             "Import: CZI and SVS throughput and peak memory",
             ["import_vendor.py", *(["--scale", "0.5", "--runs", "1"] if quick else [])],
         ),
+        (
+            "Auth: what a session or token adds to a cached thumbnail",
+            ["session_cost.py", *(["--requests", "1000"] if quick else [])],
+        ),
     ]
     failed = 0
     for title, command in steps:
