@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -287,7 +288,23 @@ def test_nginx_buffers_small_bodies_and_drops_quiet_clients(tmp_path: Path) -> N
     home = Home(tmp_path)
     site = configs.nginx(home.settings({}, {"web.body_timeout": "12"}), home)
     assert "client_body_timeout 12s;" in site and "client_header_timeout 12s;" in site
-    # Only the original file of an image streams through unbuffered.
+    # Only original files (uploaded or staged) stream through unbuffered: one location.
     unbuffered = site.split("proxy_request_buffering off;")
-    assert len(unbuffered) == 2 and unbuffered[0].rstrip().endswith("/file$ {")
+    assert len(unbuffered) == 2
+    opening = unbuffered[0].rstrip().splitlines()[-1].split()
+    assert opening[:2] == ["location", "~"] and opening[-1] == "{"
+    streamed = re.compile(" ".join(opening[2:-1]))
+    for path in ("/api/v2/images/7/file", "/api/v2/images/7/stage"):
+        assert streamed.search(path), path
+    for path in (
+        "/api/v2/images",
+        "/api/v2/images/7",
+        "/api/v2/images/7/import",
+        "/api/v2/images/7/tags/file",
+        "/api/v2/images/7/files",
+        "/api/v2/images/7/stage/x",
+        "/login",
+    ):
+        assert not streamed.search(path), path
+    # Every other images API body is buffered by the prefix location.
     assert site.count(f"location {configs.UPLOAD_PREFIX} {{") == 1

@@ -47,8 +47,9 @@ def quiet_client(
         sock.close()
 
 
-def new_upload(instance: Instance, port: int) -> tuple[str, str]:
-    """Sign in as the administrator and create an image; return its file path and headers."""
+def new_uploads(instance: Instance, port: int, routes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Sign in as the administrator and create an image per route ("file" or "stage");
+    return the request line and headers of an upload to each."""
     password = instance.run("user", "ensure-admin").split("password: ", 1)[1].split()[0]
     credentials = json.dumps({"username": "admin", "password": password})
     json_type = {"Content-Type": "application/json"}
@@ -58,12 +59,15 @@ def new_upload(instance: Instance, port: int) -> tuple[str, str]:
         "Cookie": headers["set-cookie"].split(";", 1)[0],
         "X-CSRFToken": json.loads(body)["csrf_token"],
     }
-    made = json.dumps({"name": "quiet", "disk_format": "npy", "container_format": "bare"})
-    status, _, body = get(port, "/api/v2/images", "POST", made, {**signed, **json_type})
-    assert status == 201, body
-    signed["Content-Type"] = "application/octet-stream"
     lines = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
-    return f"PUT /api/v2/images/{json.loads(body)['id']}/file", lines
+    lines += "Content-Type: application/octet-stream\r\n"
+    made = json.dumps({"name": "quiet", "disk_format": "npy", "container_format": "bare"})
+    uploads = []
+    for route in routes:
+        status, _, body = get(port, "/api/v2/images", "POST", made, {**signed, **json_type})
+        assert status == 201, body
+        uploads.append((f"PUT /api/v2/images/{json.loads(body)['id']}/{route}", lines))
+    return uploads
 
 
 def latencies(port: int, count: int = 30) -> list[float]:
@@ -104,10 +108,12 @@ def test_a_quiet_request_body_does_not_stall_other_requests(behind: str, tmp_pat
                 port = stack.enter_context(nginx_in_front(instance, tmp_path / "nginx"))
             latencies(port, 3)  # warm every worker up
             # Straight to Granian, a quiet form; behind nginx, a quiet form (which nginx
-            # buffers) and a quiet upload (which nginx streams through).
+            # buffers) and a quiet upload and staging (which nginx streams through).
             quiet = [stack.enter_context(quiet_client(port))]
+            uploads = []
             if behind == "nginx":
-                quiet.append(stack.enter_context(quiet_client(port, *new_upload(instance, port))))
+                uploads = new_uploads(instance, port, ("file", "stage"))
+                quiet += [stack.enter_context(quiet_client(port, *upload)) for upload in uploads]
             time.sleep(0.5)  # let them reach a worker
             took = latencies(port)
             slow = [round(t, 2) for t in took if t > FAST]
@@ -119,6 +125,14 @@ def test_a_quiet_request_body_does_not_stall_other_requests(behind: str, tmp_pat
                     answer = answer_of(sock)
                     assert time.monotonic() - start < 30, answer
                     assert answer == b"" or answer.split(b" ", 2)[1] == b"408", answer
+                # Both uploads reached the application while their clients were quiet: nginx
+                # streamed them instead of waiting for bodies that never came.
+                for request, _ in uploads:
+                    path = request.split()[1]
+                    deadline = time.monotonic() + 30
+                    while path not in instance.log("web-access.log"):
+                        assert time.monotonic() < deadline, instance.log("web-access.log")
+                        time.sleep(0.2)
     finally:
         stop_both(instance)
     assert processes_mentioning(str(tmp_path)) == []

@@ -22,8 +22,9 @@ THUMBNAIL_PATTERN = (
 )
 # NOTE: no trailing slash, or nginx answers POST /api/v2/images with a 301.
 UPLOAD_PREFIX = "/api/v2/images"
-# The one route whose body is an original file, streamed rather than buffered by nginx.
-UPLOAD_FILE_PATTERN = r"^/api/v2/images/[^/]+/file$"
+# The routes whose body is an original file (uploaded, or staged for a later import),
+# streamed rather than buffered by nginx.
+UPLOAD_FILE_PATTERN = r"^/api/v2/images/[^/]+/(?:file|stage)$"
 DOWNLOAD_PREFIXES = ("/webgateway/archived_files/", "/webclient/archived_files/")
 
 MAINTENANCE_HTML = (
@@ -114,7 +115,8 @@ def nginx_locations(
         proxy_pass {thumbs};
     }}
 
-    # Original files stream through (chunked bodies included) and downloads stream back.
+    # Original files, uploaded or staged, stream through (chunked bodies included) and
+    # downloads stream back.
     location ~ {UPLOAD_FILE_PATTERN} {{
         proxy_request_buffering off;
         proxy_buffering off;
