@@ -19,9 +19,10 @@ from falcon import testing
 from coverslip.auth import tables as at
 from coverslip.auth.throttle import Throttle, scopes_of
 from coverslip.catalog import Catalog
+from coverslip.deploy.forwarded import trust_forwarded
 from coverslip.imports import ImportOptions
 from coverslip.web.app import CoverslipApp
-from tests.servers import ServerURL, postgres_server, redis_server
+from tests.servers import ServerURL, free_port, postgres_server, redis_server
 from tests.test_auth_sessions import Clock
 from tests.test_auth_web import PASSWORD, cookie_of, login, make_app
 
@@ -293,6 +294,49 @@ def test_cached_public_thumbnails_are_served_while_postgresql_is_stopped(
         cached, took = timed(lambda: client.simulate_get(thumbnail))
         assert cached.status_code == 200 and took < REQUEST_BOUND, (cached.status_code, took)
         assert cached.content == first.content
+
+
+def test_readyz_details_go_to_this_host_and_administrators_not_through_a_proxy(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # nothing listens there: the session store is down
+    app = make_app(
+        tmp_path,
+        **{"sessions.backend": "redis", "sessions.redis_url": f"redis://127.0.0.1:{port}/0"},
+    )
+    auth = app.services.auth
+    _, admin = auth.tokens.create(auth.directory.add_user("root", PASSWORD, is_admin=True))
+    _, user = auth.tokens.create(auth.directory.add_user("ana", PASSWORD))
+    client = testing.TestClient(app)
+    # Behind Granian or uWSGI the launcher rewrites REMOTE_ADDR from a trusted proxy.
+    launched = testing.TestClient(trust_forwarded(app, ["127.0.0.1", "::1"]))
+
+    def details(
+        remote_addr: str, headers: dict[str, str] | None = None, via: testing.TestClient = client
+    ) -> bool:
+        got = via.simulate_get("/readyz", remote_addr=remote_addr, headers=headers)
+        assert got.status_code == 503 and got.json["down"] == ["sessions"], got.text
+        if "details" in got.json:
+            assert str(port) in got.json["details"]["sessions"]
+            return True
+        assert str(port) not in got.text
+        return False
+
+    outsider = {"X-Forwarded-For": "203.0.113.5"}
+    # A call made on this host, straight to the application, learns why.
+    assert details("127.0.0.1") and details("::1")
+    assert details("127.0.0.1", via=launched)
+    # An outsider does not, whether straight or relayed by a proxy on this host.
+    assert not details("203.0.113.5")
+    assert not details("127.0.0.1", outsider)  # Gunicorn keeps the proxy's address
+    assert not details("127.0.0.1", outsider, via=launched)
+    assert not details("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}, via=launched)
+    assert not details("127.0.0.1", {"Forwarded": "for=203.0.113.5"})
+    assert not details("::1", {"X-Real-IP": "203.0.113.5"})
+    assert not details("127.0.0.1", {**outsider, "X-Auth-Token": user})
+    # An administrator does, from anywhere.
+    assert details("203.0.113.5", {"X-Auth-Token": admin})
+    assert details("127.0.0.1", {**outsider, "X-Auth-Token": admin}, via=launched)
 
 
 def test_signed_in_pages_answer_503_while_redis_is_down(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import falcon
 
 from coverslip.services import Services
-from coverslip.web.middleware import COOKIE, request_token
+from coverslip.web.middleware import COOKIE, PROXY_ADDR, request_token
 
 
 class Health:
@@ -77,11 +77,31 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+# Headers a proxy adds naming the client it forwards for (nginx sends the first and the last).
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def from_this_host(req: falcon.Request) -> bool:
+    """Return whether the request was made on this host itself, not relayed by a proxy.
+
+    # SECURITY: behind a proxy on this host every request arrives from loopback. Gunicorn
+    # leaves REMOTE_ADDR as the proxy's; the launcher of Granian and uWSGI replaces it with
+    # the client's and keeps the proxy's under PROXY_ADDR. A request that names a client it
+    # was forwarded for, or that a launcher rewrote, is from elsewhere, trusted proxy or not.
+    """
+    if req.env.get(PROXY_ADDR) is not None:
+        return False
+    if any(req.get_header(name) is not None for name in FORWARDING_HEADERS):
+        return False
+    return is_loopback(req.remote_addr)
+
+
 class Ready:
     """`/readyz`: the catalog and the session store answer in time; 503 naming what is down.
 
     What went wrong (host, port, driver message) is shown only to administrators and to
-    requests from this host; anyone else learns only which part is down.
+    requests made on this host (not relayed by a proxy); anyone else learns only which part
+    is down.
     """
 
     def __init__(self, services: Services) -> None:
@@ -111,7 +131,7 @@ class Ready:
         resp.status = falcon.HTTP_503
         resp.media = {"status": "unavailable", "down": sorted(down)}
         # SECURITY: driver messages name the database host and port.
-        if is_loopback(req.remote_addr) or self._is_admin(req):
+        if from_this_host(req) or self._is_admin(req):
             resp.media["details"] = down
 
     def _is_admin(self, req: falcon.Request) -> bool:
