@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from coverslip import config
+from coverslip.cli import main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -82,6 +84,61 @@ def test_broken_toml_is_refused(tmp_path: Path) -> None:
     file.write_text("[web\n")
     with pytest.raises(config.SettingError, match="not valid TOML"):
         config.load(file, {})
+
+
+BAD_PUBLIC_URLS = [
+    "images.example.org",  # no scheme
+    "ftp://images.example.org",
+    "javascript://images.example.org",
+    "https://",
+    "https://:8443",
+    "https://images.example.org/?view=1",
+    "https://images.example.org/#top",
+    "https://admin:secret@images.example.org",
+    "https://images.example.org:99999",
+    "https://images.example.org\r\nSet-Cookie: a=b",
+    "https://images.example.org/a b",
+]
+
+
+@pytest.mark.parametrize("value", BAD_PUBLIC_URLS)
+def test_config_set_refuses_a_bad_public_url(tmp_path: Path, value: str) -> None:
+    home = ["--home", str(tmp_path / "home")]
+    runner = CliRunner()
+    refused = runner.invoke(main, [*home, "config", "set", "web.public_url", value])
+    assert refused.exit_code == 1, refused.output
+    message = " ".join(refused.output.split())  # the terminal may wrap the line
+    assert "web.public_url" in message and "http(s) URL with a host" in message, message
+    assert "Traceback" not in refused.output
+    # Nothing was written: the server still starts with the previous value.
+    got = runner.invoke(main, [*home, "config", "get", "web.public_url"])
+    assert got.exit_code == 0 and got.output.strip() == ""
+
+
+def test_config_set_keeps_a_good_public_url_and_a_bad_one_elsewhere_is_named(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    runner = CliRunner()
+    base = ["--home", str(home), "config"]
+    for value, kept in [
+        ("https://images.example.org/", "https://images.example.org"),
+        ("http://[::1]:8080/coverslip", "http://[::1]:8080/coverslip"),
+        ("", ""),
+    ]:
+        done = runner.invoke(main, [*base, "set", "web.public_url", value])
+        assert done.exit_code == 0, done.output
+        got = runner.invoke(main, [*base, "get", "web.public_url"])
+        assert got.output.strip() == kept
+    # A bad value put in the file or the environment by hand is named on the next command,
+    # and can still be unset.
+    config.write_file(home / "etc" / "coverslip.toml", {"web.public_url": "images.example.org"})
+    named = runner.invoke(main, [*base, "get", "web.public_url"])
+    assert named.exit_code == 1 and "web.public_url" in named.output, named.output
+    assert runner.invoke(main, [*base, "unset", "web.public_url"]).exit_code == 0
+    assert runner.invoke(main, [*base, "get", "web.public_url"]).exit_code == 0
+    with pytest.raises(config.SettingError, match="web.public_url"):
+        config.load(None, {"COVERSLIP_WEB_PUBLIC_URL": "ftp://images.example.org"})
 
 
 def test_sizes() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -38,12 +39,33 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
+def parse_base_url(text: str) -> str:
+    """Return ``text`` as an absolute http(s) base URL: a host, no query or fragment.
+
+    Empty text stays empty (no base URL). A trailing slash is dropped.
+    """
+    url = text.strip().rstrip("/")
+    if not url:
+        return ""
+    # SECURITY: the value goes into Location headers and links; urlsplit would quietly drop
+    # tabs and line breaks, so any whitespace or control character is refused outright.
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError(text)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(text)
+    if "?" in url or "#" in url:
+        raise ValueError(text)
+    _ = parts.port  # NOTE: raises ValueError for a port that is not a number up to 65535
+    return url
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name, type, default and one line of help."""
 
     name: str
-    type: str  # str | int | float | bool | choice | list | size
+    type: str  # str | int | float | bool | choice | list | size | url
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
@@ -66,6 +88,8 @@ class Setting:
             return "true or false"
         if self.type == "list":
             return "a comma-separated list"
+        if self.type == "url":
+            return "an absolute http(s) URL with a host and no query or fragment, or empty"
         if self.type == "size":
             text = "a size in bytes (e.g. 512M, 2G; 0 for no limit)"
         elif self.type in ("int", "float"):
@@ -123,6 +147,10 @@ class Setting:
             if text not in self.choices:
                 raise ValueError(raw)
             return text
+        if kind == "url":
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return parse_base_url(raw)
         if kind == "list":
             if isinstance(raw, list):
                 return [str(item) for item in raw]
@@ -237,7 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "web.public_url",
-        "str",
+        "url",
         "",
         "Public base URL of the site for absolute links, e.g. https://images.example.org "
         "(empty: a trusted proxy's X-Forwarded-Host, else web.host and web.port).",
