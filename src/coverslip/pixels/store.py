@@ -6,8 +6,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from coverslip.catalog import Image
 from coverslip.home import Home
+from coverslip.model import Image
 from coverslip.pixels.pyramid import Pyramid
 
 

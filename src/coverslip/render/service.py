@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image as PILImage
 
-from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter
+from coverslip.model import Image
 from coverslip.pixels import Pyramid
 from coverslip.render.encode import encode
 from coverslip.render.kernel import render

@@ -18,8 +18,8 @@ import falcon
 import numpy as np
 from PIL import Image as PILImage
 
-from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, NotFound
+from coverslip.model import Image
 from coverslip.render.service import Region
 from coverslip.web.access import parse_id
 from coverslip.web.middleware import PublicURL

@@ -22,8 +22,8 @@ import falcon
 
 from coverslip.auth import Caller, policy
 from coverslip.auth.caller import Group
-from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, Forbidden, NotFound, Unauthorized
+from coverslip.model import Image
 from coverslip.services import Services
 from coverslip.web.access import Access
 

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image as PILImage
 
 from coverslip.cache import make_key, settings_tag, thumbnail_key
-from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, Conflict, NotFound
+from coverslip.model import Image
 from coverslip.pixels import Pyramid, PyramidError
 from coverslip.render.encode import content_type
 from coverslip.render.service import Region, Renderer, check_plane, split_layout, thumbnail_size
