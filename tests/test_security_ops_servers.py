@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
 from tests.test_deploy_servers import (
+    SERVERS,
     Instance,
     get,
     nginx_in_front,
@@ -135,4 +137,32 @@ def test_a_quiet_request_body_does_not_stall_other_requests(behind: str, tmp_pat
                         time.sleep(0.2)
     finally:
         stop_both(instance)
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn-gthread"])
+def test_readyz_details_stay_on_this_host_behind_nginx(server: str, tmp_path: Path) -> None:
+    """Behind nginx on this host every request comes from loopback; only direct calls are
+    this host's. Gunicorn keeps nginx's address, Granian's launcher puts the client's."""
+    redis_port = free_port()  # nothing listens there: the session store is down
+    instance = Instance(
+        tmp_path / "home",
+        {
+            **SERVERS[server],
+            "COVERSLIP_SESSIONS_BACKEND": "redis",
+            "COVERSLIP_SESSIONS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        },
+    )
+    instance.run("web", "start")
+    try:
+        with nginx_in_front(instance, tmp_path / "nginx") as port:
+            status, _, body = get(port, "/readyz")
+            relayed = json.loads(body)
+            assert status == 503 and relayed["down"] == ["sessions"], body
+            assert "details" not in relayed and str(redis_port).encode() not in body
+            status, _, body = get(instance.web_port, "/readyz")
+            direct = json.loads(body)
+            assert status == 503 and str(redis_port) in direct["details"]["sessions"], body
+    finally:
+        instance.run("web", "stop")
     assert processes_mentioning(str(tmp_path)) == []
