@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests start for real.
 DEBS   := postgresql redis-server nginx apache2 chromium libmagic1
-BENCH_DEBS := apache2-utils wrk nginx
+BENCH_DEBS := apache2-utils wrk nginx iipimage-server
 
 .PHONY: serve test lint docs bench debs assets clean
 
