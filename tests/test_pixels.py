@@ -31,7 +31,9 @@ def test_level_shapes() -> None:
     assert level_shapes(1001, 257, 256) == [(1001, 257), (501, 129), (251, 65)]
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32", "float32"])
+@pytest.mark.parametrize(
+    "dtype", ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
+)
 def test_levels_are_exact_means(tmp_path: Path, dtype: str) -> None:
     rng = np.random.default_rng(1)
     info = np.iinfo(dtype) if np.dtype(dtype).kind != "f" else None
@@ -90,3 +92,23 @@ def test_opens_with_ome_zarr_py(tmp_path: Path) -> None:
     image = nodes[0]
     assert len(image.data) == 3
     np.testing.assert_array_equal(np.asarray(image.data[0]), data)
+
+
+def test_planes_written_band_by_band_in_turn(tmp_path: Path) -> None:
+    """Bands of the channels of a photo arrive in turn (red, green, blue, red…): each plane's
+    levels are still its own exact means."""
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 256, (1, 3, 1, 70, 45), dtype=np.uint8)
+    writer = PyramidWriter(tmp_path / "p.ome.zarr", data.shape, "uint8", tile=16, name="t")
+    for y0 in range(0, 70, 16):
+        for c in range(3):
+            writer.write_band(0, c, 0, data[0, c, 0, y0 : y0 + 16], y0 + 16 >= 70)
+    writer.finish()
+    pyramid = Pyramid(tmp_path / "p.ome.zarr")
+    for c in range(3):
+        expected = data[0, c, 0]
+        for level in range(len(pyramid.levels)):
+            if level:
+                expected = mean2x2(expected)
+            got = pyramid.read(level, 0, c, 0, slice(None), slice(None))
+            np.testing.assert_array_equal(got, expected)
