@@ -27,7 +27,34 @@ from coverslip.imports import ImportOptions
 from coverslip.services import Services
 
 
-@click.group()
+class _Commands(click.Group):
+    """The `coverslip` group; the commands of other packages attach when first asked for.
+
+    PERF: `coverslip import` then starts without importing the web application, the deploy
+    tools and the user commands it does not run.
+    """
+
+    attached = False
+
+    def _attach(self) -> None:
+        if not self.attached:
+            self.attached = True
+            _attach_commands()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        # NOTE: the deploy tools add their generators to `config` too.
+        if found is None or cmd_name == "config":
+            self._attach()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._attach()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Commands)
 @click.option(
     "--home",
     "home_dir",
@@ -467,8 +494,6 @@ def _attach_commands() -> None:
     main.add_command(auth_cli.group)
     main.add_command(auth_cli.token)
 
-
-_attach_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
