@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from coverslip.auth import Auth
-from coverslip.cache import RenderCache, settings_tag, thumbnail_key
+from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog, Image
 from coverslip.catalog.base import Timeouts
 from coverslip.catalog.cached import CachedCatalog
@@ -13,8 +14,7 @@ from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.imports import Importer
 from coverslip.pixels import PixelStore, Pyramid
-from coverslip.render.service import Renderer, thumbnail_size
-from coverslip.render.settings import default_def
+from coverslip.render.app import RenderService
 
 
 @dataclass
@@ -66,24 +66,26 @@ class Services:
             cache=self.cache,
         )
 
+    @cached_property
+    def render(self) -> RenderService:
+        """Return the render service every surface renders through (gateway, IIIF, imports)."""
+        return RenderService(
+            self.metadata,
+            self.pixels,
+            self.cache,
+            visible=self.auth.visible_image,
+            is_public=self.auth.is_public,
+            max_pixels=self.settings["render.max_pixels"],
+            thumbnail_default=self.settings["thumbs.default_size"],
+        )
+
     def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:
         """Render the thumbnail everyone gets before anyone saves settings, into the cache.
 
         The key is the one the gateway computes for a plain render_thumbnail request, so the
         first page of a dataset is served without pixel work.
         """
-        rdef = default_def(image.channels, image.pixel_type, image.size_z, image.size_t)
-        longest = self.settings["thumbs.default_size"]
-        size = thumbnail_size(image, longest, None, longest)
-        key = thumbnail_key(
-            settings_tag(None, image.rdef_version), rdef.default_z, rdef.default_t, *size
-        )
-        renderer = Renderer(max_pixels=self.settings["render.max_pixels"])
-        self.cache.put(
-            image.id,
-            key,
-            renderer.thumbnail(image, pyramid, rdef, rdef.default_z, rdef.default_t, size),
-        )
+        self.render.default_thumbnail(pyramid, image)
 
     def delete_image(self, image_id: int) -> None:
         """Delete an image: catalog rows, pyramid, original and cached renders."""

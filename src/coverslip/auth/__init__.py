@@ -246,11 +246,20 @@ class Auth:
         """Return whether anonymous visitors may read ``thing`` (responses may be cached publicly)."""
         return policy.is_public(self.directory.group(thing.group_id), self.public_enabled)
 
-    def visible_image(self, caller: Caller, image_id: int) -> Any:
-        """Return the image record if ``caller`` may read it; raise NotFound otherwise."""
-        image = self.metadata.image(image_id) if self.metadata else self.catalog.get_image(image_id)
+    def visible_image(self, caller: Caller, image: Any) -> Any:
+        """Return the image record if ``caller`` may read it; raise NotFound otherwise.
+
+        ``image`` is an image id, or a record the caller already holds (then nothing is read).
+        The one "visible or 404" of every route: a hidden image is refused exactly like a
+        missing one, with the same error (never leak existence).
+        """
+        if isinstance(image, int):
+            image_id = image
+            image = (
+                self.metadata.image(image_id) if self.metadata else self.catalog.get_image(image_id)
+            )
         if not policy.can_read(caller, image, self.directory.group(image.group_id)):
-            raise NotFound(f"image {image_id} does not exist")
+            raise NotFound(f"image {image.id} does not exist")
         return image
 
     def readable_group_ids(self, caller: Caller) -> list[int] | None:

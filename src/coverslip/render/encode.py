@@ -1,23 +1,46 @@
-"""Encode an RGB picture as JPEG, PNG or TIFF with Pillow (libjpeg-turbo, zlib)."""
+"""Encode a rendered picture as JPEG, PNG, TIFF or WebP with Pillow (libjpeg-turbo, zlib).
+
+The one encoder and the one format table: every surface (gateway, IIIF, thumbnails) encodes here.
+"""
 
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from coverslip.render.settings import parse_format
 
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "tif": "image/tiff"}
+
+class Format(NamedTuple):
+    """An output format: Pillow's name for it and its media type."""
+
+    pillow: str
+    media_type: str
+
+
+FORMATS = {
+    "jpeg": Format("JPEG", "image/jpeg"),
+    "png": Format("PNG", "image/png"),
+    "tif": Format("TIFF", "image/tiff"),
+    "webp": Format("WEBP", "image/webp"),
+}
+CONTENT_TYPES = {name: found.media_type for name, found in FORMATS.items()}
 # PERF: zlib level 1 is several times faster than Pillow's default 6 on rendered planes
 # and costs little size (measured on 512² renders).
 PNG_COMPRESS_LEVEL = 1
 
 
+def format_of(fmt: str) -> str:
+    """Return the table's name of ``fmt``: a name of FORMATS, or an alias the gateway reads (jpg, tiff)."""
+    return fmt if fmt in FORMATS else parse_format(fmt)
+
+
 def content_type(fmt: str) -> str:
-    """Return the media type of ``fmt`` (jpeg/jpg, png, tif/tiff)."""
-    return CONTENT_TYPES[parse_format(fmt)]
+    """Return the media type of ``fmt`` (jpeg/jpg, png, tif/tiff, webp)."""
+    return FORMATS[format_of(fmt)].media_type
 
 
 def jpeg_quality(quality: float) -> int:
@@ -29,19 +52,29 @@ def jpeg_quality(quality: float) -> int:
     return max(1, min(100, round(quality * 100)))
 
 
-def encode(rgb: np.ndarray, fmt: str, quality: float = 0.9) -> bytes:
-    """Return ``rgb`` ((H, W, 3) or (H, W) uint8) encoded as ``fmt`` (jpeg, png or tif).
+def encode(
+    picture: np.ndarray | Image.Image, fmt: str, quality: float = 0.9, full_chroma: bool = False
+) -> bytes:
+    """Return ``picture`` encoded as ``fmt`` (jpeg, png, tif or webp).
 
-    Greyscale renders arrive as RGB with R = G = B and are encoded as RGB, as OMERO does.
+    ``picture`` is an (H, W, 3) or (H, W) uint8 array, or a Pillow image of any mode (IIIF's
+    gray and bitonal). Greyscale renders arrive as RGB with R = G = B and are encoded as RGB,
+    as OMERO does. ``full_chroma`` keeps JPEG colour at 4:4:4 instead of libjpeg's 4:2:0.
     """
-    kind = parse_format(fmt)
-    mode = "L" if rgb.ndim == 2 else "RGB"
-    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), mode)
+    kind = FORMATS[format_of(fmt)].pillow
+    if isinstance(picture, Image.Image):
+        image = picture
+    else:
+        mode = "L" if picture.ndim == 2 else "RGB"
+        image = Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8), mode)
     buffer = io.BytesIO()
-    if kind == "jpeg":
-        image.save(buffer, "JPEG", quality=jpeg_quality(quality))
-    elif kind == "png":
+    if kind == "JPEG":
+        options = {"subsampling": 0} if full_chroma else {}
+        image.save(buffer, "JPEG", quality=jpeg_quality(quality), **options)
+    elif kind == "PNG":
         image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    elif kind == "WEBP":
+        image.save(buffer, "WEBP", quality=jpeg_quality(quality))
     else:
         image.save(buffer, "TIFF")  # uncompressed
     return buffer.getvalue()

@@ -1,8 +1,10 @@
 """Permission questions the routes ask about a request, answered by the auth policy.
 
-``visible(req, image)`` (else the route answers 404), ``can_annotate``, ``can_edit``,
-``can_delete``, ``can_download`` and ``readable_group_ids`` ask ``coverslip.auth.policy``
-about the Caller that ``web.middleware.AuthMiddleware`` resolved.
+``visible_image(req, image_id)`` is the one "visible or 404" of every route: it returns the
+record or raises NotFound exactly as for a missing image (``Auth.visible_image``).
+``visible(req, image)`` filters lists; ``can_annotate``, ``can_edit``, ``can_delete``,
+``can_download`` and ``readable_group_ids`` ask ``coverslip.auth.policy`` about the Caller
+that ``web.middleware.AuthMiddleware`` resolved.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import falcon
 from falcon.routing import BaseConverter
 
-from coverslip.auth import Caller, policy
+from coverslip.auth import Auth, Caller, policy
 from coverslip.catalog.records import MAX_ID, Dataset, Image
 from coverslip.services import Services
 
@@ -42,6 +44,20 @@ def install_ids(app: falcon.App) -> None:
     app.router_options.converters["id"] = IdConverter
 
 
+def caller_of(auth: Auth, req: falcon.Request) -> Caller:
+    """Return the request's Caller; one set by other middleware by user id is resolved."""
+    found = getattr(req.context, "caller", None)
+    if isinstance(found, Caller):
+        return found
+    user_id = getattr(found, "user_id", None)
+    if user_id is not None:
+        resolved = auth.caller_for_user(int(user_id), "session")
+        if resolved is not None:
+            req.context.caller = resolved
+            return resolved
+    return auth.anonymous
+
+
 class Access:
     """Answer the routes' permission questions for (request, image) with the auth policy."""
 
@@ -50,19 +66,16 @@ class Access:
         self.auth = services.auth
 
     def caller(self, req: falcon.Request) -> Caller:
-        """Return the request's Caller; one set by other middleware by user id is resolved."""
-        found = getattr(req.context, "caller", None)
-        if isinstance(found, Caller):
-            return found
-        user_id = getattr(found, "user_id", None)
-        if user_id is not None:
-            resolved = self.auth.caller_for_user(int(user_id), "session")
-            if resolved is not None:
-                req.context.caller = resolved
-                return resolved
-        return self.auth.anonymous
+        """Return the request's Caller (``caller_of``)."""
+        return caller_of(self.auth, req)
+
+    def visible_image(self, req: falcon.Request, image: int | Image) -> Image:
+        """Return the image (a record or an id) if the caller may see it; raise NotFound otherwise."""
+        found: Image = self.auth.visible_image(self.caller(req), image)
+        return found
 
     def visible(self, req: falcon.Request, image: Image) -> bool:
+        """Return whether the caller may see ``image`` (for filtering lists)."""
         return self.auth.can(self.caller(req), "read", image)
 
     def is_public(self, image: Image) -> bool:

@@ -1,8 +1,8 @@
 """OMERO.web's webgateway rendering URLs: images, regions, tiles, thumbnails, split channels.
 
 A URL that works against OMERO.web gives the same picture here. Resources parse the
-request, ask the rendering context (`web/rendering.py`) for image, pyramid and settings,
-and let the Renderer do the pixel work; rendered bytes go through the render cache.
+request and ask the render service (``coverslip.render.app``, through `web/rendering.py`)
+for the answer; they keep only parameters, HTTP errors and ETags.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import falcon
 from falcon.routing import BaseConverter
 
 from coverslip.errors import BadParameter, CoverslipError
-from coverslip.render.encode import encode
-from coverslip.render.service import THUMBNAIL_QUALITY, Region, check_region, tile_region
+from coverslip.render.service import THUMBNAIL_QUALITY, Region
 from coverslip.render.settings import parse_format, parse_quality
 from coverslip.web.access import PRIVATE, install_ids, parse_id
-from coverslip.web.rendering import RENDER_PARAMS, RenderContext, split_grid
+from coverslip.web.rendering import RENDER_PARAMS, RenderContext
 
 # render_image_region renders the plane as it is: OMERO's renderJpegRegion takes no projection.
 REGION_PARAMS = tuple(name for name in RENDER_PARAMS if name != "p")
@@ -68,11 +67,7 @@ class RenderImage:
     ) -> None:
         view = self.ctx.view(req, iid, z, t)
         fmt, quality = _output(req)
-        whole = Region(0, 0, view.image.size_x, view.image.size_y)
-        key = view.key("image", fmt, quality)
-        self.ctx.respond(
-            req, resp, view, key, fmt, lambda: encode(self.ctx.rgb(view, whole), fmt, quality)
-        )
+        self.ctx.respond(req, resp, self.ctx.render.plane(view, fmt, quality))
 
 
 class RenderImageRegion:
@@ -88,31 +83,14 @@ class RenderImageRegion:
         if tile is not None:
             parts = _ints("tile", tile, (3, 5))
             level, tx, ty = parts[:3]
-            width, height = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
-            level, region = tile_region(view.image, view.pyramid, level, tx, ty, width, height)
-            # SECURITY: the renderer bounds render.max_pixels only for output sizes; a tile is
-            # read as it is from its level, so its size is bounded here, before any cache or ETag.
-            self.ctx.check_area("tile", region)
-            key = view.key(
-                "tile", level, region.x, region.y, region.width, region.height, fmt, quality
-            )
-            self.ctx.respond(
-                req,
-                resp,
-                view,
-                key,
-                fmt,
-                lambda: encode(self.ctx.rgb(view, region, level=level), fmt, quality),
-            )
-            return
-        if req.get_param("region") is None:
+            size = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
+            output = self.ctx.render.tile(view, level, tx, ty, size, fmt, quality)
+        elif req.get_param("region") is None:
             raise BadParameter("region", "region=x,y,w,h or tile=level,x,y is required")
-        x, y, w, h = _ints("region", req.get_param("region"), (4,))
-        region = check_region(view.image, Region(x, y, w, h))
-        key = view.key("region", region.x, region.y, region.width, region.height, fmt, quality)
-        self.ctx.respond(
-            req, resp, view, key, fmt, lambda: encode(self.ctx.rgb(view, region), fmt, quality)
-        )
+        else:
+            x, y, w, h = _ints("region", req.get_param("region"), (4,))
+            output = self.ctx.render.region(view, Region(x, y, w, h), fmt, quality)
+        self.ctx.respond(req, resp, output)
 
 
 class RenderThumbnail:
@@ -210,10 +188,7 @@ class RenderSplitChannel:
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
         view = self.ctx.view(req, iid, z, t)
         fmt, quality = _output(req)
-        key = view.key("split", fmt, quality)
-        self.ctx.respond(
-            req, resp, view, key, fmt, lambda: encode(split_grid(self.ctx, view), fmt, quality)
-        )
+        self.ctx.respond(req, resp, self.ctx.render.split(view, fmt, quality))
 
 
 def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, Forbidden, NotFound
 from coverslip.render.luts import LUT_NAMES
-from coverslip.render.service import MAX_PLANE_HEIGHT, MAX_PLANE_WIDTH, resolution_count
+from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids
 from coverslip.web.files import send_file
@@ -291,19 +291,6 @@ class Luts:
         }
 
 
-def histogram_level(view: View) -> int:
-    """Return the largest level with at most OMERO's maximum plane size in pixels (3192²).
-
-    OMERO counts the whole plane of any image up to that size and refuses bigger ones; here a
-    bigger image is counted on its largest level that small enough.
-    """
-    limit = MAX_PLANE_WIDTH * MAX_PLANE_HEIGHT
-    for index, lv in enumerate(view.pyramid.levels):
-        if lv.width * lv.height <= limit:
-            return index
-    return len(view.pyramid.levels) - 1
-
-
 class Histogram:
     """`histogram_json/<iid>/channel/<c>/?theZ=&theT=&bins=`: counts over the channel's min..max."""
 
@@ -312,24 +299,10 @@ class Histogram:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, c: int) -> None:
         view = self.ctx.view(req, iid, int_param(req, "theZ"), int_param(req, "theT"))
-        image = view.image
-        if not 0 <= c < image.size_c:
-            raise BadParameter("c", f"{c} is outside 0..{image.size_c - 1}")
         bins = int_param(req, "bins", 256)
         assert bins is not None
-        if not 1 <= bins <= 65536:
-            raise BadParameter("bins", f"{bins} is not between 1 and 65536")
-        level = histogram_level(view)
-        plane = view.pyramid.read(level, view.t, c, view.z, slice(None), slice(None))
-        channel = image.channels[c]
-        values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
-        counts, _edges = np.histogram(
-            values,
-            bins=bins,
-            range=(channel.min, channel.max if channel.max > channel.min else channel.min + 1),
-        )
         resp.cache_control = PRIVATE
-        resp.media = {"data": counts.tolist()}
+        resp.media = {"data": self.ctx.render.histogram(view, c, bins)}
 
 
 class ArchivedFile:
@@ -340,9 +313,7 @@ class ArchivedFile:
         self.can_download = can_download
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
-        image = self.ctx.services.metadata.image(iid)
-        if not self.ctx.visible(req, image):
-            raise NotFound(f"image {iid} does not exist")
+        image = self.ctx.services.auth.visible_image(self.ctx.caller(req), iid)
         if not self.can_download(req, image):
             raise Forbidden("downloading the original of this image is not allowed")
         folder = self.ctx.services.home.original_dir(image.id)

@@ -3,20 +3,17 @@
 `/iiif/3/{identifier}/info.json` and `/iiif/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}`.
 The identifier is an image id, optionally with a plane (`42;z=3;t=0`), or a name listed in
 `iiif.aliases`. Rendering parameters (c, m, maps, p) apply as on the webgateway; without
-them the image's saved settings do. Renders go through the same cache as tiles.
+them the image's saved settings do. Pixels, encoding and the cache are the render service's
+(``coverslip.render.app``), as for the webgateway; this module parses IIIF's grammar.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
-from dataclasses import dataclass
 
 import falcon
-import numpy as np
-from PIL import Image as PILImage
 
 from coverslip.errors import BadParameter, NotFound
 from coverslip.model import Image
@@ -27,12 +24,8 @@ from coverslip.web.rendering import RenderContext, View
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
 PROFILE_LINK = '<http://iiif.io/api/image/3/level2.json>;rel="profile"'
-FORMATS = {
-    "jpg": ("JPEG", "image/jpeg"),
-    "png": ("PNG", "image/png"),
-    "tif": ("TIFF", "image/tiff"),
-    "webp": ("WEBP", "image/webp"),
-}
+# IIIF's format names, each a format of the render service's table (``render.encode.FORMATS``).
+FORMATS = {"jpg": "jpeg", "png": "png", "tif": "tif", "webp": "webp"}
 QUALITIES = ("default", "color", "gray", "bitonal")
 FEATURES = [
     "baseUriRedirect",
@@ -54,16 +47,6 @@ FEATURES = [
     "sizeUpscaling",
 ]
 _NUMBER = r"\d+(?:\.\d+)?"
-
-
-@dataclass(frozen=True)
-class Request:
-    region: Region
-    size: tuple[int, int]
-    mirror: bool
-    angle: float
-    quality: str
-    fmt: str
 
 
 def parse_identifier(text: str, aliases: dict[str, int]) -> tuple[int, int | None, int | None]:
@@ -171,41 +154,6 @@ def parse_rotation(text: str) -> tuple[bool, float]:
             "rotation", f"{text!r} is not a number of degrees from 0 to 360 (! mirrors)"
         )
     return mirror, float(body) % 360
-
-
-def finish(rgb: np.ndarray, request: Request) -> bytes:
-    """Mirror, rotate (clockwise), apply the quality and encode."""
-    image = PILImage.fromarray(rgb)
-    if request.mirror:
-        image = image.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT)
-    if request.angle:
-        quarter = {
-            90.0: PILImage.Transpose.ROTATE_270,
-            180.0: PILImage.Transpose.ROTATE_180,
-            270.0: PILImage.Transpose.ROTATE_90,
-        }
-        if request.angle in quarter:
-            image = image.transpose(quarter[request.angle])
-        else:
-            # NOTE: the corners that rotation uncovers are white, as the specification suggests
-            # for formats without transparency.
-            image = image.rotate(
-                -request.angle,
-                expand=True,
-                resample=PILImage.Resampling.BILINEAR,
-                fillcolor=(255, 255, 255),
-            )
-    if request.quality == "gray":
-        image = image.convert("L")
-    elif request.quality == "bitonal":
-        image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
-    buffer = io.BytesIO()
-    kind = FORMATS[request.fmt][0]
-    # NOTE: full chroma (4:4:4) keeps the colour of small regions true; 4:2:0 shifted
-    # saturated colours by more than the validator's tolerance.
-    options = {"JPEG": {"quality": 90, "subsampling": 0}, "WEBP": {"quality": 90}}.get(kind, {})
-    image.save(buffer, kind, **options)
-    return buffer.getvalue()
 
 
 def _cors(resp: falcon.Response) -> None:
@@ -317,32 +265,15 @@ class ImageRequest:
         area = parse_region(region, view.image.size_x, view.image.size_y)
         wanted = parse_size(size, area, self.service.max_area)
         mirror, angle = parse_rotation(rotation)
-        request = Request(area, wanted, mirror, angle, "color" if name == "default" else name, fmt)
         canonical = (
             f"{self.service.base(req, identifier)}/{canonical_region(area, view.image)}/"
             f"{canonical_size(wanted, area, self.service.max_area)}/"
             f"{'!' if mirror else ''}{angle:g}/{name}.{fmt}"
         )
         resp.append_header("Link", f'<{canonical}>;rel="canonical"')
-        key = view.key(
-            "iiif",
-            area.x,
-            area.y,
-            area.width,
-            area.height,
-            wanted,
-            mirror,
-            angle,
-            request.quality,
-            fmt,
-        )
-
-        def produce() -> bytes:
-            return finish(self.service.ctx.rgb(view, area, wanted), request)
-
-        self.service.ctx.respond(req, resp, view, key, "jpeg", produce)
-        if resp.status != falcon.HTTP_304:
-            resp.content_type = FORMATS[fmt][1]
+        look = "color" if name == "default" else name
+        output = self.service.ctx.render.iiif(view, area, wanted, mirror, angle, look, fmt)
+        self.service.ctx.respond(req, resp, output)
 
 
 def add_routes(app: falcon.App, ctx: RenderContext, public_url: PublicURL) -> None:

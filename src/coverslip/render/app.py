@@ -1,0 +1,450 @@
+"""The render service: every rendering answer of every surface, below the web layer.
+
+The gateway, IIIF, the histogram and the import-time thumbnail all ask ``RenderService``: it
+finds the image the caller may see (404 otherwise), resolves whose settings apply, computes
+the cache key, reads or fills the render cache and renders and encodes. Web resources only
+parse parameters, map errors to HTTP and answer ETags and 304s. Nothing here imports Falcon
+or the catalog: records, visibility and the cache are passed in.
+
+# PERF: a cached answer costs a cached metadata lookup, the settings lookups, one hash and
+# one cache read; parsed settings are kept per settings version and the pyramid opens only
+# when pixels are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image as PILImage
+
+from coverslip.cache import RenderCache, make_key, settings_tag, thumbnail_key
+from coverslip.errors import BadParameter, Conflict
+from coverslip.model import Image
+from coverslip.pixels import PixelStore, Pyramid, PyramidError
+from coverslip.render.encode import content_type, encode
+from coverslip.render.service import (
+    MAX_PLANE_HEIGHT,
+    MAX_PLANE_WIDTH,
+    Region,
+    Renderer,
+    check_plane,
+    check_region,
+    split_layout,
+    thumbnail_size,
+    tile_region,
+)
+from coverslip.render.settings import RenderingDef, apply_query, default_def
+
+# The rendering query parameters of the gateway; routes pass the ones they take.
+RENDER_PARAMS = ("c", "m", "maps", "p")
+IIIF_QUALITY = 0.9  # IIIF answers at libjpeg quality 90, full chroma (see ``iiif``)
+_PARSED_MAX = 4096
+
+
+class Records(Protocol):
+    """The image records and saved settings the service reads (a CachedCatalog)."""
+
+    def rdef(self, image_id: int, user_id: int) -> tuple[int, dict[str, Any]] | None: ...
+
+
+class Caller(Protocol):
+    """Who asks (``coverslip.auth.Caller``); anonymous callers have no user id."""
+
+    @property
+    def user_id(self) -> int | None: ...
+
+
+# ``Auth.visible_image``: the image record if the caller may read it, else NotFound.
+VisibleImage = Callable[[Any, int], Image]
+IsPublic = Callable[[Image], bool]
+
+
+class View:
+    """One image as one request sees it: which plane, with which settings.
+
+    The pyramid opens only when pixels are needed, so a cached answer touches no pixel store.
+    """
+
+    def __init__(
+        self,
+        image: Image,
+        rdef: RenderingDef,
+        z: int,
+        t: int,
+        tag: str,
+        public: bool,
+        opener: Callable[[Image], Pyramid],
+    ) -> None:
+        self.image = image
+        self.rdef = rdef
+        self.z = z
+        self.t = t
+        self.tag = tag  # whose settings, their version, and any query overrides
+        self.public = public
+        self._opener = opener
+
+    @cached_property
+    def pyramid(self) -> Pyramid:
+        return self._opener(self.image)
+
+    def key(self, *parts: object) -> str:
+        return make_key(self.tag, self.z, self.t, *parts)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One rendered answer: the view it is of, its cache key and media type, and its maker."""
+
+    view: View
+    key: str
+    media_type: str
+    make: Callable[[], bytes]
+
+
+class RenderService:
+    """Answer rendering requests for a caller: visibility, settings, cache key, cache, pixels."""
+
+    def __init__(
+        self,
+        records: Records,
+        pixels: PixelStore,
+        cache: RenderCache,
+        visible: VisibleImage,
+        is_public: IsPublic,
+        max_pixels: int = 64 * 1024 * 1024,
+        thumbnail_default: int = 96,
+    ) -> None:
+        self.records = records
+        self.pixels = pixels
+        self.cache = cache
+        self.visible = visible
+        self.is_public = is_public
+        self.renderer = Renderer(max_pixels=max_pixels)
+        self.thumbnail_default = thumbnail_default
+        self._parsed: dict[tuple[int, int | None, int, int], RenderingDef] = {}
+
+    # -- resolving ----------------------------------------------------------------------
+
+    def image(self, caller: Caller, image_id: int) -> Image:
+        """Return the image if the caller may see it; NotFound otherwise, Conflict unless active."""
+        image = self.visible(caller, image_id)
+        if image.status != "active":
+            raise Conflict(f"image {image_id} is {image.status}, not active")
+        return image
+
+    def settings(
+        self, caller: Caller | None, image: Image, query: Mapping[str, str] | None = None
+    ) -> tuple[str, RenderingDef]:
+        """Return (tag, settings): the caller's own, else the owner's, else the defaults; then ``query``.
+
+        ``query`` holds only the rendering parameters the route takes (c, m, maps, p).
+        """
+        user_id = caller.user_id if caller is not None else None
+        whose: int | None = None
+        rdef: RenderingDef | None = None
+        for candidate in (user_id, image.owner_id):
+            if candidate is not None:
+                stored = self.records.rdef(image.id, candidate)
+                if stored is not None:
+                    whose = candidate
+                    rdef = self._parse(image, candidate, stored)
+                    break
+        base = rdef if rdef is not None else _default_def(image)
+        tag = settings_tag(whose, image.rdef_version)
+        if query:
+            base = apply_query(base, dict(query), image.size_c)
+            tag += "|" + base.to_query()
+        return tag, base
+
+    def _parse(self, image: Image, whose: int, stored: tuple[int, dict[str, Any]]) -> RenderingDef:
+        # PERF: saved settings are parsed once per settings version, not per request; a save
+        # makes a new version of both, so a parsed entry never outlives its settings.
+        key = (image.id, whose, stored[0], image.rdef_version)
+        found = self._parsed.get(key)
+        if found is None:
+            if len(self._parsed) >= _PARSED_MAX:
+                self._parsed.clear()
+            found = self._parsed[key] = RenderingDef.from_json(stored[1])
+        return found
+
+    def view(
+        self,
+        caller: Caller,
+        image_id: int,
+        z: int | None = None,
+        t: int | None = None,
+        query: Mapping[str, str] | None = None,
+        project: bool = True,
+    ) -> View:
+        """Resolve image, settings and plane (None: the settings' default) for a rendering request.
+
+        Without ``project`` the plane is rendered as it is, whatever projection the settings
+        name (OMERO's regions, tiles and thumbnails).
+        """
+        image = self.image(caller, image_id)
+        tag, rdef = self.settings(caller, image, query)
+        if not project and rdef.projection != "normal":
+            rdef = replace(rdef, projection="normal", projection_start=None, projection_end=None)
+            tag += "|unprojected"
+        z = rdef.default_z if z is None else z
+        t = rdef.default_t if t is None else t
+        check_plane(image, z, t)
+        return View(image, rdef, z, t, tag, self.is_public(image), self.pyramid)
+
+    def pyramid(self, image: Image) -> Pyramid:
+        try:
+            return self.pixels.open(image)
+        except PyramidError:
+            raise Conflict(f"image {image.id} has no readable pixels") from None
+
+    # -- answers --------------------------------------------------------------------------
+
+    def fetch(self, output: Output) -> bytes:
+        """Return the bytes of ``output`` from the render cache, rendering and storing them once."""
+        data = self.cache.get(output.view.image.id, output.key)
+        if data is None:
+            data = output.make()
+            self.cache.put(output.view.image.id, output.key, data)
+        return data
+
+    def plane(self, view: View, fmt: str, quality: float) -> Output:
+        """Return the whole plane of ``view`` (render_image)."""
+        whole = Region(0, 0, view.image.size_x, view.image.size_y)
+        return Output(
+            view,
+            view.key("image", fmt, quality),
+            content_type(fmt),
+            lambda: encode(self.renderer.rgb(*_at(view), whole), fmt, quality),
+        )
+
+    def region(self, view: View, region: Region, fmt: str, quality: float) -> Output:
+        """Return ``region`` (full-resolution pixels, clipped to the image) of ``view``."""
+        area = check_region(view.image, region)
+        key = view.key("region", area.x, area.y, area.width, area.height, fmt, quality)
+        return Output(
+            view,
+            key,
+            content_type(fmt),
+            lambda: encode(self.renderer.rgb(*_at(view), area), fmt, quality),
+        )
+
+    def tile(
+        self,
+        view: View,
+        level: int,
+        tx: int,
+        ty: int,
+        size: tuple[int, int],
+        fmt: str,
+        quality: float,
+    ) -> Output:
+        """Return tile (tx, ty) of ``level`` (``size`` 0, 0: the image's tile size)."""
+        level, area = tile_region(view.image, view.pyramid, level, tx, ty, *size)
+        # SECURITY: the renderer bounds render.max_pixels only for output sizes; a tile is read
+        # as it is from its level, so its size is bounded here, before any cache or ETag.
+        self.check_area("tile", area)
+        key = view.key("tile", level, area.x, area.y, area.width, area.height, fmt, quality)
+        return Output(
+            view,
+            key,
+            content_type(fmt),
+            lambda: encode(self.renderer.rgb(*_at(view), area, level=level), fmt, quality),
+        )
+
+    def split(self, view: View, fmt: str, quality: float) -> Output:
+        """Return every active channel in its own pane and the merge last (render_split_channel)."""
+        return Output(
+            view,
+            view.key("split", fmt, quality),
+            content_type(fmt),
+            lambda: encode(self.split_grid(view), fmt, quality),
+        )
+
+    def thumbnail(
+        self,
+        caller: Caller,
+        image_id: int,
+        z: int | None,
+        t: int | None,
+        width: int | None,
+        height: int | None = None,
+    ) -> Output:
+        """Return the JPEG thumbnail of plane (z, t) (None: the default) at ``width`` × ``height``.
+
+        OMERO's render_thumbnail takes only z, t from the query: c, m, maps and p never change
+        a thumbnail, and the plane is never projected.
+        """
+        view = self.view(caller, image_id, z, t, project=False)
+        return self._thumbnail(
+            view, thumbnail_size(view.image, width, height, self.thumbnail_default)
+        )
+
+    def _thumbnail(self, view: View, size: tuple[int, int]) -> Output:
+        key = thumbnail_key(view.tag, view.z, view.t, *size)
+        return Output(
+            view,
+            key,
+            content_type("jpeg"),
+            lambda: self.renderer.thumbnail(
+                view.image, view.pyramid, view.rdef, view.z, view.t, size
+            ),
+        )
+
+    def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:
+        """Render the thumbnail everyone gets before anyone saves settings into the cache.
+
+        Its key is the one ``thumbnail`` computes for a plain render_thumbnail request, so the
+        first page of a dataset is served without pixel work.
+        """
+        rdef = _default_def(image)
+        tag = settings_tag(None, image.rdef_version)
+        view = View(image, rdef, rdef.default_z, rdef.default_t, tag, False, lambda _image: pyramid)
+        output = self._thumbnail(
+            view, thumbnail_size(image, self.thumbnail_default, None, self.thumbnail_default)
+        )
+        self.cache.put(image.id, output.key, output.make())
+
+    def iiif(
+        self,
+        view: View,
+        area: Region,
+        size: tuple[int, int],
+        mirror: bool,
+        angle: float,
+        quality: str,
+        fmt: str,
+    ) -> Output:
+        """Return an IIIF image: ``area`` at ``size``, mirrored, turned clockwise, in ``quality``."""
+        key = view.key(
+            "iiif", area.x, area.y, area.width, area.height, size, mirror, angle, quality, fmt
+        )
+
+        def make() -> bytes:
+            picture = orient(self.renderer.rgb(*_at(view), area, size), mirror, angle, quality)
+            # NOTE: full chroma (4:4:4) keeps the colour of small regions true; 4:2:0 shifted
+            # saturated colours by more than the IIIF validator's tolerance.
+            return encode(picture, fmt, IIIF_QUALITY, full_chroma=True)
+
+        return Output(view, key, content_type(fmt), make)
+
+    def histogram(self, view: View, channel: int, bins: int) -> list[int]:
+        """Return the counts of ``bins`` bins over channel ``channel``'s min..max on the view's plane."""
+        image = view.image
+        if not 0 <= channel < image.size_c:
+            raise BadParameter("c", f"{channel} is outside 0..{image.size_c - 1}")
+        if not 1 <= bins <= 65536:
+            raise BadParameter("bins", f"{bins} is not between 1 and 65536")
+        level = histogram_level(view.pyramid)
+        plane = view.pyramid.read(level, view.t, channel, view.z, slice(None), slice(None))
+        meta = image.channels[channel]
+        values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
+        counts, _edges = np.histogram(
+            values, bins=bins, range=(meta.min, meta.max if meta.max > meta.min else meta.min + 1)
+        )
+        return [int(count) for count in counts]
+
+    # -- pixel work ------------------------------------------------------------------------
+
+    def check_area(self, name: str, region: Region) -> None:
+        """Raise BadParameter naming ``name`` when ``region`` has more than render.max_pixels."""
+        limit = self.renderer.max_pixels
+        if region.width * region.height > limit:
+            raise BadParameter(
+                name,
+                f"{region.width}×{region.height} is larger than {limit} pixels; ask for smaller tiles",
+            )
+
+    def split_grid(self, view: View) -> np.ndarray:
+        """Render every active channel in its own pane and the merge last, on a grid with borders."""
+        image, rdef = view.image, view.rdef
+        active = [c for c, ch in enumerate(rdef.channels) if ch.active]
+        layout = split_layout(image, len(active))
+        pane_w, pane_h = layout["pane_width"], layout["pane_height"]
+        border, cols = layout["border"], layout["gridx"]
+        canvas = np.zeros((layout["height"], layout["width"], 3), dtype=np.uint8)
+        whole = Region(0, 0, image.size_x, image.size_y)
+        settings = []
+        for c in active:
+            # Each pane shows one channel: grey in greyscale mode, in its colour otherwise (as OMERO).
+            channels = tuple(replace(ch, active=i == c) for i, ch in enumerate(rdef.channels))
+            settings.append(replace(rdef, channels=channels))
+        settings.append(replace(rdef, model="color"))
+        for index, only in enumerate(settings):
+            pane = self.renderer.rgb(
+                image, view.pyramid, only, view.z, view.t, whole, (pane_w, pane_h)
+            )
+            row, col = divmod(index, cols)
+            y = border + row * (pane_h + border)
+            x = border + col * (pane_w + border)
+            canvas[y : y + pane_h, x : x + pane_w] = pane
+        return canvas
+
+
+def _at(view: View) -> tuple[Image, Pyramid, RenderingDef, int, int]:
+    return view.image, view.pyramid, view.rdef, view.z, view.t
+
+
+def histogram_level(pyramid: Pyramid) -> int:
+    """Return the largest level with at most OMERO's maximum plane size in pixels (3192²).
+
+    OMERO counts the whole plane of any image up to that size and refuses bigger ones; here a
+    bigger image is counted on its largest level that small enough.
+    """
+    limit = MAX_PLANE_WIDTH * MAX_PLANE_HEIGHT
+    for index, lv in enumerate(pyramid.levels):
+        if lv.width * lv.height <= limit:
+            return index
+    return len(pyramid.levels) - 1
+
+
+_QUARTERS = {
+    90.0: PILImage.Transpose.ROTATE_270,
+    180.0: PILImage.Transpose.ROTATE_180,
+    270.0: PILImage.Transpose.ROTATE_90,
+}
+
+
+def orient(rgb: np.ndarray, mirror: bool, angle: float, quality: str) -> PILImage.Image:
+    """Return ``rgb`` mirrored, turned ``angle`` degrees clockwise, in IIIF ``quality``."""
+    image = PILImage.fromarray(rgb)
+    if mirror:
+        image = image.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT)
+    if angle in _QUARTERS:
+        image = image.transpose(_QUARTERS[angle])
+    elif angle:
+        # NOTE: the corners that rotation uncovers are white, as the IIIF specification
+        # suggests for formats without transparency.
+        image = image.rotate(
+            -angle, expand=True, resample=PILImage.Resampling.BILINEAR, fillcolor=(255, 255, 255)
+        )
+    if quality == "gray":
+        image = image.convert("L")
+    elif quality == "bitonal":
+        image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
+    return image
+
+
+@lru_cache(maxsize=16)
+def placeholder(size: int) -> bytes:
+    """Return a plain grey PNG square, for images that cannot be shown."""
+    return encode(np.full((size, size, 3), 200, dtype=np.uint8), "png")
+
+
+_DEFAULTS: dict[tuple[int, object], RenderingDef] = {}
+
+
+def _default_def(image: Image) -> RenderingDef:
+    # PERF: built once per image version, not per request.
+    key = (image.id, image.updated)
+    found = _DEFAULTS.get(key)
+    if found is None:
+        if len(_DEFAULTS) > _PARSED_MAX:
+            _DEFAULTS.clear()
+        found = _DEFAULTS[key] = default_def(
+            image.channels, image.pixel_type, image.size_z, image.size_t
+        )
+    return found
