@@ -393,3 +393,55 @@ def test_dataset_writes_refuse_unreadable_datasets_like_missing_ones(
             assert got == missing, level
         elif not (level == "read-write" and who in {"member", "token"}):
             assert got[0] == 403, level  # may see the dataset, may not add to it
+
+
+# Rendering routes whose "visible or 404" the matrix must cover (the render service's rule).
+RENDER_ROUTES = {
+    "/iiif/3/{identifier}",
+    "/iiif/3/{identifier}/info.json",
+    "/iiif/3/{identifier}/{region}/{size}/{rotation}/{quality}",
+    "/webgateway/histogram_json/{iid:id}/channel/{c:nat}",
+    "/webgateway/render_thumbnail/{iid:id}",
+    "/webgateway/render_thumbnail/{iid:id}/{w:nat}",
+    "/webclient/render_thumbnail/size/{w:nat}/{iid:id}",
+    "/webgateway/render_birds_eye_view/{iid:id}",
+    "/webgateway/get_thumbnails",
+    "/webgateway/render_image/{iid:id}",
+    "/webgateway/render_image_region/{iid:id}/{z:nat}/{t:nat}",
+    "/webgateway/render_split_channel/{iid:id}/{z:nat}/{t:nat}",
+    "/webgateway/archived_files/download/{iid:id}",
+}
+
+
+def test_the_matrix_covers_iiif_histograms_and_thumbnails(world: World) -> None:
+    routes = {route.template: route for route in app_routes(world.app)}
+    assert set(routes) >= RENDER_ROUTES, sorted(RENDER_ROUTES - set(routes))
+    for template in RENDER_ROUTES:
+        route = routes[template]
+        assert "GET" in route.methods
+        assert route.image_param is not None or QUERY_IMAGE.search(template), template
+
+
+@pytest.mark.parametrize("who", ["other", "anon"])
+def test_the_thumbnail_service_hides_images_like_the_web_role(world: World, who: str) -> None:
+    """The ``thumbs`` role serves the same thumbnails through the same visibility rule."""
+    thumbs = testing.TestClient(
+        create_app(world.app.services.settings, world.app.services.home, role="thumbs")
+    )
+    private = world.images["private"]
+    headers = world.callers[who].headers
+    for path in (
+        f"/webgateway/render_thumbnail/{private}/",
+        f"/webgateway/render_birds_eye_view/{private}/",
+    ):
+        got = thumbs.simulate_get(path, headers=headers)
+        missing = thumbs.simulate_get(path.replace(str(private), str(MISSING)), headers=headers)
+        assert got.status_code == missing.status_code == 404, (path, got.status_code)
+    got = thumbs.simulate_get(
+        "/webgateway/get_thumbnails/", params={"id": str(private)}, headers=headers
+    )
+    assert got.json == {str(private): None}
+    got = thumbs.simulate_get(
+        f"/webgateway/render_thumbnail/{world.images['public']}/", headers=headers
+    )
+    assert got.status_code == 200

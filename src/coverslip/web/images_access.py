@@ -74,8 +74,7 @@ class ImageAccess:
 
     def check_read(self, req: falcon.Request, image: Image) -> None:
         """Raise NotFound unless the caller may see ``image`` (never leak existence)."""
-        if not self.visible(req, image):
-            raise NotFound(f"image {image.id} does not exist")
+        self.access.visible_image(req, image)
 
     def check_edit(self, req: falcon.Request, image: Image) -> None:
         """Raise unless the caller may change ``image`` or its bytes."""
