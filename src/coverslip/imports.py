@@ -35,6 +35,7 @@ from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 
 DEFAULT_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "FFFF00", "00FFFF", "FFFFFF")
+RGB = DEFAULT_COLORS[:3]
 COPY_BLOCK = 4 * 1024 * 1024
 
 T = TypeVar("T")
@@ -161,6 +162,38 @@ def _stats_dtype(values: np.ndarray) -> tuple[float, float] | None:
     return float(values.min()), float(values.max())
 
 
+def _is_rgb(meta: formats.ImageMeta) -> bool:
+    """Return whether the file says its channels are the red, green and blue of one pixel."""
+    return [(ch.color or "").upper() for ch in meta.channels] == list(RGB)
+
+
+def _read_checked(
+    read: Callable[[int, int, int, int, int], np.ndarray],
+    plane: tuple[int, int, int],
+    y0: int,
+    y1: int,
+    width: int,
+    where: str,
+) -> np.ndarray:
+    """Return ``read``'s rows y0:y1 of ``plane``; a failure or a wrong shape is an ImportFailed."""
+    t, c, z = plane
+    try:
+        rows = read(t, c, z, y0, y1)
+    except CoverslipError:
+        raise
+    except MemoryError:
+        raise ImportFailed("too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
+        raise ImportFailed(
+            f"rows {y0}:{y1}{where} of plane t={t} c={c} z={z} cannot be read ({exc})"
+        ) from None
+    if rows.shape != (y1 - y0, width):
+        raise ImportFailed(
+            f"reader gave {rows.shape} for rows {y0}:{y1}{where}, expected {(y1 - y0, width)}"
+        )
+    return rows
+
+
 class ChannelStats:
     """Running min and max of each channel."""
 
@@ -182,8 +215,7 @@ class ChannelStats:
         their window is the full 0 to 255.
         """
         result = []
-        colors = [(ch.color or "").upper() for ch in meta.channels]
-        photo = meta.pixel_type == "uint8" and colors == ["FF0000", "00FF00", "0000FF"]
+        photo = meta.pixel_type == "uint8" and _is_rgb(meta)
         for c in range(meta.size_c):
             given = meta.channels[c] if c < len(meta.channels) else formats.ChannelMeta(name="")
             low, high = self.low[c], self.high[c]
@@ -654,29 +686,23 @@ class Importer:
         itemsize = np.dtype(meta.pixel_type).itemsize
         total = meta.size_t * meta.size_c * meta.size_z * height * width * itemsize
         done = 0
+        # PERF: the red, green and blue of a photo are samples of one stored pixel, decoded
+        # together: their bands go channel after channel, so readers that keep the last band
+        # (slides, RGB CZI) decode each tile once. Other channels are planes of their own and
+        # go plane by plane, as readers that read ahead within a plane (CZI) want.
+        size_c = meta.size_c
+        groups = [list(range(size_c))] if _is_rgb(meta) else [[c] for c in range(size_c)]
         for t in range(meta.size_t):
-            for c in range(meta.size_c):
+            for channels in groups:
                 for z in range(meta.size_z):
                     for y0 in range(0, height, band):
                         y1 = min(height, y0 + band)
-                        try:
-                            rows = read(t, c, z, y0, y1)
-                        except CoverslipError:
-                            raise
-                        except MemoryError:
-                            raise ImportFailed("too large to decode") from None
-                        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways
-                            raise ImportFailed(
-                                f"rows {y0}:{y1}{where} of plane t={t} c={c} z={z} cannot be read ({exc})"
-                            ) from None
-                        if rows.shape != (y1 - y0, width):
-                            raise ImportFailed(
-                                f"reader gave {rows.shape} for rows {y0}:{y1}{where}, expected {(y1 - y0, width)}"
-                            )
-                        yield t, c, z, rows, y1 == height
-                        done += rows.nbytes
-                        if progress:
-                            progress(done, total)
+                        for c in channels:
+                            rows = _read_checked(read, (t, c, z), y0, y1, width, where)
+                            yield t, c, z, rows, y1 == height
+                            done += rows.nbytes
+                            if progress:
+                                progress(done, total)
 
     def _scan(self, reader: formats.Reader, progress: Progress | None) -> ChannelStats:
         stats = ChannelStats(reader.meta.size_c)
