@@ -8,6 +8,7 @@ for the answer; they keep only parameters, HTTP errors and ETags.
 from __future__ import annotations
 
 import base64
+import re
 
 import falcon
 from falcon.routing import BaseConverter
@@ -18,6 +19,8 @@ from coverslip.render.settings import parse_format, parse_quality
 from coverslip.web.access import PRIVATE, install_ids, parse_id
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext
 
+_SIDE = re.compile(r"-?[0-9]{1,18}")
+
 # render_image_region renders the plane as it is: OMERO's renderJpegRegion takes no projection.
 REGION_PARAMS = tuple(name for name in RENDER_PARAMS if name != "p")
 
@@ -27,6 +30,17 @@ class NaturalConverter(BaseConverter):
 
     def convert(self, value: str) -> int | None:
         return parse_id(value)
+
+
+class SideConverter(BaseConverter):
+    """The ``{name:side}`` converter of thumbnail sizes: an integer in ASCII digits, ``-`` allowed.
+
+    # SECURITY: a size is bounded by ``RenderContext.thumbnail_sides``, which answers 400 naming
+    # it; a negative one is such a size too, not a missing route.
+    """
+
+    def convert(self, value: str) -> int | None:
+        return int(value) if _SIDE.fullmatch(value) else None
 
 
 def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
@@ -195,6 +209,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -
     """Mount the webgateway rendering routes (only the thumbnail ones for the thumbnail service)."""
     install_ids(app)
     app.router_options.converters["nat"] = NaturalConverter
+    app.router_options.converters["side"] = SideConverter
     thumb = RenderThumbnail(ctx)
     birds = BirdsEyeView(ctx)
     batch = GetThumbnails(ctx)
@@ -204,13 +219,13 @@ def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -
             f"{prefix}/render_thumbnail/{{iid:id}}",
             thumb if prefix == "/webgateway" else webclient,
         )
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:nat}}", thumb)
-        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:nat}}/{{h:nat}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:side}}", thumb)
+        app.add_route(f"{prefix}/render_thumbnail/{{iid:id}}/{{w:side}}/{{h:side}}", thumb)
         app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}", birds)
-        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}/{{size:nat}}", birds)
+        app.add_route(f"{prefix}/render_birds_eye_view/{{iid:id}}/{{size:side}}", birds)
         app.add_route(f"{prefix}/get_thumbnails", batch)
-        app.add_route(f"{prefix}/get_thumbnails/{{w:nat}}", batch)
-    app.add_route("/webclient/render_thumbnail/size/{w:nat}/{iid:id}", webclient)
+        app.add_route(f"{prefix}/get_thumbnails/{{w:side}}", batch)
+    app.add_route("/webclient/render_thumbnail/size/{w:side}/{iid:id}", webclient)
     if thumbs_only:
         return
     image = RenderImage(ctx)
