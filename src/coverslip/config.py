@@ -499,7 +499,30 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest IIIF output (width × height) in pixels, announced as maxArea.",
         minimum=1,
     ),
-    _s("cache.enabled", "bool", True, "Keep rendered thumbnails and tiles on disk."),
+    _s(
+        "cache.enabled",
+        "bool",
+        True,
+        "Keep rendered thumbnails and tiles, in memory and on disk.",
+    ),
+    _s(
+        "cache.max_bytes",
+        "size",
+        2 * 1024**3,
+        "Most bytes of rendered output on disk, shared by all workers; least recently used "
+        "go first (0: no disk cache).",
+        minimum=0,
+        default_doc="2G",
+    ),
+    _s(
+        "cache.memory_bytes",
+        "size",
+        64 * 1024**2,
+        "Most bytes of rendered output each worker process keeps in memory, in front of the "
+        "disk (0: none).",
+        minimum=0,
+        default_doc="64M",
+    ),
 )
 
 REGISTRY: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
