@@ -9,11 +9,14 @@ in front of files under ``cache/<image id>/`` (``cache.max_bytes``), which every
 process of the instance shares. Disk entries are least-recently-used first out: a file's
 mtime is its last use, refreshed on a hit at most once a minute.
 
-The disk total is one shared counter, ``cache/.total``, that every writer updates under a
-short ``flock`` before it writes. A writer that would take the total past the cap evicts
-(one scan of the folder, oldest files out down to 90 % of the cap, counter reset from what
-the scan saw); while another process evicts, a writer that would pass the cap skips the
-put, so the files on disk never add up to more than the cap. Readers never lock.
+The disk total is one shared counter, ``cache/.total``, counted from the files when it is
+first made. A writer reserves its bytes in it under a short ``flock`` before it writes, and
+whoever removes a file takes its bytes off, so the counter is never below the files. A
+writer that would pass the cap evicts: one scan of the folder, oldest files out until 90 %
+of the cap is in use. While another process evicts, such a writer skips the put instead, so
+the files never add up to more than the cap, and no writer waits on another. Readers never
+lock. A worker killed mid-write leaves its reservation counted; removing ``.total`` while
+Coverslip is stopped makes the next writer count the files afresh.
 """
 
 from __future__ import annotations
