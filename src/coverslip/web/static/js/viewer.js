@@ -2,6 +2,7 @@
 // greyscale and projection controls that re-render the view without reloading the page.
 
 import { api, prefix } from "./common.js";
+import { showMetadata } from "./metadata.js";
 
 const element = document.getElementById("osd");
 const imageId = element.dataset.imageId;
@@ -176,6 +177,11 @@ async function main() {
   } catch (error) {
     say(`Cannot load the image: ${error.message}`);
     return;
+  }
+  try {
+    showMetadata(info);
+  } catch (error) {
+    say(`Cannot show the metadata: ${error.message}`);
   }
   // ?iiif=1 shows the image through the IIIF Image API (saved settings, no live controls).
   const viaIiif = new URLSearchParams(location.search).get("iiif") === "1";
