@@ -166,3 +166,49 @@ def test_readyz_details_stay_on_this_host_behind_nginx(server: str, tmp_path: Pa
     finally:
         instance.run("web", "stop")
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_nginx_never_passes_on_a_chunked_upload_cut_before_its_last_chunk(tmp_path: Path) -> None:
+    """Granian cannot tell a cut chunked body from a whole one; behind nginx it never sees one:
+    nginx reads chunked uploads whole and drops the cut ones."""
+    instance = Instance(tmp_path / "home", {"COVERSLIP_WEB_APPLICATION_SERVER": "granian"})
+    start_both(instance)
+    try:
+        with nginx_in_front(instance, tmp_path / "nginx") as port:
+            (cut, lines), (whole, _) = new_uploads(instance, port, ("file", "file"))
+            data = npy_bytes()
+            for request, terminate in ((cut, False), (whole, True)):
+                with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                    sock.sendall(
+                        f"{request} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                        f"{lines}Transfer-Encoding: chunked\r\n\r\n".encode()
+                    )
+                    for at in range(0, len(data), 65536):
+                        block = data[at : at + 65536]
+                        sock.sendall(f"{len(block):x}\r\n".encode() + block + b"\r\n")
+                    if terminate:
+                        sock.sendall(b"0\r\n\r\n")
+                    else:
+                        sock.shutdown(socket.SHUT_WR)
+                    answer_of(sock)
+            headers = {"Cookie": lines.split("Cookie: ", 1)[1].split("\r\n", 1)[0]}
+            status_of = {}
+            for request in (cut, whole):
+                image_id = request.split("/")[4]
+                _, _, body = get(port, f"/api/v2/images/{image_id}", headers=headers)
+                status_of[request] = json.loads(body)["status"]
+            assert status_of == {cut: "queued", whole: "active"}
+            assert cut.split()[1] not in instance.log("web-access.log")
+    finally:
+        stop_both(instance)
+
+
+def npy_bytes() -> bytes:
+    """A small valid NPY image of 300 × 200 uint16, as an upload body."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(60000, dtype=np.uint16).reshape(300, 200))
+    return buffer.getvalue()

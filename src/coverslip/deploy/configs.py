@@ -115,9 +115,12 @@ def nginx_locations(
         proxy_pass {thumbs};
     }}
 
-    # Original files, uploaded or staged, stream through (chunked bodies included) and
-    # downloads stream back.
+    # Original files, uploaded or staged, stream through when they say their length, and
+    # downloads stream back. A chunked body is read whole first: over HTTP/1.0 to the
+    # application nginx buffers chunked bodies, so one cut before its last chunk never
+    # reaches an application server that cannot tell (Granian).
     location ~ {UPLOAD_FILE_PATTERN} {{
+        proxy_http_version 1.0;
         proxy_request_buffering off;
         proxy_buffering off;
         proxy_pass {web};
