@@ -539,3 +539,25 @@ def test_fuzz_never_500(
         answer.status_code,
         answer.text,
     )
+
+
+def test_saved_settings_purge_the_image_s_old_renders(
+    app: CoverslipApp, client: testing.TestClient, admin_token: dict[str, str]
+) -> None:
+    data = RNG.integers(0, 4000, (1, 1, 1, 40, 50), dtype=np.uint16)
+    image_id = add_image(app, data, "purged")
+    other = add_image(app, data, "kept")
+    for iid in (image_id, other):
+        get_png(client, f"/webgateway/render_image/{iid}/0/0/?format=png")
+    folder = app.services.home.cache / str(image_id)
+
+    def renders(iid: int) -> list[Path]:
+        return [p for p in (app.services.home.cache / str(iid)).rglob("*") if p.is_file()]
+
+    assert renders(image_id) and renders(other)
+    saved = client.simulate_post(
+        f"/webgateway/saveImgRDef/{image_id}/?c=1|0:10$FFFFFF", headers=admin_token
+    )
+    assert saved.status_code == 200, saved.text
+    assert not folder.exists() or renders(image_id) == []
+    assert renders(other)

@@ -94,7 +94,9 @@ def test_import_command_names_the_file_the_disk_cannot_hold_and_goes_on(
     filesets = catalog_rows(small_disk, "select id from filesets order by id")
     assert originals == sorted([*map(str, kept), *(f"fileset-{row[0]}" for row in filesets)])
     assert not list((small_disk / "staging").iterdir())
-    for (image_id, _name, _status), expected in zip(images, (first_pixels, last_pixels), strict=True):
+    for (image_id, _name, _status), expected in zip(
+        images, (first_pixels, last_pixels), strict=True
+    ):
         pyramid = Pyramid(small_disk / "pixels" / f"{image_id}.ome.zarr")
         plane = pyramid.read(0, 0, 0, 0, slice(None), slice(None))
         np.testing.assert_array_equal(plane, expected)

@@ -50,7 +50,7 @@ class Services:
             home=home,
             catalog=catalog,
             pixels=pixels or PixelStore(home),
-            cache=cache or RenderCache(home.cache, enabled=settings["cache.enabled"]),
+            cache=cache or RenderCache.from_settings(home.cache, settings),
             metadata=metadata,
             auth=Auth(settings, catalog, metadata, stamp=metadata.stamp),
         )

@@ -44,7 +44,7 @@ def create_app(
     app.add_middleware(auth_middleware)
     ops.add_routes(app, services)
     access = Access(services)
-    render_context = RenderContext(services, access.visible, access.is_public)
+    render_context = RenderContext(services)
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")
     if role == "web":
         gateway_meta.add_routes(app, render_context, access)

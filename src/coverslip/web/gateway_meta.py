@@ -242,6 +242,7 @@ class SaveImgRDef:
                 )
             rdef = replace(rdef, default_t=t - 1)
         self.ctx.services.catalog.save_rdef(image.id, user_id, rdef.to_json())
+        self.ctx.services.cache.purge_image(image.id)  # its renders under older settings
         resp.media = True
 
 
@@ -262,6 +263,8 @@ class ResetRDef:
         # settings version (part of everyone's cache keys and ETags) stays.
         bump = bool(self.can_annotate(req, image))
         self.ctx.services.catalog.delete_rdef(image.id, user_id, bump=bump)
+        if bump:  # SECURITY: only who may annotate can empty the image's cache
+            self.ctx.services.cache.purge_image(image.id)
         resp.media = True
 
 

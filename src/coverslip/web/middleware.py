@@ -80,13 +80,8 @@ class PublicURL:
     def __init__(self, settings: Any) -> None:
         configured = str(settings["web.public_url"]).strip().rstrip("/")
         self.configured_origin = ""  # web.public_url's scheme://host[:port], as Origin names it
-        if configured:
+        if configured:  # checked by the settings registry when set
             parts = urlsplit(configured)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-                raise ValueError(
-                    f"web.public_url: {configured!r} is not allowed; expected an http(s) URL "
-                    "such as https://images.example.org"
-                )
             self.configured_origin = f"{parts.scheme}://{parts.netloc}".lower()
         self.configured = configured
         self.prefix = str(settings["web.prefix"]).rstrip("/")

@@ -60,15 +60,9 @@ class Sides(NamedTuple):
 
 
 class RenderContext:
-    """Shared by the gateway and IIIF resources of one app: the request side of rendering.
+    """Shared by the gateway and IIIF resources of one app: the request side of rendering."""
 
-    NOTE: ``visible`` and ``is_public`` are no longer consulted (the render service asks the
-    auth policy through ``Auth.visible_image``); they stay until the app factory stops passing them.
-    """
-
-    def __init__(
-        self, services: Services, visible: object = None, is_public: object = None
-    ) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.render: RenderService = services.render
         settings = services.settings
