@@ -30,6 +30,14 @@ def main() -> None:
             ["import_vendor.py", *(["--scale", "0.5", "--runs", "1"] if quick else [])],
         ),
         (
+            "HTTP: uncached tiles against IIPImage",
+            ["tiles_peer.py", *(["--runs", "1", "--copies", "1"] if quick else [])],
+        ),
+        (
+            "HTTP: signed-in thumbnails against anonymous",
+            ["thumbs_signed_in.py", *(["--runs", "1", "--seconds", "5"] if quick else [])],
+        ),
+        (
             "Auth: what a session or token adds to a cached thumbnail",
             ["session_cost.py", *(["--requests", "1000"] if quick else [])],
         ),

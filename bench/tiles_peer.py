@@ -45,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
 WALK = HERE / "unique_urls.lua"
 THREADS = 2
-# Coverslip's IIIF encodes JPEG at quality 90, 4:4:4 (iiif.finish); IIPImage at its default 75.
+# Coverslip's IIIF encodes JPEG at quality 90 with 4:4:4 chroma (render/encode.py, full_chroma);
+# IIPImage at its default 75.
 IIP_QUALITY = 75
 TILE = 256
 
