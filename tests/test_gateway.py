@@ -268,7 +268,8 @@ def test_default_settings_window_is_min_to_max(
     expected = composite(
         [
             paint(quantize(data[0, c, 2], float(data[0, c].min()), float(data[0, c].max())), color)
-            for c, color in enumerate(("FF0000", "00FF00", "0000FF"))
+            # Channels without colour or wavelength: OMERO's red, blue, then green.
+            for c, color in enumerate(("FF0000", "0000FF", "00FF00"))
         ]
     )
     np.testing.assert_array_equal(got, expected)

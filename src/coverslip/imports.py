@@ -33,9 +33,9 @@ from coverslip.errors import (
 )
 from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
+from coverslip.render.settings import default_colors
 
-DEFAULT_COLORS = ("FF0000", "00FF00", "0000FF", "FF00FF", "FFFF00", "00FFFF", "FFFFFF")
-RGB = DEFAULT_COLORS[:3]
+RGB = ("FF0000", "00FF00", "0000FF")
 COPY_BLOCK = 4 * 1024 * 1024
 
 T = TypeVar("T")
@@ -216,15 +216,17 @@ class ChannelStats:
         """
         result = []
         photo = meta.pixel_type == "uint8" and _is_rgb(meta)
-        for c in range(meta.size_c):
-            given = meta.channels[c] if c < len(meta.channels) else formats.ChannelMeta(name="")
+        given_all = [
+            meta.channels[c] if c < len(meta.channels) else formats.ChannelMeta(name="")
+            for c in range(meta.size_c)
+        ]
+        # OMERO's importer: the file's colour, else the emission (or excitation) wavelength's.
+        colors = [color for color, _alpha in default_colors(given_all)]
+        for c, given in enumerate(given_all):
             low, high = self.low[c], self.high[c]
             if not np.isfinite(low):
                 low, high = 0.0, 1.0
-            if meta.size_c == 1 and not given.color:
-                color = "FFFFFF"
-            else:
-                color = (given.color or DEFAULT_COLORS[c % len(DEFAULT_COLORS)]).upper()
+            color = "FFFFFF" if meta.size_c == 1 and not given.color else colors[c].upper()
             result.append(
                 Channel(
                     index=c,

@@ -514,7 +514,7 @@ def _file_color(channel: Any) -> tuple[str, int] | None:
     return None
 
 
-def _default_colors(channels: Sequence[Any]) -> list[tuple[str, int]]:
+def default_colors(channels: Sequence[Any]) -> list[tuple[str, int]]:
     """Return each channel's default colour, as OMERO's RenderingSettingsImpl.resetChannelBindings.
 
     A colour from the file wins. Otherwise ColorsFactory.getColor: the emission wavelength's
@@ -559,7 +559,7 @@ def default_def(channels: Sequence[Any], pixel_type: str, size_z: int, size_t: i
     low, high = TYPE_RANGES.get(pixel_type, (0.0, 1.0))
     settings = []
     for index, (channel, (color, alpha)) in enumerate(
-        zip(channels, _default_colors(channels), strict=True)
+        zip(channels, default_colors(channels), strict=True)
     ):
         start, end = _field(channel, "window_start"), _field(channel, "window_end")
         start = low if start is None or not math.isfinite(float(start)) else float(start)
