@@ -291,8 +291,10 @@ def test_nginx_buffers_small_bodies_and_drops_quiet_clients(tmp_path: Path) -> N
     # Only original files (uploaded or staged) stream through unbuffered: one location.
     unbuffered = site.split("proxy_request_buffering off;")
     assert len(unbuffered) == 2
-    opening = unbuffered[0].rstrip().splitlines()[-1].split()
+    opening = unbuffered[0].rstrip().splitlines()[-2].split()
     assert opening[:2] == ["location", "~"] and opening[-1] == "{"
+    # Chunked uploads are read whole by nginx (HTTP/1.0 upstream), so a cut one never passes.
+    assert unbuffered[0].rstrip().splitlines()[-1].split() == ["proxy_http_version", "1.0;"]
     streamed = re.compile(" ".join(opening[2:-1]))
     for path in ("/api/v2/images/7/file", "/api/v2/images/7/stage"):
         assert streamed.search(path), path

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,5 +250,19 @@ def test_official_validator_level_2(validator_server: int) -> None:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "Done (33 tests, 0 failures)" in done.stdout + done.stderr
+    # NOTE: the validator's size_noup also wants `!2000,3000` on a 1000² image refused; the
+    # Image API 3.0 says `!w,h` returns an image "as large as possible but not larger than the
+    # extracted region, w or h", which Coverslip does (the region's size; see
+    # test_sizes). Its other sizes there must still fail.
+    report = done.stdout + done.stderr
+    results = re.findall(r"^\[\d+\] test (\S+) (PASS|FAIL)", report, re.MULTILINE)
+    assert len(results) >= 33, report[-4000:]
+    failed = [name for name, verdict in results if verdict == "FAIL"]
+    assert failed in ([], ["size_noup"]), report[-4000:]
+    for size in ("1500,1500", ",1500", "1500,", "pct:200"):
+        url = (
+            f"http://127.0.0.1:{validator_server}/iiif/3/{VALIDATION_ID}/full/{size}/0/default.jpg"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=30)
+        assert refused.value.code == 400, size
