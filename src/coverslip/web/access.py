@@ -40,8 +40,13 @@ class IdConverter(BaseConverter):
 
 
 def install_ids(app: falcon.App) -> None:
-    """Register the ``id`` converter on ``app`` (idempotent; call before adding routes)."""
+    """Register the ``id`` and ``nat`` converters on ``app`` (idempotent; call before adding routes).
+
+    ``nat`` (plane numbers, channel indices) reads like an id: ASCII digits only, where
+    Falcon's ``int`` also reads "+7" and "７".
+    """
     app.router_options.converters["id"] = IdConverter
+    app.router_options.converters["nat"] = IdConverter
 
 
 def caller_of(auth: Auth, req: falcon.Request) -> Caller:

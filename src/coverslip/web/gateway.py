@@ -8,7 +8,6 @@ for the answer; they keep only parameters, HTTP errors and ETags.
 from __future__ import annotations
 
 import base64
-import re
 
 import falcon
 from falcon.routing import BaseConverter
@@ -17,19 +16,10 @@ from coverslip.errors import BadParameter, CoverslipError
 from coverslip.render.service import THUMBNAIL_QUALITY, Region
 from coverslip.render.settings import parse_format, parse_quality
 from coverslip.web.access import PRIVATE, install_ids, parse_id
-from coverslip.web.rendering import RENDER_PARAMS, RenderContext
-
-_SIDE = re.compile(r"-?[0-9]{1,18}")
+from coverslip.web.rendering import RENDER_PARAMS, RenderContext, parse_integer
 
 # render_image_region renders the plane as it is: OMERO's renderJpegRegion takes no projection.
 REGION_PARAMS = tuple(name for name in RENDER_PARAMS if name != "p")
-
-
-class NaturalConverter(BaseConverter):
-    """The ``{name:nat}`` route converter: ASCII digits only (Falcon's ``int`` reads "+7" and "７")."""
-
-    def convert(self, value: str) -> int | None:
-        return parse_id(value)
 
 
 class SideConverter(BaseConverter):
@@ -40,7 +30,7 @@ class SideConverter(BaseConverter):
     """
 
     def convert(self, value: str) -> int | None:
-        return int(value) if _SIDE.fullmatch(value) else None
+        return parse_integer(value)
 
 
 def _ints(name: str, text: str | None, count: tuple[int, ...]) -> list[int]:
@@ -208,7 +198,6 @@ class RenderSplitChannel:
 def add_routes(app: falcon.App, ctx: RenderContext, thumbs_only: bool = False) -> None:
     """Mount the webgateway rendering routes (only the thumbnail ones for the thumbnail service)."""
     install_ids(app)
-    app.router_options.converters["nat"] = NaturalConverter
     app.router_options.converters["side"] = SideConverter
     thumb = RenderThumbnail(ctx)
     birds = BirdsEyeView(ctx)

@@ -16,7 +16,6 @@ from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids
 from coverslip.web.files import send_file
-from coverslip.web.gateway import NaturalConverter
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
 
 # OMERO's names of the pixel types (omero.model.enums.PixelsType*).
@@ -331,7 +330,6 @@ class ArchivedFile:
 def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     """Mount the JSON and download routes; ``access`` answers permission questions for a request."""
     install_ids(app)
-    app.router_options.converters["nat"] = NaturalConverter
     for prefix in ("/webgateway", "/webclient"):
         data = ImageData(ctx, access.permissions)
         app.add_route(f"{prefix}/imgData/{{iid:id}}", data)

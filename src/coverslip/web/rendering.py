@@ -44,6 +44,11 @@ def int_param(
     return int(raw)
 
 
+def parse_integer(text: str) -> int | None:
+    """Return the integer ``text`` spells in ASCII digits (``-`` first allowed), else None."""
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
 def render_query(req: falcon.Request, names: tuple[str, ...] = RENDER_PARAMS) -> dict[str, str]:
     """Return the rendering parameters among ``names`` that the request carries."""
     return {name: str(req.params[name]) for name in names if name in req.params}
