@@ -5,6 +5,7 @@ Screenshots of the run are kept in test-artifacts/ui/ (ignored by git).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -100,6 +101,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "imported"
     ][0]
     dataset_id = json.loads(coverslip(home, "datasets", "list", "--json"))[0]["id"]
+    with served(home) as url:
+        yield Site(url, secret, public, private, dataset_id)
+
+
+@contextlib.contextmanager
+def served(home: Path) -> Iterator[str]:
+    """Run `coverslip serve` for ``home`` on a free port; yield its base URL, then stop it."""
     port = free_port()
     env = {**os.environ, "COVERSLIP_HOME": str(home), "COVERSLIP_WEB_WORKERS": "2"}
     server = subprocess.Popen(
@@ -111,7 +119,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     try:
         wait_for_port("127.0.0.1", port, 60)
-        yield Site(f"http://127.0.0.1:{port}", secret, public, private, dataset_id)
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -7,9 +7,6 @@ beside an OME-Zarr) or against the plate the test writes, never against Coversli
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -22,7 +19,6 @@ import tifffile
 
 from tests import test_ui as ui
 from tests.helpers import SAMPLES
-from tests.servers import free_port, wait_for_port
 from tests.test_plates import write_plate
 
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="the sample files are not here")
@@ -75,21 +71,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "hostile": _import(home, hostile),
         "plate": _import(home, folder / "screen.zarr"),
     }
-    port = free_port()
-    env = {**os.environ, "COVERSLIP_HOME": str(home), "COVERSLIP_WEB_WORKERS": "2"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "coverslip.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, 60)
-        yield Site(f"http://127.0.0.1:{port}", ids)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    with ui.served(home) as url:
+        yield Site(url, ids)
 
 
 def open_viewer(browser: object, site: Site, image_id: int, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]
