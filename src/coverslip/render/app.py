@@ -164,12 +164,7 @@ class RenderService:
         # PERF: saved settings are parsed once per settings version, not per request; a save
         # makes a new version of both, so a parsed entry never outlives its settings.
         key = (image.id, whose, stored[0], image.rdef_version)
-        found = self._parsed.get(key)
-        if found is None:
-            if len(self._parsed) >= _PARSED_MAX:
-                self._parsed.clear()
-            found = self._parsed[key] = RenderingDef.from_json(stored[1])
-        return found
+        return _memo(self._parsed, key, lambda: RenderingDef.from_json(stored[1]))
 
     def view(
         self,
@@ -439,12 +434,20 @@ _DEFAULTS: dict[tuple[int, object], RenderingDef] = {}
 
 def _default_def(image: Image) -> RenderingDef:
     # PERF: built once per image version, not per request.
-    key = (image.id, image.updated)
-    found = _DEFAULTS.get(key)
+    return _memo(
+        _DEFAULTS,
+        (image.id, image.updated),
+        lambda: default_def(image.channels, image.pixel_type, image.size_z, image.size_t),
+    )
+
+
+def _memo(
+    table: dict[Any, RenderingDef], key: Any, make: Callable[[], RenderingDef]
+) -> RenderingDef:
+    """Return ``table[key]``, made by ``make`` the first time; a full table starts afresh."""
+    found = table.get(key)
     if found is None:
-        if len(_DEFAULTS) > _PARSED_MAX:
-            _DEFAULTS.clear()
-        found = _DEFAULTS[key] = default_def(
-            image.channels, image.pixel_type, image.size_z, image.size_t
-        )
+        if len(table) >= _PARSED_MAX:
+            table.clear()
+        found = table[key] = make()
     return found
