@@ -10,6 +10,7 @@ import io
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import tifffile
 from click.testing import CliRunner
 
 from coverslip.cli import main
-from coverslip.pixels import Pyramid
+from coverslip.errors import is_no_space
+from coverslip.pixels import Pyramid, PyramidWriter
 from tests.test_images_api import Api, npy_bytes
 
 DISK_BYTES = 8 * 1024 * 1024
@@ -164,3 +166,18 @@ def test_stage_larger_than_the_disk_answers_507(api: Api) -> None:
     image = api.image(image_id)
     assert image["status"] == "queued"
     assert api.leftovers(image_id) == []
+
+
+def test_a_pyramid_that_fills_the_disk_is_gone_once_aborted(small_disk: Path) -> None:
+    # A failed write of many chunks must not leave writes running that recreate its files.
+    target = small_disk / "pixels" / "1.ome.zarr"
+    writer = PyramidWriter(target, (1, 1, 1, 4096, 4096), "uint8", tile=32, codec="none")
+    band = noisy((32, 4096), 4)
+    with pytest.raises(ValueError, match="No space left") as failure:  # tensorstore's error
+        for y0 in range(0, 4096, 32):
+            writer.write_band(0, 0, 0, band, final=y0 + 32 == 4096)
+        writer.finish()
+    writer.abort()
+    assert is_no_space(failure.value)
+    time.sleep(0.3)
+    assert not target.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import shutil
@@ -175,7 +176,7 @@ class PyramidWriter:
             }
             self.arrays.append(ts.open(spec, context=context).result())
         self._planes: dict[tuple[int, int, int, int], _Level] = {}
-        self._futures: list[Any] = []
+        self._bands: collections.deque[list[Any]] = collections.deque()
 
     def write_band(
         self, t: int, c: int, z: int, rows: np.ndarray, final: bool, level: int = 0
@@ -196,17 +197,26 @@ class PyramidWriter:
 
     def _write(self, level: int, index: tuple[int, int, int], y0: int, band: np.ndarray) -> None:
         t, c, z = index
-        # PERF: let tensorstore encode and write while the next band is read; two in flight
-        # keep memory bounded.
-        self._futures.append(self.arrays[level][t, c, z, y0 : y0 + band.shape[0], :].write(band))
-        if len(self._futures) > 2:
-            self._futures.pop(0).result()
+        rows = self.arrays[level][t, c, z, y0 : y0 + band.shape[0], :]
+        tile, width = self.tile, band.shape[1]
+        # NOTE: one write per chunk. A write spanning several chunks reports its first failure
+        # while the others still go on, and they would recreate files of a pyramid already
+        # removed; one future per chunk lets a failure wait for every write still running.
+        # PERF: let tensorstore encode and write while the next band is read; two bands in
+        # flight keep memory bounded.
+        self._bands.append(
+            [
+                rows[:, x : min(x + tile, width)].write(band[:, x : x + tile])
+                for x in range(0, width, tile)
+            ]
+        )
+        if len(self._bands) > 2:
+            _wait(self._bands.popleft())
 
     def finish(self, channels: Sequence[dict[str, Any]] | None = None) -> None:
         """Wait for every write and record the final channel metadata."""
-        for future in self._futures:
-            future.result()
-        self._futures.clear()
+        while self._bands:
+            _wait(self._bands.popleft())
         if self._planes:
             raise RuntimeError(f"planes not finished: {sorted(self._planes)}")
         if channels is not None:
@@ -214,10 +224,11 @@ class PyramidWriter:
             self._write_group_metadata()
 
     def abort(self) -> None:
-        """Drop everything written so far."""
-        for future in self._futures:
+        """Drop everything written so far, once no write is running any more."""
+        for futures in self._bands:
             with contextlib.suppress(Exception):  # the pyramid is being thrown away
-                future.result()
+                _wait(futures)
+        self._bands.clear()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _write_group_metadata(self) -> None:
@@ -226,3 +237,15 @@ class PyramidWriter:
         }
         document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
         (self.path / "zarr.json").write_text(json.dumps(document, indent=2))
+
+
+def _wait(futures: list[Any]) -> None:
+    """Wait for every future, then raise the first failure among them."""
+    failure: BaseException | None = None
+    for future in futures:
+        try:
+            future.result()
+        except Exception as exc:  # re-raised below, once all are done
+            failure = failure or exc
+    if failure is not None:
+        raise failure
