@@ -216,3 +216,18 @@ def test_rgb_photos_keep_their_colours(services: Services, tmp_path: Path) -> No
     image = services.catalog.get_image(run_import(services, tmp_path / "photo.png"))
     assert [(ch.window_start, ch.window_end) for ch in image.channels] == [(0.0, 255.0)] * 3
     assert image.channels[0].min >= 20 and image.channels[0].max < 240
+
+
+def test_jpeg_tiff_keeps_red_green_blue(services: Services, tmp_path: Path) -> None:
+    # A JPEG-compressed RGB TIFF says YCbCr; its pixels decode to red, green and blue.
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 30
+    tifffile.imwrite(
+        tmp_path / "slide.tif", rgb, photometric="rgb", compression="jpeg", tile=(32, 32)
+    )
+    assert tifffile.TiffFile(tmp_path / "slide.tif").pages[0].photometric == 6  # YCbCr
+    image = services.catalog.get_image(run_import(services, tmp_path / "slide.tif"))
+    assert [ch.color for ch in image.channels] == ["FF0000", "00FF00", "0000FF"]
+    assert [(ch.window_start, ch.window_end) for ch in image.channels] == [(0.0, 255.0)] * 3
+    maxima = [ch.max for ch in image.channels]
+    assert abs(maxima[0] - 200) <= 3 and abs(maxima[1] - 100) <= 3 and abs(maxima[2] - 30) <= 3

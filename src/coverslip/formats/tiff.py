@@ -231,7 +231,9 @@ class TiffReader:
         sizes = {
             target: math.prod(self.shape[i] for i in axes) for target, axes in self.groups.items()
         }
-        rgb = keyframe.photometric == tifffile.PHOTOMETRIC.RGB and self.axes.count("S") == 1
+        # NOTE: JPEG-compressed colour TIFFs say YCbCr; they decode to red, green and blue.
+        colour = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
+        rgb = keyframe.photometric in colour and self.axes.count("S") == 1
         if rgb and sizes["C"] == 4 and self.groups["C"] == [self.axes.index("S")]:
             sizes["C"] = 3  # NOTE: alpha is dropped, as for PNG
         _check_extent(series)
