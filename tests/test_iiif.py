@@ -102,6 +102,17 @@ def test_rotation_mirroring_and_quality(
     np.testing.assert_array_equal(rotated[..., 0], np.rot90(region, k=-1))
     mirrored = png(client, f"/iiif/3/{image_id};z=0/0,0,160,120/max/!180/gray.png{query}")
     np.testing.assert_array_equal(mirrored[..., 0], np.flipud(region))
+    for rotation, want in [
+        ("!90", np.rot90(np.fliplr(region), k=-1)),
+        ("270", np.rot90(region, k=1)),
+        ("!0", np.fliplr(region)),
+    ]:
+        turned = png(
+            client, f"/iiif/3/{image_id};z=0/0,0,160,120/max/{rotation}/default.png{query}"
+        )
+        assert turned.shape == (*want.shape, 3), rotation
+        for component in range(3):
+            np.testing.assert_array_equal(turned[..., component], want, err_msg=rotation)
     bitonal = png(client, f"/iiif/3/{image_id};z=0/0,0,160,120/max/0/bitonal.png{query}")
     np.testing.assert_array_equal(bitonal[..., 0], np.where(region >= 128, 255, 0))
 

@@ -16,6 +16,7 @@ from coverslip.render.kernel import render
 from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.projection import project
 from coverslip.render.settings import ChannelSettings, RenderingDef
+from tests.helpers import omero_32
 
 # ---------------------------------------------------------------------------------------------
 # Reference: OMERO's quantization written as plainly as possible, one value at a time.
@@ -184,6 +185,50 @@ def test_colour_scales_each_component() -> None:
     for index, component in enumerate((0xFF, 0x80, 0x33)):
         want = np.vectorize(lambda v, c=component: int(c / 255.0 * v))(q)
         assert (rgb[..., index] == want).all()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "windows"),
+    [
+        ("uint8", [(0, 255), (0, 255), (0, 255)]),  # a photo: each channel as it is
+        ("uint8", [(10, 200), (0, 255), (60, 61)]),
+        ("uint16", [(100, 40000), (0, 65535), (3000, 3001)]),
+        ("float", [(-1.5, 2.0), (0.0, 1.0), (0.25, 0.75)]),
+    ],
+)
+def test_red_green_blue_channels_each_fill_their_component(
+    dtype: str, windows: list[tuple[float, float]]
+) -> None:
+    rng = np.random.default_rng(5)
+    if dtype == "float":
+        planes = [rng.uniform(-2, 3, (8, 32)).astype(np.float32) for _ in range(3)]
+    else:
+        top = np.iinfo(dtype).max
+        planes = [rng.integers(0, top, (8, 32), endpoint=True).astype(dtype) for _ in range(3)]
+    # Blue first: the components follow the colours, not the channel order.
+    colours = ["0000FF", "FF0000", "00FF00"]
+    channels = [
+        ChannelSettings(start=a, end=b, color=colour)
+        for (a, b), colour in zip(windows, colours, strict=True)
+    ]
+    rgb = colour_render(list(planes), channels)
+    for plane, ch, component in zip(planes, channels, (2, 0, 1), strict=True):
+        if dtype == "float":
+            want = omero_32(plane.astype(np.float64), ch.start, ch.end, "linear", 1.0)
+            assert np.array_equal(rgb[..., component], want)
+        else:
+            assert_quantized(rgb[..., component], plane, ch)
+    if windows[0] == (0, 255):
+        assert (rgb[..., 2] == planes[0]).all()
+
+
+def test_two_channels_of_one_colour_add_up() -> None:
+    values = np.full((2, 2), 200, np.uint8)
+    ch = ChannelSettings(start=0, end=255, color="FF0000")
+    rgb = colour_render([values, values // 4], [ch, ch])
+    assert (rgb[..., 0] == 250).all() and not rgb[..., 1:].any()
+    rgb = colour_render([values, values], [ch, ch])
+    assert (rgb[..., 0] == 255).all()
 
 
 def test_alpha_dims_the_colour() -> None:

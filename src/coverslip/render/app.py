@@ -396,21 +396,26 @@ def histogram_level(pyramid: Pyramid) -> int:
     return len(pyramid.levels) - 1
 
 
-_QUARTERS = {
-    90.0: PILImage.Transpose.ROTATE_270,
-    180.0: PILImage.Transpose.ROTATE_180,
-    270.0: PILImage.Transpose.ROTATE_90,
-}
+_QUARTERS = {90.0: 1, 180.0: 2, 270.0: 3}  # clockwise quarter turns
 
 
-def orient(rgb: np.ndarray, mirror: bool, angle: float, quality: str) -> PILImage.Image:
-    """Return ``rgb`` mirrored, turned ``angle`` degrees clockwise, in IIIF ``quality``."""
-    image = PILImage.fromarray(rgb)
+def orient(
+    rgb: np.ndarray, mirror: bool, angle: float, quality: str
+) -> np.ndarray | PILImage.Image:
+    """Return ``rgb`` mirrored, turned ``angle`` degrees clockwise, in IIIF ``quality``.
+
+    # PERF: mirrors and quarter turns are array views; Pillow is used only for other angles
+    # and for gray and bitonal, so a plain tile reaches the encoder as the rendered array.
+    """
     if mirror:
-        image = image.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT)
-    if angle in _QUARTERS:
-        image = image.transpose(_QUARTERS[angle])
-    elif angle:
+        rgb = rgb[:, ::-1]
+    turned = angle in _QUARTERS
+    if turned:
+        rgb = np.rot90(rgb, k=-_QUARTERS[angle])
+    if (turned or not angle) and quality not in ("gray", "bitonal"):
+        return rgb
+    image = PILImage.fromarray(np.ascontiguousarray(rgb))
+    if angle and not turned:
         # NOTE: the corners that rotation uncovers are white, as the IIIF specification
         # suggests for formats without transparency.
         image = image.rotate(
