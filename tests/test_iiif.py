@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -277,3 +278,29 @@ def test_official_validator_level_2(validator_server: int) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=30)
         assert refused.value.code == 400, size
+
+
+def test_jpeg_quality_and_chroma_are_settings(
+    app: CoverslipApp, image: tuple[int, np.ndarray]
+) -> None:
+    from PIL import Image as PILImage
+    from PIL import JpegImagePlugin
+
+    image_id, _ = image
+    path = f"/iiif/3/{image_id}/0,0,256,256/max/0/default.jpg?c=1|0:4095$FF8000"
+
+    def jpeg(client: testing.TestClient) -> tuple[int, int]:
+        answer = client.simulate_get(path)
+        assert answer.status_code == 200, answer.text
+        decoded = PILImage.open(io.BytesIO(answer.content))
+        return JpegImagePlugin.get_sampling(decoded), len(answer.content)
+
+    full, full_size = jpeg(testing.TestClient(app))
+    assert full == 0  # 4:4:4, the default
+    home = Home(app.services.home.root)
+    smaller = create_app(
+        home.settings({}, {"iiif.jpeg_quality": 50, "iiif.jpeg_chroma": "4:2:0"}), home
+    )
+    subsampled, size = jpeg(testing.TestClient(smaller))
+    assert subsampled == 2  # 4:2:0
+    assert size < full_size

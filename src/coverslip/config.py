@@ -500,6 +500,22 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     _s(
+        "iiif.jpeg_quality",
+        "int",
+        90,
+        "libjpeg quality (1-100) of IIIF JPEG answers.",
+        minimum=1,
+        maximum=100,
+    ),
+    _s(
+        "iiif.jpeg_chroma",
+        "choice",
+        "4:4:4",
+        "Colour resolution of IIIF JPEG answers: 4:4:4 keeps small saturated details true "
+        "(the IIIF validator's colour checks need it); 4:2:0 encodes about twice as fast.",
+        choices=("4:4:4", "4:2:0"),
+    ),
+    _s(
         "cache.enabled",
         "bool",
         True,

@@ -77,6 +77,10 @@ class Services:
             is_public=self.auth.is_public,
             max_pixels=self.settings["render.max_pixels"],
             thumbnail_default=self.settings["thumbs.default_size"],
+            iiif_jpeg=(
+                self.settings["iiif.jpeg_quality"] / 100,
+                self.settings["iiif.jpeg_chroma"] == "4:4:4",
+            ),
         )
 
     def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:

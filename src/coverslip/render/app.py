@@ -41,7 +41,6 @@ from coverslip.render.settings import RenderingDef, apply_query, default_def
 
 # The rendering query parameters of the gateway; routes pass the ones they take.
 RENDER_PARAMS = ("c", "m", "maps", "p")
-IIIF_QUALITY = 0.9  # IIIF answers at libjpeg quality 90, full chroma (see ``iiif``)
 _PARSED_MAX = 4096
 
 
@@ -117,6 +116,7 @@ class RenderService:
         is_public: IsPublic,
         max_pixels: int = 64 * 1024 * 1024,
         thumbnail_default: int = 96,
+        iiif_jpeg: tuple[float, bool] = (0.9, True),
     ) -> None:
         self.records = records
         self.pixels = pixels
@@ -125,6 +125,8 @@ class RenderService:
         self.is_public = is_public
         self.renderer = Renderer(max_pixels=max_pixels)
         self.thumbnail_default = thumbnail_default
+        # IIIF's JPEG quality (0..1) and whether it keeps full chroma (iiif.jpeg_*)
+        self.iiif_jpeg = iiif_jpeg
         self._parsed: dict[tuple[int, int | None, int, int], RenderingDef] = {}
 
     # -- resolving ----------------------------------------------------------------------
@@ -315,14 +317,25 @@ class RenderService:
     ) -> Output:
         """Return an IIIF image: ``area`` at ``size``, mirrored, turned clockwise, in ``quality``."""
         key = view.key(
-            "iiif", area.x, area.y, area.width, area.height, size, mirror, angle, quality, fmt
+            "iiif",
+            area.x,
+            area.y,
+            area.width,
+            area.height,
+            size,
+            mirror,
+            angle,
+            quality,
+            fmt,
+            *self.iiif_jpeg,
         )
 
         def make() -> bytes:
             picture = orient(self.renderer.rgb(*_at(view), area, size), mirror, angle, quality)
-            # NOTE: full chroma (4:4:4) keeps the colour of small regions true; 4:2:0 shifted
-            # saturated colours by more than the IIIF validator's tolerance.
-            return encode(picture, fmt, IIIF_QUALITY, full_chroma=True)
+            # NOTE: full chroma (4:4:4, the default) keeps the colour of small regions true;
+            # 4:2:0 shifted saturated colours by more than the IIIF validator's tolerance.
+            jpeg_quality, full_chroma = self.iiif_jpeg
+            return encode(picture, fmt, jpeg_quality, full_chroma=full_chroma)
 
         return Output(view, key, content_type(fmt), make)
 
