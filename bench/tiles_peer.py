@@ -9,7 +9,8 @@ IIPImage and imported into Coverslip. IIPImage (Debian's iipimage-server) runs a
 FastCGI processes sharing one listening socket behind nginx, with its tile cache off
 (MAX_IMAGE_CACHE_SIZE=0, no memcached) and its default JPEG quality 75. Coverslip runs
 under Granian with its defaults and `cache.enabled = false`: `coverslip serve` on its own,
-and `coverslip web start` behind the nginx site that `coverslip config nginx` writes.
+and `coverslip web start` behind the nginx site that `coverslip config nginx` writes; and
+`coverslip serve` once more with IIIF JPEG at IIPImage's quality 75 and 4:2:0 chroma.
 
 Every tile of every level of every copy is asked exactly once per run, in a shuffled order
 that is the same for every server of the run (unique_urls.lua), by `wrk -t2 -c50`. The same
@@ -45,8 +46,8 @@ HERE = Path(__file__).resolve().parent
 IIPSRV = Path("/usr/lib/iipimage-server/iipsrv.fcgi")
 WALK = HERE / "unique_urls.lua"
 THREADS = 2
-# Coverslip's IIIF encodes JPEG at quality 90 with 4:4:4 chroma (render/encode.py, full_chroma);
-# IIPImage at its default 75.
+# IIPImage encodes at its default quality 75 with libjpeg's 4:2:0 chroma; Coverslip's IIIF by
+# default at 90 with 4:4:4 (iiif.jpeg_quality, iiif.jpeg_chroma), and in one more row as IIPImage.
 IIP_QUALITY = 75
 TILE = 256
 
@@ -277,11 +278,16 @@ def measure(args: argparse.Namespace) -> None:
     work.chmod(0o755)  # nginx workers and IIPImage run unprivileged and read the slides here
     home = work / "home"
     off = {"COVERSLIP_CACHE_ENABLED": "false", "COVERSLIP_WEB_ENV": "production"}
+    like_iip = {
+        "COVERSLIP_IIIF_JPEG_QUALITY": str(IIP_QUALITY),
+        "COVERSLIP_IIIF_JPEG_CHROMA": "4:2:0",
+    }
     try:
         slides, mosaics = prepare(work, home, args.size, args.copies)
         with (
             iipimage(work) as iip,
             server(home, free_port(), **off) as direct,
+            server(home, free_port(), **off, **like_iip) as direct_q75,
             web_behind_nginx(home, work, **off) as proxied,
         ):
             sizes = levels(direct, slides[0])
@@ -296,6 +302,7 @@ def measure(args: argparse.Namespace) -> None:
             for base, prefixes in (
                 (iip, iip_prefixes),
                 (direct, cs_prefixes),
+                (direct_q75, cs_prefixes),
                 (proxied, cs_prefixes),
                 (direct, gw_prefixes),
             ):
@@ -306,6 +313,7 @@ def measure(args: argparse.Namespace) -> None:
             names = (
                 ("IIPImage 1.1, 2 FastCGI processes behind nginx, IIIF", iip_urls, iip),
                 ("Coverslip `serve` (Granian), IIIF", cs_urls, direct),
+                ("Coverslip `serve`, IIIF at quality 75, 4:2:0 as IIPImage", cs_urls, direct_q75),
                 ("Coverslip `web start` (Granian) behind nginx, IIIF", cs_urls, proxied),
                 ("Coverslip `serve`, 3×uint16 mosaic, webgateway `tile=`", gw_urls, direct),
             )
