@@ -299,6 +299,39 @@ def images_delete(state: State, image_ids: tuple[int, ...]) -> None:
         click.echo(f"deleted image {image_id}")
 
 
+@main.command("check")
+@click.argument("image_ids", type=int, nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@guarded
+def check(state: State, image_ids: tuple[int, ...], as_json: bool) -> None:
+    """Read every chunk of the images' pyramids and re-hash their originals (all active images by default).
+
+    Exits 1 when anything is damaged.
+    """
+    from coverslip.check import check_image
+
+    services = state.services
+    catalog = services.catalog
+    images = (
+        [catalog.get_image(image_id) for image_id in image_ids]
+        if image_ids
+        else [image for image in catalog.list_images() if image.status == "active"]
+    )
+    findings = [check_image(catalog, services.pixels, services.home, image) for image in images]
+    if as_json:
+        click.echo(json.dumps([vars(finding) for finding in findings], indent=2))
+    for finding in findings if not as_json else []:
+        if not finding.damaged:
+            click.echo(f"image {finding.image_id}: ok")
+        for problem in finding.pixels:
+            click.echo(f"image {finding.image_id}: pixels: {problem}")
+        for problem in finding.originals:
+            click.echo(f"image {finding.image_id}: originals: {problem}")
+    if any(finding.damaged for finding in findings):
+        raise SystemExit(1)
+
+
 @main.group()
 def datasets() -> None:
     """List, create and fill datasets."""

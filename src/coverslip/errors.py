@@ -66,6 +66,10 @@ class UnsupportedFormat(ImportFailed):
     """No reader knows this file."""
 
 
+class Damaged(CoverslipError):
+    """Stored pixels or originals are damaged (HTTP 503); the message names the image."""
+
+
 class NoSpace(CoverslipError):
     """The disk holding the instance home is full (HTTP 507 Insufficient Storage)."""
 

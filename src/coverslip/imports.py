@@ -33,6 +33,7 @@ from coverslip.errors import (
 )
 from coverslip.home import Home
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
+from coverslip.pixels.durable import sync_tree
 from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
@@ -347,6 +348,7 @@ class Importer:
                 folder.mkdir(parents=True)
                 path = folder / original.name
                 os.replace(original, path)
+                sync_tree(folder)
                 read = source or path
                 fileset = self._open(read, options)
                 try:
@@ -635,12 +637,12 @@ class Importer:
         folder.mkdir(parents=True, exist_ok=True)
         root = _common_parent(files)
         try:
+            digest = Digest()
             if root is None:
-                digest = Digest()
                 with files[0].open("rb") as source, (folder / files[0].name).open("wb") as target:
                     copy_hashed(source, target, digest)
+                sync_tree(folder)
                 return digest
-            digest = Digest()
             for member in sorted(files, key=lambda f: str(f.resolve())):
                 relative = member.resolve().relative_to(root)
                 target_path = folder / relative
@@ -652,6 +654,7 @@ class Importer:
                 digest.update(str(relative).encode() + b"\0")
                 with member.open("rb") as source, target_path.open("wb") as target:
                     copy_hashed(source, target, digest)
+            sync_tree(folder)
             return digest
         except OSError as exc:
             if is_no_space(exc):

@@ -7,8 +7,16 @@ tile. Chunks are one tile of one plane, so a tile read decodes exactly one chunk
 
 from __future__ import annotations
 
-from coverslip.pixels.pyramid import Pyramid, PyramidError, level_shapes
+from coverslip.pixels.pyramid import DamagedPixels, Pyramid, PyramidError, level_shapes
 from coverslip.pixels.store import PixelStore
 from coverslip.pixels.writer import PyramidWriter, downsample
 
-__all__ = ["PixelStore", "Pyramid", "PyramidError", "PyramidWriter", "downsample", "level_shapes"]
+__all__ = [
+    "DamagedPixels",
+    "PixelStore",
+    "Pyramid",
+    "PyramidError",
+    "PyramidWriter",
+    "downsample",
+    "level_shapes",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,22 @@ import tensorstore as ts
 from numcodecs import Blosc
 
 AXES = "TCZYX"
+# The group attribute where this store marks its own pyramids ({"every_chunk_stored": true}).
+OWN_ATTRIBUTES = "coverslip"
 
 # NOTE: no chunk cache: the render cache keeps what is worth keeping, and every worker
 # process would otherwise hold its own copy of the same chunks.
 _CONTEXT = ts.Context(
     {"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1}}
 )
+
+
+class DamagedPixels(Exception):
+    """A chunk of one of our own pyramids is missing or does not decode.
+
+    Our pyramids store every chunk, so a missing one is damage (a crash, a disk fault, a
+    deleted file), never the fill value. The message names the chunk, not the path.
+    """
 
 
 class PyramidError(Exception):
@@ -143,16 +153,21 @@ def ome_metadata(
     return meta
 
 
-def read_group(path: Path) -> tuple[str, dict[str, Any]]:
-    """Return (zarr format "2" or "3", the image attributes) of an OME-Zarr group."""
+def read_group(path: Path) -> tuple[str, dict[str, Any], bool]:
+    """Return (zarr format "2" or "3", the image attributes, whether every chunk is stored).
+
+    Only pyramids this store wrote say that every chunk is stored.
+    """
     v3 = path / "zarr.json"
     v2 = path / ".zattrs"
     try:
         if v3.exists():
             attrs = json.loads(v3.read_text()).get("attributes", {})
-            return "3", attrs.get("ome", attrs)
+            own = attrs.get(OWN_ATTRIBUTES)
+            dense = isinstance(own, dict) and own.get("every_chunk_stored") is True
+            return "3", attrs.get("ome", attrs), dense
         if v2.exists():
-            return "2", json.loads(v2.read_text())
+            return "2", json.loads(v2.read_text()), False
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise PyramidError(f"unreadable group metadata ({reason})") from None
@@ -179,8 +194,9 @@ class DirectChunks:
     # of one plane, and the bytes codec optionally followed by blosc.
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], dense: bool = False) -> None:
         self.path = path
+        self.dense = dense  # every chunk is stored: a missing one is damage
         # PERF: chunk names are built as text; six pathlib joins cost 20 µs a chunk.
         self._prefix = f"{path}{os.sep}c{os.sep}"
         self.chunk_y, self.chunk_x = meta["chunk_grid"]["configuration"]["chunk_shape"][3:]
@@ -190,7 +206,7 @@ class DirectChunks:
         self.blosc = Blosc() if len(codecs) == 2 else None
 
     @classmethod
-    def for_array(cls, path: Path) -> DirectChunks | None:
+    def for_array(cls, path: Path, dense: bool = False) -> DirectChunks | None:
         """Return a reader for the array at ``path`` if it is one this store wrote, else None."""
         try:
             meta = json.loads((path / "zarr.json").read_text())
@@ -210,7 +226,7 @@ class DirectChunks:
             or chunk_shape[:3] != [1, 1, 1]
         ):
             return None
-        return cls(path, meta)
+        return cls(path, meta, dense)
 
     def read(
         self, plane: tuple[int, int, int], y: slice, x: slice, height: int, width: int
@@ -240,9 +256,17 @@ class DirectChunks:
             with open(f"{self._prefix}{t}{sep}{c}{sep}{z}{sep}{cy}{sep}{cx}", "rb") as handle:
                 raw = handle.read()
         except FileNotFoundError:
+            if self.dense:
+                raise DamagedPixels(f"{self._name(t, c, z, cy, cx)} is missing") from None
             return np.full((self.chunk_y, self.chunk_x), self.fill, dtype=self.dtype)
-        data = self.blosc.decode(raw) if self.blosc is not None else raw
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk_y, self.chunk_x)
+        try:
+            data = self.blosc.decode(raw) if self.blosc is not None else raw
+            return np.frombuffer(data, dtype=self.dtype).reshape(self.chunk_y, self.chunk_x)
+        except (RuntimeError, ValueError) as exc:  # numcodecs and numpy on damaged bytes
+            raise DamagedPixels(f"{self._name(t, c, z, cy, cx)} does not decode ({exc})") from None
+
+    def _name(self, t: int, c: int, z: int, cy: int, cx: int) -> str:
+        return f"chunk {cy},{cx} of plane t={t} c={c} z={z} at level {self.path.name}"
 
 
 class Pyramid:
@@ -250,7 +274,8 @@ class Pyramid:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        zarr_format, attrs = read_group(path)
+        zarr_format, attrs, dense = read_group(path)
+        self.dense = dense
         multiscales = attrs.get("multiscales")
         if not multiscales:
             raise PyramidError("no multiscales metadata")
@@ -286,7 +311,7 @@ class Pyramid:
                     f"level {relative!r} is not a Zarr array this server reads"
                 ) from None
             shape = array.shape
-            direct = DirectChunks.for_array(folder) if driver == "zarr3" else None
+            direct = DirectChunks.for_array(folder, dense) if driver == "zarr3" else None
             self.levels.append(Level(array, dims, int(shape[dims[3]]), int(shape[dims[4]]), direct))
         full = self.levels[0].array.shape
         self.shape = tuple(int(full[d]) if d is not None else 1 for d in dims)
@@ -311,6 +336,23 @@ class Pyramid:
                 best = index
         return best
 
+    def damage(self, limit: int = 20) -> list[str]:
+        """Return what is damaged (at most ``limit`` findings): chunks missing or not decoding.
+
+        In our own pyramids every chunk must be there; in a registered OME-Zarr a missing
+        chunk is its fill value, so only what is stored is read.
+        """
+        found: list[str] = []
+        size_t, size_c, size_z = self.shape[:3]
+        planes = [(t, c, z) for t in range(size_t) for c in range(size_c) for z in range(size_z)]
+        for number, lv in enumerate(self.levels):
+            for plane in planes:
+                for problem in _level_damage(lv, number, plane):
+                    found.append(problem)
+                    if len(found) >= limit:
+                        return found
+        return found
+
     def read(self, level: int, t: int, c: int, z: int, y: slice, x: slice) -> np.ndarray:
         """Return the (Y, X) pixels of plane (t, c, z) within rows ``y`` and columns ``x`` of ``level``."""
         return self.read_planes(level, [(t, c, z)], y, x)[0]
@@ -330,3 +372,28 @@ class Pyramid:
                     index[dim] = value
             futures.append(lv.array[tuple(index)].read())
         return np.stack([future.result() for future in futures])
+
+
+def _level_damage(lv: Level, number: int, plane: tuple[int, int, int]) -> Iterator[str]:
+    """Yield what is damaged in one plane of one level, band of chunks by band."""
+    if lv.chunks is not None:
+        chunks = lv.chunks
+        for cy in range(-(-lv.height // chunks.chunk_y)):
+            for cx in range(-(-lv.width // chunks.chunk_x)):
+                try:
+                    chunks._chunk(*plane, cy, cx)
+                except DamagedPixels as exc:
+                    yield str(exc)
+        return
+    dims = lv.dims
+    rows = int(lv.array.chunk_layout.read_chunk.shape[dims[3]] or 256)  # type: ignore[index]
+    for y0 in range(0, lv.height, rows):
+        index: list[Any] = [0] * lv.array.rank
+        for value, dim in zip((*plane, slice(y0, y0 + rows), slice(None)), dims, strict=True):
+            if dim is not None:
+                index[dim] = value
+        try:
+            lv.array[tuple(index)].read().result()
+        except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+            t, c, z = plane
+            yield f"rows {y0}:{y0 + rows} of plane t={t} c={c} z={z} at level {number} do not read"

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from coverslip.pixels.pyramid import AXES, level_shapes, ome_metadata
+from coverslip.pixels.durable import sync_tree
+from coverslip.pixels.pyramid import AXES, OWN_ATTRIBUTES, level_shapes, ome_metadata
 
 CODECS: dict[str, list[dict[str, Any]]] = {
     "lz4": [
@@ -152,8 +153,8 @@ class PyramidWriter:
             raise FileExistsError(path)
         path.mkdir(parents=True)
         self._write_group_metadata()
-        # PERF: no fsync per chunk file (tensorstore's default); an import that dies half-way
-        # is discarded whole anyway.
+        # PERF: no fsync per chunk write; ``finish`` flushes the whole pyramid once, and an
+        # import that dies half-way is discarded whole anyway.
         context = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "file_io_sync": False})
         self.arrays: list[ts.TensorStore] = []
         for level, (height, width) in enumerate(self.shapes):
@@ -173,6 +174,9 @@ class PyramidWriter:
                     "dimension_names": list(AXES.lower()),
                 },
                 "create": True,
+                # NOTE: every chunk, fill-valued ones too, so that a missing chunk of our own
+                # pyramid is damage, never silently the fill value (see Pyramid).
+                "store_data_equal_to_fill_value": True,
             }
             self.arrays.append(ts.open(spec, context=context).result())
         self._planes: dict[tuple[int, int, int, int], _Level] = {}
@@ -214,7 +218,7 @@ class PyramidWriter:
             _wait(self._bands.popleft())
 
     def finish(self, channels: Sequence[dict[str, Any]] | None = None) -> None:
-        """Wait for every write and record the final channel metadata."""
+        """Wait for every write, record the final channel metadata and flush it all to disk."""
         while self._bands:
             _wait(self._bands.popleft())
         if self._planes:
@@ -222,6 +226,9 @@ class PyramidWriter:
         if channels is not None:
             self.channels = list(channels)
             self._write_group_metadata()
+        # NOTE: on disk before the catalog calls the image active, so a crash never leaves an
+        # active image whose chunks were still only in memory.
+        sync_tree(self.path)
 
     def abort(self) -> None:
         """Drop everything written so far, once no write is running any more."""
@@ -233,7 +240,8 @@ class PyramidWriter:
 
     def _write_group_metadata(self) -> None:
         attributes = {
-            "ome": ome_metadata(self.name, self.shapes, self.shape, self.scale, self.channels)
+            "ome": ome_metadata(self.name, self.shapes, self.shape, self.scale, self.channels),
+            OWN_ATTRIBUTES: {"every_chunk_stored": True},
         }
         document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
         (self.path / "zarr.json").write_text(json.dumps(document, indent=2))

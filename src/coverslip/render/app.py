@@ -13,7 +13,8 @@ or the catalog: records, visibility and the cache are passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Any, Protocol
@@ -22,9 +23,9 @@ import numpy as np
 from PIL import Image as PILImage
 
 from coverslip.cache import RenderCache, make_key, settings_tag, thumbnail_key
-from coverslip.errors import BadParameter, Conflict
+from coverslip.errors import BadParameter, Conflict, Damaged
 from coverslip.model import Image
-from coverslip.pixels import PixelStore, Pyramid, PyramidError
+from coverslip.pixels import DamagedPixels, PixelStore, Pyramid, PyramidError
 from coverslip.render.encode import content_type, encode
 from coverslip.render.service import (
     MAX_PLANE_HEIGHT,
@@ -204,7 +205,8 @@ class RenderService:
         """Return the bytes of ``output`` from the render cache, rendering and storing them once."""
         data = self.cache.get(output.view.image.id, output.key)
         if data is None:
-            data = output.make()
+            with damage_named(output.view.image):
+                data = output.make()
             self.cache.put(output.view.image.id, output.key, data)
         return data
 
@@ -347,7 +349,8 @@ class RenderService:
         if not 1 <= bins <= 65536:
             raise BadParameter("bins", f"{bins} is not between 1 and 65536")
         level = histogram_level(view.pyramid)
-        plane = view.pyramid.read(level, view.t, channel, view.z, slice(None), slice(None))
+        with damage_named(image):
+            plane = view.pyramid.read(level, view.t, channel, view.z, slice(None), slice(None))
         meta = image.channels[channel]
         values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
         counts, _edges = np.histogram(
@@ -390,6 +393,18 @@ class RenderService:
             x = border + col * (pane_w + border)
             canvas[y : y + pane_h, x : x + pane_w] = pane
         return canvas
+
+
+@contextlib.contextmanager
+def damage_named(image: Image) -> Iterator[None]:
+    """Turn damaged stored pixels into a Damaged error that names the image (HTTP 503)."""
+    try:
+        yield
+    except DamagedPixels as exc:
+        raise Damaged(
+            f"image {image.id}: its stored pixels are damaged ({exc}); "
+            f"`coverslip check {image.id}` lists the damage"
+        ) from None
 
 
 def _at(view: View) -> tuple[Image, Pyramid, RenderingDef, int, int]:

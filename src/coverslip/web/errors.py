@@ -26,6 +26,7 @@ STATUS: tuple[tuple[type[Exception], str, str], ...] = (
     (errors.Gone, falcon.HTTP_410, "Gone"),
     (errors.ImportFailed, falcon.HTTP_400, "Bad Request"),
     (errors.NoSpace, falcon.HTTP_507, "Insufficient Storage"),
+    (errors.Damaged, falcon.HTTP_503, "Service Unavailable"),
 )
 
 # What a catalog or session store that is down or not answering raises.
@@ -51,6 +52,8 @@ def handle_service_error(
 ) -> None:
     """Turn a typed service error into a JSON error response."""
     status, title = status_of(exc)
+    if status.startswith("5"):
+        log.error("%s %s: %s", req.method, req.path, exc)
     # SECURITY: a 404 never says more than that nothing is there.
     description = "Not Found" if status == falcon.HTTP_404 else str(exc)
     raise falcon.HTTPError(status, title=title, description=description)
