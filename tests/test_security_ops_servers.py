@@ -4,6 +4,7 @@ other requests, neither straight to Granian nor behind nginx."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
 import time
@@ -143,7 +144,7 @@ def test_a_quiet_request_body_does_not_stall_other_requests(behind: str, tmp_pat
 @pytest.mark.parametrize("server", ["granian", "gunicorn-gthread"])
 def test_readyz_details_stay_on_this_host_behind_nginx(server: str, tmp_path: Path) -> None:
     """Behind nginx on this host every request comes from loopback; only direct calls are
-    this host's. Gunicorn keeps nginx's address, Granian's launcher puts the client's."""
+    this host's, whichever address the server hands the application."""
     redis_port = free_port()  # nothing listens there: the session store is down
     instance = Instance(
         tmp_path / "home",
@@ -163,6 +164,48 @@ def test_readyz_details_stay_on_this_host_behind_nginx(server: str, tmp_path: Pa
             status, _, body = get(instance.web_port, "/readyz")
             direct = json.loads(body)
             assert status == 503 and str(redis_port) in direct["details"]["sessions"], body
+    finally:
+        instance.run("web", "stop")
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def sign_in_from(source: str, port: int, username: str, password: str) -> int:
+    """POST /api/v2/session from the loopback address ``source``; return the status."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        body = json.dumps({"username": username, "password": password})
+        connection.request(
+            "POST", "/api/v2/session", body=body, headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn-gthread", "uwsgi"])
+def test_sign_in_throttle_counts_each_client_behind_nginx(server: str, tmp_path: Path) -> None:
+    """Behind nginx every request comes from the proxy; the throttle must count the client
+    nginx names in X-Forwarded-For, not the proxy, or one client's failures slow everyone."""
+    instance = Instance(
+        tmp_path / "home",
+        {
+            **SERVERS[server],
+            "COVERSLIP_LOGIN_MAX_FAILURES_ADDRESS": "3",
+            "COVERSLIP_LOGIN_MAX_FAILURES_USER": "100",
+        },
+    )
+    password = instance.run("user", "ensure-admin").split("password: ", 1)[1].split()[0]
+    instance.run("web", "start")
+    try:
+        with nginx_in_front(instance, tmp_path / "nginx") as port:
+            for n in range(3):
+                assert sign_in_from("127.0.0.2", port, f"guess{n}", "wrong") == 401
+            assert sign_in_from("127.0.0.2", port, "admin", password) == 429
+            assert sign_in_from("127.0.0.3", port, "admin", password) == 200
     finally:
         instance.run("web", "stop")
     assert processes_mentioning(str(tmp_path)) == []

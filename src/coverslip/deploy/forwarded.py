@@ -1,6 +1,7 @@
 """Trust X-Forwarded-Proto and X-Forwarded-For from the proxies in web.forwarded_allow_ips.
 
-Gunicorn does this itself; Granian and uWSGI do not, so their targets are wrapped.
+Every application server's target is wrapped: Granian and uWSGI do neither, and Gunicorn
+trusts its forwarded_allow_ips for the scheme only, keeping the proxy's address as the client's.
 """
 
 from __future__ import annotations

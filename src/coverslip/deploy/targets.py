@@ -17,16 +17,16 @@ from coverslip.home import Home
 from coverslip.web.app import create_app
 
 
-def _plain(role: str) -> WSGIApp:
-    home = Home.from_env()
-    return create_app(home.settings(), home, role=role)
-
-
-def _wrapped(role: str) -> WSGIApp:
+def _wrapped(role: str, terminate: bool = True) -> WSGIApp:
     home = Home.from_env()
     settings = home.settings()
     app: WSGIApp = create_app(settings, home, role=role)
-    return trust_forwarded(mark_input_terminated(app), settings["web.forwarded_allow_ips"])
+    if terminate:
+        app = mark_input_terminated(app)
+    # NOTE: every server, Gunicorn too: it trusts forwarded_allow_ips only for the scheme and
+    # keeps the proxy's REMOTE_ADDR, so behind nginx every client was 127.0.0.1 to the
+    # sign-in throttle.
+    return trust_forwarded(app, settings["web.forwarded_allow_ips"])
 
 
 def web_granian() -> WSGIApp:
@@ -40,13 +40,13 @@ def thumbs_granian() -> WSGIApp:
 
 
 def web_gunicorn() -> WSGIApp:
-    """Return the web app for Gunicorn, which terminates input and trusts proxies itself."""
-    return _plain("web")
+    """Return the web app for Gunicorn (which terminates chunked input itself), trusted proxies."""
+    return _wrapped("web", terminate=False)
 
 
 def thumbs_gunicorn() -> WSGIApp:
     """Return the thumbnail app for Gunicorn."""
-    return _plain("thumbs")
+    return _wrapped("thumbs", terminate=False)
 
 
 class _Lazy:
