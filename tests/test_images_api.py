@@ -691,3 +691,31 @@ def test_zip_with_unsafe_paths_is_refused(api: Api) -> None:
     assert api.put(image_id, archive.getvalue()).status_code == 400
     assert not (api.home.root.parent / "escape.txt").exists()
     assert api.leftovers(image_id) == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"images.unzip_max_bytes": "1M"}, "images.unzip_max_bytes"),
+        ({"images.unzip_max_files": "3"}, "images.unzip_max_files"),
+    ],
+)
+def test_zip_bomb_is_refused_before_unpacking(
+    tmp_path: Path, settings: dict[str, str], named: str
+) -> None:
+    import zipfile
+
+    api = Api(tmp_path / "home", **settings)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("bomb.zarr/zarr.json", '{"zarr_format": 3, "node_type": "group"}')
+        for n in range(3):  # 3 × 8 MB of zeros deflate to a few kB each
+            bundle.writestr(f"bomb.zarr/0/c/{n}", bytes(8 * 1024 * 1024))
+    assert len(archive.getvalue()) < 200_000
+    image_id = api.create(disk_format="ome-zarr")
+    answer = api.put(image_id, archive.getvalue())
+    assert answer.status_code == 413, answer.text
+    assert named in answer.json["description"]
+    assert api.image(image_id)["status"] == "queued"
+    assert api.leftovers(image_id) == []
+    assert not list(api.home.staging.glob(f"{image_id}*"))

@@ -470,6 +470,20 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     _s(
+        "images.unzip_max_bytes",
+        "size",
+        64 * 1024**3,
+        "Largest total a zipped OME-Zarr upload may unpack to (a zip bomb is refused with 413).",
+        minimum=1,
+    ),
+    _s(
+        "images.unzip_max_files",
+        "int",
+        1_000_000,
+        "Most files a zipped OME-Zarr upload may hold.",
+        minimum=1,
+    ),
+    _s(
         "images.web_download_allowed_hosts",
         "list",
         [],

@@ -282,8 +282,25 @@ class Uploads:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
         root = target.resolve()
+        settings = self.services.settings
+        max_bytes, max_files = (
+            settings["images.unzip_max_bytes"],
+            settings["images.unzip_max_files"],
+        )
         with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.infolist():
+            members = bundle.infolist()
+            # SECURITY: a zip bomb is refused before anything is unpacked. zipfile never
+            # unpacks more than a member's recorded size, so the recorded sizes bound it.
+            if len(members) > max_files:
+                raise TooLarge(
+                    f"the zip holds {len(members)} files, more than images.unzip_max_files ({max_files})"
+                )
+            unpacked = sum(member.file_size for member in members)
+            if unpacked > max_bytes:
+                raise TooLarge(
+                    f"the zip unpacks to {unpacked} bytes, more than images.unzip_max_bytes ({max_bytes})"
+                )
+            for member in members:
                 # SECURITY: no member may land outside the extraction folder (zip slip).
                 destination = (target / member.filename).resolve()
                 if not destination.is_relative_to(root):
