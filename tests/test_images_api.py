@@ -244,6 +244,27 @@ def test_quota_counts_what_the_user_keeps(tmp_path: Path, chunked: bool) -> None
     assert api.leftovers(second) == []
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_quota_counts_uploads_still_in_flight(tmp_path: Path, chunked: bool) -> None:
+    first = npy_bytes(np.zeros((1000, 1000), np.uint16))  # ~2 MB
+    second = npy_bytes(np.ones((600, 1000), np.uint8))  # ~0.6 MB
+    api = Api(tmp_path / "home", **{"images.user_quota": str(len(first) + len(second) - 1)})
+    a, b = api.create(), api.create()
+    during: list[falcon.testing.Result] = []
+
+    def upload_the_second() -> None:
+        during.append(api.put(b, second, chunked=chunked))
+
+    # The first upload announces its size and is half-way when the second one runs.
+    stream = CutStream(first, len(first) // 2, hook=upload_the_second)
+    result = api.put_stream(a, stream, None, **{"x-openstack-image-size": str(len(first))})
+    assert during and during[0].status_code == 413, during[0].text
+    assert "quota" in during[0].json["description"]
+    assert result.status_code == 204, result.text
+    assert api.image(b)["status"] == "queued" and api.leftovers(b) == []
+    assert api.image(a)["status"] == "active"
+
+
 def test_announced_size_must_match(api: Api, pixels: np.ndarray) -> None:
     data = npy_bytes(pixels)
     image_id = api.create()

@@ -158,7 +158,22 @@ class Uploads:
         if known is not None:
             self.limits(image).check(known)
         self.catalog.set_status(image_id, status, expect=["queued"])
+        if known is not None:
+            self._reserve(image, known)
         return image
+
+    def _reserve(self, image: Image, size: int) -> Limits:
+        """Count ``size`` bytes of an upload in flight against the owner's quota; return the limits.
+
+        # SECURITY: uploads in flight count too (their size is kept on the image, which the
+        # images API shows only once it is active), so concurrent uploads cannot each pass the
+        # quota on their own; each re-checks as its bytes arrive and once they are all there.
+        """
+        if int(self.services.settings["images.user_quota"]):
+            self.catalog.update_image(image.id, original_size=size)
+        limits = self.limits(image)
+        limits.check(size)
+        return limits
 
     def _receive(
         self,
@@ -170,6 +185,7 @@ class Uploads:
     ) -> Digest:
         """Write ``chunks`` to ``target`` with size, sha512 and md5, enforcing the limits."""
         limits = self.limits(image)
+        announced = expected if expected is not None else (length or 0)
         digest = Digest()
         iterator = iter(chunks)
         with target.open("wb") as out:
@@ -189,7 +205,9 @@ class Uploads:
                 count += 1
                 if count % CHECK_EVERY == 0:
                     self._still_there(image.id)
+                    limits = self._reserve(image, max(announced, digest.size))
         self._still_there(image.id)
+        self._reserve(image, digest.size)
         if expected is not None and digest.size != expected:
             raise BadParameter(
                 "x-openstack-image-size", f"{expected} announced but {digest.size} bytes arrived"
