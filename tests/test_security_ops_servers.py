@@ -255,3 +255,45 @@ def npy_bytes() -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.arange(60000, dtype=np.uint16).reshape(300, 200))
     return buffer.getvalue()
+
+
+def request_counts(port: int) -> dict[tuple[str | None, str | None], float]:
+    """Read /metrics and return coverslip_requests_total by (route, status)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, headers, body = get(port, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain"), body[:200]
+    return {
+        (sample.labels.get("route"), sample.labels.get("status")): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "coverslip_requests"
+        for sample in family.samples
+        if sample.name == "coverslip_requests_total"
+    }
+
+
+def test_metrics_add_up_across_workers_and_stay_off_the_proxy(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    instance = Instance(tmp_path / "home", {"COVERSLIP_WEB_APPLICATION_SERVER": "granian"})
+    instance.run("web", "start")  # two workers (COVERSLIP_WEB_WORKERS)
+    try:
+        port = instance.web_port
+        before = request_counts(port)
+        with ThreadPoolExecutor(16) as pool:  # enough at once that both workers answer
+            answers = list(pool.map(lambda _: get(port, "/healthz")[0], range(400)))
+        assert answers == [200] * 400
+        for _ in range(5):
+            assert get(port, "/webgateway/imgData/999999/")[0] == 404
+        folder = instance.home / "run" / "metrics-web"
+        writers = {path.stem.rsplit("_", 1)[-1] for path in folder.glob("counter_*.db")}
+        assert len(writers) == 2, sorted(folder.iterdir())  # both workers counted some
+        after = request_counts(port)
+        healthz = ("/healthz", "200")
+        assert after[healthz] - before.get(healthz, 0) == 400
+        assert after[("/webgateway/imgData/{iid:id}", "404")] == 5
+        with nginx_in_front(instance, tmp_path / "nginx") as proxied:
+            assert get(proxied, "/metrics")[0] == 404  # not through the proxy
+    finally:
+        instance.run("web", "stop")
+    assert processes_mentioning(str(tmp_path)) == []

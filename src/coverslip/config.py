@@ -530,6 +530,12 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("4:4:4", "4:2:0"),
     ),
     _s(
+        "metrics.from_anywhere",
+        "bool",
+        False,
+        "Answer /metrics to every caller, proxied ones too; by default only to this host.",
+    ),
+    _s(
         "cache.enabled",
         "bool",
         True,

@@ -32,6 +32,7 @@ from coverslip.errors import (
     is_no_space,
 )
 from coverslip.home import Home
+from coverslip.metrics import metrics
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 from coverslip.pixels.durable import sync_tree
 from coverslip.render.settings import default_colors
@@ -696,6 +697,7 @@ class Importer:
         # (slides, RGB CZI) decode each tile once. Other channels are planes of their own and
         # go plane by plane, as readers that read ahead within a plane (CZI) want.
         size_c = meta.size_c
+        imported = metrics().imported
         groups = [list(range(size_c))] if _is_rgb(meta) else [[c] for c in range(size_c)]
         for t in range(meta.size_t):
             for channels in groups:
@@ -706,6 +708,7 @@ class Importer:
                             rows = _read_checked(read, (t, c, z), y0, y1, width, where)
                             yield t, c, z, rows, y1 == height
                             done += rows.nbytes
+                            imported.inc(rows.nbytes)
                             if progress:
                                 progress(done, total)
 

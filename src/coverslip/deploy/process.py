@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from coverslip import metrics
 from coverslip.deploy.servers import Plan
 from coverslip.home import Home
+from coverslip.metrics import MULTIPROCESS_ENV
 
 
 def pid_file(home: Home, role: str) -> Path:
@@ -70,9 +72,12 @@ def running_pid(home: Home, role: str) -> int | None:
 
 
 def write_files(plan: Plan) -> None:
+    """Write the plan's files and empty its workers' metrics folder."""
     for path, text in plan.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    if MULTIPROCESS_ENV in plan.env:
+        metrics.prepare(Path(plan.env[MULTIPROCESS_ENV]))
 
 
 def _log_handle(plan: Plan) -> int | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from coverslip.config import Settings
 from coverslip.home import Home
+from coverslip.metrics import MULTIPROCESS_ENV
 
 SERVERS = ("granian", "gunicorn", "uwsgi")
 ROLES = ("web", "thumbs")
@@ -94,6 +95,11 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def metrics_dir(home: Home, role: str) -> Path:
+    """Return where the worker processes of ``role`` keep their metrics (emptied at start)."""
+    return home.run / f"metrics-{role}"
+
+
 def plan(settings: Settings, home: Home, role: str = "web") -> Plan:
     """Return the plan that runs ``role`` under web.application_server."""
     if role not in ROLES:
@@ -106,7 +112,11 @@ def plan(settings: Settings, home: Home, role: str = "web") -> Plan:
         host=role_value(settings, role, "host"),
         port=role_value(settings, role, "port"),
         argv=[],
-        env={"COVERSLIP_HOME": str(home.root), "COVERSLIP_ROLE": role},
+        env={
+            "COVERSLIP_HOME": str(home.root),
+            "COVERSLIP_ROLE": role,
+            MULTIPROCESS_ENV: str(metrics_dir(home, role)),
+        },
         logs=log_targets(settings, home, role),
     )
     build(settings, home, result)
@@ -281,6 +291,7 @@ def uwsgi_options(settings: Settings, home: Home, role: str = "web") -> list[tup
         ("procname-prefix-spaced", f"coverslip-{role}"),
         ("env", f"COVERSLIP_HOME={home.root}"),
         ("env", f"COVERSLIP_ROLE={role}"),
+        ("env", f"{MULTIPROCESS_ENV}={metrics_dir(home, role)}"),
     ]
     if sys.prefix != sys.base_prefix:
         options.append(("virtualenv", sys.prefix))

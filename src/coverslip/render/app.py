@@ -24,6 +24,7 @@ from PIL import Image as PILImage
 
 from coverslip.cache import RenderCache, make_key, settings_tag, thumbnail_key
 from coverslip.errors import BadParameter, Conflict, Damaged
+from coverslip.metrics import metrics
 from coverslip.model import Image
 from coverslip.pixels import DamagedPixels, PixelStore, Pyramid, PyramidError
 from coverslip.render.encode import content_type, encode
@@ -204,10 +205,16 @@ class RenderService:
     def fetch(self, output: Output) -> bytes:
         """Return the bytes of ``output`` from the render cache, rendering and storing them once."""
         data = self.cache.get(output.view.image.id, output.key)
+        found = metrics()
         if data is None:
             with damage_named(output.view.image):
                 data = output.make()
             self.cache.put(output.view.image.id, output.key, data)
+            found.cache.labels("miss").inc()
+            found.cache_bytes.labels("miss").inc(len(data))
+        else:
+            found.cache.labels("hit").inc()
+            found.cache_bytes.labels("hit").inc(len(data))
         return data
 
     def plane(self, view: View, fmt: str, quality: float) -> Output:

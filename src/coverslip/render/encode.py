@@ -6,12 +6,14 @@ The one encoder and the one format table: every surface (gateway, IIIF, thumbnai
 from __future__ import annotations
 
 import io
+import time
 from typing import NamedTuple
 
 import numpy as np
 import simplejpeg
 from PIL import Image
 
+from coverslip.metrics import metrics
 from coverslip.render.settings import parse_format
 
 
@@ -62,7 +64,16 @@ def encode(
     gray and bitonal). Greyscale renders arrive as RGB with R = G = B and are encoded as RGB,
     as OMERO does. ``full_chroma`` keeps JPEG colour at 4:4:4 instead of libjpeg's 4:2:0.
     """
-    kind = FORMATS[format_of(fmt)].pillow
+    started = time.perf_counter()
+    try:
+        return _encode(picture, FORMATS[format_of(fmt)].pillow, quality, full_chroma)
+    finally:
+        metrics().stage.labels("encode").observe(time.perf_counter() - started)
+
+
+def _encode(
+    picture: np.ndarray | Image.Image, kind: str, quality: float, full_chroma: bool
+) -> bytes:
     if kind == "JPEG" and not isinstance(picture, Image.Image):
         # PERF: libjpeg-turbo reads the array as it is; Pillow first copies an RGB array
         # into its own 4-byte pixels, which took a quarter of a 256² tile's encoding.

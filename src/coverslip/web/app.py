@@ -41,6 +41,7 @@ def create_app(
     app.resp_options.secure_cookies_by_default = False
     errors.install(app, settings["web.prefix"])
     auth_middleware = AuthMiddleware(services.auth, settings)
+    app.add_middleware(ops.Measure())
     app.add_middleware(auth_middleware)
     ops.add_routes(app, services)
     access = Access(services)

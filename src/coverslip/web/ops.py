@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import falcon
 
+from coverslip.metrics import exposition, metrics
 from coverslip.services import Services
 from coverslip.web.middleware import COOKIE, PROXY_ADDR, request_token
 
@@ -84,9 +86,9 @@ FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 def from_this_host(req: falcon.Request) -> bool:
     """Return whether the request was made on this host itself, not relayed by a proxy.
 
-    # SECURITY: behind a proxy on this host every request arrives from loopback. Gunicorn
-    # leaves REMOTE_ADDR as the proxy's; the launcher of Granian and uWSGI replaces it with
-    # the client's and keeps the proxy's under PROXY_ADDR. A request that names a client it
+    # SECURITY: behind a proxy on this host every request arrives from loopback. The
+    # launcher's wrapper replaces REMOTE_ADDR with the client's a trusted proxy names and
+    # keeps the proxy's under PROXY_ADDR. A request that names a client it
     # was forwarded for, or that a launcher rewrote, is from elsewhere, trusted proxy or not.
     """
     if req.env.get(PROXY_ADDR) is not None:
@@ -148,6 +150,41 @@ class Ready:
         return bool(ok and found is not None and found.is_admin)
 
 
+class Measure:
+    """Middleware: count every answer and time it, by route template and status."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        started = getattr(req.context, "started", None)
+        # NOTE: the template, never the path, so ids do not become label values.
+        route = req.uri_template or "unmatched"
+        found = metrics()
+        found.requests.labels(route, str(resp.status_code)).inc()
+        if started is not None:
+            found.latency.labels(route).observe(time.perf_counter() - started)
+
+
+class Metrics:
+    """`/metrics`: Prometheus text, for callers on this host (or anyone, by setting)."""
+
+    def __init__(self, services: Services) -> None:
+        self.settings = services.settings
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # SECURITY: request rates and routes are for operators; through a proxy, only by choice.
+        if not (self.settings["metrics.from_anywhere"] or from_this_host(req)):
+            raise falcon.HTTPNotFound()
+        body, media_type = exposition()
+        resp.data = body
+        resp.content_type = media_type
+        resp.cache_control = ["no-store"]
+
+
 def add_routes(app: falcon.App, services: Services) -> None:
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(services))
+    app.add_route("/metrics", Metrics(services))

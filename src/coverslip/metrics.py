@@ -1,0 +1,93 @@
+"""Prometheus metrics, summed over every worker process of a server.
+
+The launcher gives each server (web, thumbs) its own folder in ``PROMETHEUS_MULTIPROC_DIR``,
+emptied at start; prometheus_client then keeps each process's values in files there and
+``/metrics`` adds them up. Without it (tests, tools) the values are the process's own.
+
+# NOTE: prometheus_client chooses between the two when it is first imported, so it is
+# imported on first use (in a worker, after the launcher set the folder), never at import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60)
+
+
+_LOCK = threading.Lock()
+_MADE: list[Any] = []
+
+
+def metrics() -> Any:
+    """Return the metrics (created on the first call): requests, latency, cache, stage, imported."""
+    if _MADE:
+        return _MADE[0]
+    with _LOCK:  # NOTE: two threads' first requests must not both register them
+        if not _MADE:
+            _MADE.append(_make())
+    return _MADE[0]
+
+
+def _make() -> Any:
+    from prometheus_client import Counter, Histogram
+
+    return SimpleNamespace(
+        requests=Counter(
+            "coverslip_requests",
+            "HTTP requests answered, by route template and status.",
+            ["route", "status"],
+        ),
+        latency=Histogram(
+            "coverslip_request_seconds",
+            "Time to answer a request, by route template.",
+            ["route"],
+            buckets=_LATENCY,
+        ),
+        cache=Counter(
+            "coverslip_render_cache", "Render cache lookups, by result (hit or miss).", ["result"]
+        ),
+        cache_bytes=Counter(
+            "coverslip_render_cache_bytes",
+            "Bytes of renders served from the cache (hit) or rendered (miss).",
+            ["result"],
+        ),
+        stage=Histogram(
+            "coverslip_render_stage_seconds",
+            "Time of each rendering stage: read, render, encode.",
+            ["stage"],
+            buckets=_LATENCY,
+        ),
+        imported=Counter("coverslip_import_bytes", "Pixel bytes read from files by imports."),
+    )
+
+
+def prepare(folder: Path) -> None:
+    """Empty ``folder`` for a server about to start (files of an earlier run would add in)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+
+def exposition() -> tuple[bytes, str]:
+    """Return the text exposition of every metric and its media type."""
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+
+    metrics()  # every metric exists (at zero) before the first request that moves it
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
