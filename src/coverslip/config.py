@@ -301,8 +301,15 @@ SETTINGS: tuple[Setting, ...] = (
         "web.log_level",
         "choice",
         "info",
-        "Log level of the application server.",
+        "Log level of the application server and of Coverslip's own log lines (debug: one per request).",
         choices=("debug", "info", "warning", "error"),
+    ),
+    _s(
+        "web.log_format",
+        "choice",
+        "logfmt",
+        "Format of Coverslip's own log lines (in the error log): logfmt or JSON lines.",
+        choices=("logfmt", "json"),
     ),
     # The thumbnail service.
     _s("thumbs.host", "str", "127.0.0.1", "Address the thumbnail service listens on."),

@@ -92,6 +92,8 @@ def nginx_locations(
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header X-Forwarded-Host $host;
     proxy_set_header X-Real-IP $remote_addr;
+    # One id per request, in nginx's $request_id and in Coverslip's log lines and answers.
+    proxy_set_header X-Request-ID $request_id;
     proxy_read_timeout {timeout}s;
     proxy_send_timeout {timeout}s;
     proxy_redirect off;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from coverslip import logs
 from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog
 from coverslip.config import Settings
@@ -36,6 +37,7 @@ def create_app(
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     services = Services.build(settings, home, catalog=catalog, pixels=pixels, cache=cache)
+    logs.configure(settings["web.log_format"], settings["web.log_level"])
     app = CoverslipApp()
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False

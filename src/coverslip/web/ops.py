@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,9 +11,12 @@ from typing import Any
 
 import falcon
 
+from coverslip import logs
 from coverslip.metrics import exposition, metrics
 from coverslip.services import Services
 from coverslip.web.middleware import COOKIE, PROXY_ADDR, request_token
+
+log = logging.getLogger("coverslip.web.requests")
 
 
 class Health:
@@ -151,10 +155,12 @@ class Ready:
 
 
 class Measure:
-    """Middleware: count every answer and time it, by route template and status."""
+    """Middleware: give every request an id (X-Request-ID), count and time every answer."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
+        req.context.request_id = rid = logs.request_id(req.get_header("X-Request-ID"))
+        req.context.id_token = logs.REQUEST_ID.set(rid)
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
@@ -162,10 +168,22 @@ class Measure:
         started = getattr(req.context, "started", None)
         # NOTE: the template, never the path, so ids do not become label values.
         route = req.uri_template or "unmatched"
+        status = str(resp.status_code)
         found = metrics()
-        found.requests.labels(route, str(resp.status_code)).inc()
+        found.requests.labels(route, status).inc()
+        rid = getattr(req.context, "request_id", None)
+        if rid is not None:
+            resp.set_header("X-Request-ID", rid)
         if started is not None:
-            found.latency.labels(route).observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            found.latency.labels(route).observe(took)
+            if log.isEnabledFor(logging.DEBUG):
+                fields = {"method": req.method, "path": req.path, "status": status}
+                fields["ms"] = round(took * 1000, 2)
+                log.debug("answered", extra={"fields": fields})
+        token = getattr(req.context, "id_token", None)
+        if token is not None:
+            logs.REQUEST_ID.reset(token)
 
 
 class Metrics:
