@@ -37,6 +37,10 @@ def metrics() -> Any:
 
 
 def _make() -> Any:
+    folder = os.environ.get(MULTIPROCESS_ENV)
+    if folder:
+        # NOTE: the launcher empties it; a server started otherwise still gets one.
+        Path(folder).mkdir(parents=True, exist_ok=True)
     from prometheus_client import Counter, Histogram
 
     return SimpleNamespace(
