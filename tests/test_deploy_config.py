@@ -54,7 +54,7 @@ def test_granian_maps_settings_and_names_what_it_cannot_honour(home: Home) -> No
     assert option(argv, "--factory") == "coverslip.deploy.targets:web_granian"
     assert (option(argv, "--host"), option(argv, "--port")) == ("127.0.0.1", "4080")
     assert option(argv, "--workers") == "3"
-    assert option(argv, "--blocking-threads") == "7"  # web.threads and one spare
+    assert option(argv, "--blocking-threads") == "9"  # web.threads and three spare
     assert option(argv, "--backpressure") == "200"
     assert option(argv, "--workers-kill-timeout") == "7"
     assert option(argv, "--log-level") == "warning"

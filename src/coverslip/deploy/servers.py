@@ -129,15 +129,21 @@ def _unsupported(settings: Settings, plan: Plan, name: str, why: str) -> None:
         plan.notes.append(f"{name} = {settings[name]!r} is not honoured by {plan.server}: {why}")
 
 
+# Blocking threads per Granian worker beyond web.threads (see ``granian_threads``).
+SPARE_THREADS = 3
+
+
 def granian_threads(settings: Settings) -> int:
-    """Return Granian's blocking threads per worker: web.threads and one spare.
+    """Return Granian's blocking threads per worker: web.threads and SPARE_THREADS more.
 
     # SECURITY: Granian reads a request body on the thread that runs the request, with no
     # timeout; a client that sends headers and then goes quiet held a worker's only thread
-    # and stalled every request sent to that worker. The spare thread, idle otherwise,
-    # serves them meanwhile (measured: none of 30 requests waited; before, they timed out).
+    # and stalled every request sent to that worker. The spare threads, idle otherwise,
+    # serve them meanwhile (measured: none of 30 requests waited; before, they timed out).
+    # One spare was not enough behind nginx, which streams uploads: two quiet uploads on one
+    # worker held both its threads until nginx dropped them (web.body_timeout).
     """
-    return int(settings["web.threads"]) + 1
+    return int(settings["web.threads"]) + SPARE_THREADS
 
 
 def _granian(settings: Settings, home: Home, plan: Plan) -> None:
