@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,23 @@ def test_rendering_settings_versions_only_grow(catalog: Catalog) -> None:
     assert catalog.get_rdef(image_id, owner) is None
     with pytest.raises(NotFound):
         catalog.save_rdef(9999, owner, {})
+
+
+def test_two_changes_in_one_clock_tick_are_both_seen_by_other_processes(tmp_path: Path) -> None:
+    from coverslip.catalog import Catalog
+    from coverslip.catalog.cached import CachedCatalog
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    catalog.migrate()
+    owner, group = catalog.ensure_local_admin()
+    image_id = catalog.create_image("first", owner, group)
+    stamp = tmp_path / "run" / "catalog.stamp"
+    writer = CachedCatalog(catalog, stamp)  # the process that changes the catalog
+    reader = CachedCatalog(catalog, stamp)  # another process, caching what it read
+    for name in ("second", "third", "fourth"):
+        assert reader.image(image_id).name != name
+        catalog.update_image(image_id, name=name)
+        writer.touch()
+        # As when both changes fall within one tick of the file system's clock.
+        os.utime(stamp, ns=(1_000_000_000, 1_000_000_000))
+        assert reader.image(image_id).name == name

@@ -52,7 +52,7 @@ class Services:
             pixels=pixels or PixelStore(home),
             cache=cache or RenderCache.from_settings(home.cache, settings),
             metadata=metadata,
-            auth=Auth(settings, catalog, metadata, stamp=metadata.stamp),
+            auth=Auth(settings, catalog, metadata, stamp=metadata.stamp.path),
         )
 
     def importer(self) -> Importer:

@@ -1,19 +1,19 @@
 """A small in-process cache of image records and rendering settings, for the hot paths.
 
-Every catalog write touches a stamp file in the instance's run/ folder; a lookup first
-compares the stamp's modification time (one stat call) and drops everything when another
-process changed the catalog. With a shared PostgreSQL catalog on several hosts, entries
+Every catalog write moves a stamp file in the instance's run/ folder; a lookup first
+compares the stamp (one stat call) and drops everything when another process changed the
+catalog. With a shared PostgreSQL catalog on several hosts, entries
 also expire after ``ttl`` seconds, which bounds how long another host's change can go unseen.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from coverslip.auth.fresh import StampFile
 from coverslip.catalog import Catalog
 from coverslip.catalog.base import UNAVAILABLE
 from coverslip.catalog.records import Image
@@ -24,32 +24,27 @@ class CachedCatalog:
 
     def __init__(self, catalog: Catalog, stamp: Path, ttl: float = 5.0, size: int = 10_000) -> None:
         self.catalog = catalog
-        self.stamp = stamp
+        self.stamp = StampFile(stamp)
         self.ttl = ttl
         self.size = size
-        self._seen = self._read_stamp()
+        self._seen = self.stamp()
         self._entries: dict[Any, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
     def touch(self) -> None:
         """Tell every process that the catalog changed."""
-        self.stamp.parent.mkdir(parents=True, exist_ok=True)
-        self.stamp.write_text(str(time.time_ns()))
+        # NOTE: a new file renamed over the old, so two changes within one clock tick of the
+        # file system differ too (its inode), which rewriting the file in place missed.
+        self.stamp.touch()
         self.clear()
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
 
-    def _read_stamp(self) -> int:
-        try:
-            return os.stat(self.stamp).st_mtime_ns
-        except FileNotFoundError:
-            return 0
-
     def _get(self, key: Any, load: Any) -> Any:
         now = time.monotonic()
-        stamp = self._read_stamp()
+        stamp = self.stamp()
         with self._lock:
             if stamp != self._seen:
                 self._entries.clear()
