@@ -642,19 +642,18 @@ class Importer:
             if root is None:
                 with files[0].open("rb") as source, (folder / files[0].name).open("wb") as target:
                     copy_hashed(source, target, digest)
-                sync_tree(folder)
-                return digest
-            for member in sorted(files, key=lambda f: str(f.resolve())):
-                relative = member.resolve().relative_to(root)
-                target_path = folder / relative
-                target_path.parent.mkdir(parents=True, exist_ok=True)
-                if member.is_dir():
-                    shutil.copytree(member, target_path)
-                    hash_files(target_path, folder, digest)
-                    continue
-                digest.update(str(relative).encode() + b"\0")
-                with member.open("rb") as source, target_path.open("wb") as target:
-                    copy_hashed(source, target, digest)
+            else:
+                for member in sorted(files, key=lambda f: str(f.resolve())):
+                    relative = member.resolve().relative_to(root)
+                    target_path = folder / relative
+                    target_path.parent.mkdir(parents=True, exist_ok=True)
+                    if member.is_dir():
+                        shutil.copytree(member, target_path)
+                        hash_files(target_path, folder, digest)
+                        continue
+                    digest.update(str(relative).encode() + b"\0")
+                    with member.open("rb") as source, target_path.open("wb") as target:
+                        copy_hashed(source, target, digest)
             sync_tree(folder)
             return digest
         except OSError as exc:

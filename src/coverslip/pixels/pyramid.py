@@ -275,7 +275,6 @@ class Pyramid:
     def __init__(self, path: Path) -> None:
         self.path = path
         zarr_format, attrs, dense = read_group(path)
-        self.dense = dense
         multiscales = attrs.get("multiscales")
         if not multiscales:
             raise PyramidError("no multiscales metadata")

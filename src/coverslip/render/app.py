@@ -210,11 +210,11 @@ class RenderService:
             with damage_named(output.view.image):
                 data = output.make()
             self.cache.put(output.view.image.id, output.key, data)
-            found.cache.labels("miss").inc()
-            found.cache_bytes.labels("miss").inc(len(data))
+            found.miss.inc()
+            found.miss_bytes.inc(len(data))
         else:
-            found.cache.labels("hit").inc()
-            found.cache_bytes.labels("hit").inc(len(data))
+            found.hit.inc()
+            found.hit_bytes.inc(len(data))
         return data
 
     def plane(self, view: View, fmt: str, quality: float) -> Output:

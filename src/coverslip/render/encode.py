@@ -68,7 +68,7 @@ def encode(
     try:
         return _encode(picture, FORMATS[format_of(fmt)].pillow, quality, full_chroma)
     finally:
-        metrics().stage.labels("encode").observe(time.perf_counter() - started)
+        metrics().encode.observe(time.perf_counter() - started)
 
 
 def _encode(

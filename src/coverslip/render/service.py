@@ -311,15 +311,15 @@ class Renderer:
             x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.width) * fx)))
             y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.height) * fy)))
             region = Region(x0, y0, x1 - x0, y1 - y0)
-        stage = metrics().stage
+        found = metrics()
         started = time.perf_counter()
         planes = self.planes(image, pyramid, rdef, z, t, level, region)
         read = time.perf_counter()
-        stage.labels("read").observe(read - started)
+        found.read.observe(read - started)
         rgb = render(planes, rdef, image.pixel_type, shape=(region.height, region.width))
         if size is not None and (rgb.shape[1], rgb.shape[0]) != size:
             rgb = np.asarray(PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BOX))
-        stage.labels("render").observe(time.perf_counter() - read)
+        found.render.observe(time.perf_counter() - read)
         return rgb
 
     def thumbnail_rgb(
