@@ -11,6 +11,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from coverslip.formats import Reader
+    from coverslip.web.app import CoverslipApp
 
 # The instrument samples shared beside the repository; tests skip those that are absent.
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -217,3 +218,28 @@ def omero_32(values: np.ndarray, start: float, end: float, family: str, k: float
     top, low = curve(np.float64(255.0), family, k), curve(np.float64(0.0), family, k)
     q = java_round(255.0 / (top - low) * (curve(x, family, k) - low))
     return q.astype(np.int64) & 0xFF  # (byte) v & 0xFF
+
+
+def add_image(
+    app: CoverslipApp,
+    data: np.ndarray,
+    name: str = "img",
+    tile: int | None = None,
+    group: int | None = None,
+) -> int:
+    """Import a TCZYX array through the real pipeline (pyramid, stats, default thumbnail).
+
+    The image goes into ``group``, by default the public group that anonymous clients may read.
+    """
+    from coverslip.imports import ImportOptions
+
+    services = app.services
+    owner, _default = services.catalog.ensure_local_admin()
+    if group is None:
+        group = services.auth.ensure_public_group()
+    image_id = services.catalog.create_image(name, owner, group)
+    importer = services.importer()
+    if tile:
+        importer.tile = tile
+    importer.build(image_id, ArrayReader(data, name), ImportOptions())
+    return image_id

@@ -15,13 +15,12 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 
 from coverslip.home import Home
-from coverslip.imports import ImportOptions
 from coverslip.render.luts import get_lut
 from coverslip.render.service import split_layout
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
 from tests.helpers import (
-    ArrayReader,
+    add_image,
     composite,
     decode,
     omero_32,
@@ -31,21 +30,6 @@ from tests.helpers import (
 )
 
 RNG = np.random.default_rng(42)
-
-
-def add_image(
-    app: CoverslipApp, data: np.ndarray, name: str = "img", tile: int | None = None
-) -> int:
-    """Import a TCZYX array through the real pipeline (pyramid, stats, default thumbnail)."""
-    services = app.services
-    owner, _default = services.catalog.ensure_local_admin()
-    group = services.auth.ensure_public_group()  # anonymous test clients may read it
-    image_id = services.catalog.create_image(name, owner, group)
-    importer = services.importer()
-    if tile:
-        importer.tile = tile
-    importer.build(image_id, ArrayReader(data, name), ImportOptions())
-    return image_id
 
 
 @pytest.fixture(scope="module")

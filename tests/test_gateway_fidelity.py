@@ -21,8 +21,7 @@ from coverslip.render.service import Renderer
 from coverslip.render.settings import default_def
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
-from tests.helpers import decode, quantize
-from tests.test_gateway import add_image
+from tests.helpers import add_image, decode, quantize
 
 RNG = np.random.default_rng(7)
 BIG = (3200, 3300)  # more pixels than OMERO's 3192 × 3192: a "big image" with a pyramid

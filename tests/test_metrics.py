@@ -9,10 +9,9 @@ from falcon import testing
 from prometheus_client import REGISTRY
 
 from coverslip.home import Home
-from coverslip.imports import ImportOptions
 from coverslip.metrics import exposition
 from coverslip.web import create_app
-from tests.helpers import ArrayReader
+from tests.helpers import add_image
 
 
 def value(name: str, **labels: str) -> float:
@@ -22,11 +21,8 @@ def value(name: str, **labels: str) -> float:
 def test_cache_stages_and_requests_are_counted(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     app = create_app(home.settings({}, {}), home)
-    services = app.services
-    owner, _group = services.catalog.ensure_local_admin()
-    image_id = services.catalog.create_image("m", owner, services.auth.ensure_public_group())
     data = np.arange(64 * 64, dtype=np.uint16).reshape(1, 1, 1, 64, 64)
-    services.importer().build(image_id, ArrayReader(data, "m"), ImportOptions())
+    image_id = add_image(app, data, "m")
     client = testing.TestClient(app)
     path = f"/webgateway/render_image_region/{image_id}/0/0/"
     route = "/webgateway/render_image_region/{iid:id}/{z:nat}/{t:nat}"

@@ -12,11 +12,10 @@ from falcon import testing
 
 from coverslip.errors import NotFound
 from coverslip.home import Home
-from coverslip.imports import ImportOptions
 from coverslip.render.service import Region
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
-from tests.helpers import ArrayReader, decode, quantize
+from tests.helpers import add_image, decode, quantize
 
 
 def _loads(statement: str, module: str) -> bool:
@@ -49,16 +48,6 @@ def test_the_render_service_loads_no_falcon_and_no_database() -> None:
 # -- the service itself, on images imported through the real pipeline -----------------------
 
 
-def add_image(app: CoverslipApp, data: np.ndarray, name: str, group: int | None = None) -> int:
-    services = app.services
-    owner, _default = services.catalog.ensure_local_admin()
-    if group is None:
-        group = services.auth.ensure_public_group()
-    image_id = services.catalog.create_image(name, owner, group)
-    services.importer().build(image_id, ArrayReader(data, name), ImportOptions())
-    return image_id
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> CoverslipApp:
     home = Home(tmp_path_factory.mktemp("render-service"))
@@ -80,7 +69,7 @@ def flat(app: CoverslipApp) -> tuple[int, np.ndarray]:
 def hidden(app: CoverslipApp) -> int:
     group = app.services.auth.directory.add_group("render-private", "private")
     data = np.zeros((1, 1, 1, 8, 8), dtype=np.uint8)
-    return add_image(app, data, "secret", group)
+    return add_image(app, data, "secret", group=group)
 
 
 def test_a_plane_is_the_numpy_rendering_of_its_source(
