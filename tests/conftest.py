@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.servers import ServerURL, postgres_server, redis_server
+
+# Servers the tests start run jobs inline (at once, in the process that submits them) unless
+# a test asks for a real worker: tests/test_jobs*.py start workers on each kind of queue.
+os.environ.setdefault("COVERSLIP_JOBS_BACKEND", "inline")
 
 # Real servers: one of each per session (per xdist worker), started on first use.
 

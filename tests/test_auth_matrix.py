@@ -48,6 +48,7 @@ SAMPLES = {
     "key": "meta",
     "tag": "matrix",
     "token_id": str(MISSING),
+    "task_id": "00000000-0000-4000-8000-000000000000",
     "plate_id": str(MISSING),
     "field": "0",
     "region": "full",

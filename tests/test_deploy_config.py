@@ -241,6 +241,9 @@ def test_systemd_units(home: Home) -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.read_string(unit)
     assert parser["Service"]["Type"] == "exec"
+    worker = configs.systemd(settings, home, "worker", user="images")
+    assert worker.split("ExecStart=")[1].split("\n")[0].endswith(" worker run")
+    assert "Description=Coverslip job worker" in worker
 
 
 def test_uwsgi_ini_is_an_ini_the_launcher_agrees_with(home: Home) -> None:

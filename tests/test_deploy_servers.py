@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,18 +185,23 @@ def nginx_in_front(instance: Instance, folder: Path) -> Iterator[int]:
 
 
 def start_both(instance: Instance) -> None:
+    """Start the web application, the thumbnail service and a job worker."""
     out = instance.run("web", "start")
     assert f"on http://127.0.0.1:{instance.web_port}/" in out
     instance.run("thumbs", "start")
+    instance.run("worker", "start")
     assert instance.run("web", "status").strip().startswith("RUNNING (PID ")
     assert instance.run("thumbs", "status").strip().startswith("RUNNING (PID ")
+    assert instance.run("worker", "status").strip().startswith("worker: RUNNING (PID ")
 
 
 def stop_both(instance: Instance) -> None:
     instance.run("web", "stop")
     instance.run("thumbs", "stop")
+    instance.run("worker", "stop")
     assert instance.run("web", "status", code=1).strip() == "NOT STARTED"
     assert instance.run("thumbs", "status", code=1).strip() == "NOT STARTED"
+    assert instance.run("worker", "status", code=1).strip() == "worker: NOT STARTED"
 
 
 def check_thumbnail(instance: Instance, port: int, image_id: int) -> None:
@@ -455,6 +461,82 @@ def test_apache_in_front(apache_installed: str, template: tuple[Path, int], tmp_
             instance.run("web", "stop")
             status, _, body = get(port, "/")
             assert status == 503 and b"Back soon" in body
+    finally:
+        stop_both(instance)
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_uploads_in_flight_survive_gunicorn_recycling_its_workers(
+    template: tuple[Path, int], tmp_path: Path
+) -> None:
+    """Gunicorn replaces each worker after 10 requests while uploads arrive: none is stuck."""
+    source, _ = template
+    shutil.copytree(source, tmp_path / "home")
+    recycling = {"COVERSLIP_WEB_MAX_REQUESTS": "10", "COVERSLIP_WEB_MAX_REQUESTS_JITTER": "0"}
+    instance = Instance(tmp_path / "home", {**SERVERS["gunicorn-gthread"], **recycling})
+    start_both(instance)
+    try:
+        port = instance.web_port
+        password = json.loads((instance.home / "fixture.json").read_text())["password"]
+        status, headers, body = get(
+            port,
+            "/api/v2/session",
+            "POST",
+            json.dumps({"username": "admin", "password": password}),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 200, body
+        signed = {
+            "Cookie": headers["set-cookie"].split(";", 1)[0],
+            "X-CSRFToken": json.loads(body)["csrf_token"],
+        }
+        planes = [np.full((120, 90), n, dtype=np.uint16) for n in range(12)]
+        image_ids: list[str] = []
+
+        def upload(plane: np.ndarray) -> None:
+            status, _, body = get(
+                port,
+                "/api/v2/images",
+                "POST",
+                json.dumps({"name": "recycled", "disk_format": "npy", "container_format": "bare"}),
+                {**signed, "Content-Type": "application/json"},
+            )
+            assert status == 201, body
+            image_id = json.loads(body)["id"]
+            image_ids.append(image_id)
+            payload = io.BytesIO()
+            np.save(payload, plane)
+            status, _, body = get(
+                port,
+                f"/api/v2/images/{image_id}/file",
+                "PUT",
+                payload.getvalue(),
+                {**signed, "Content-Type": "application/octet-stream"},
+            )
+            assert status == 204, body
+            for _ in range(3):  # more requests, so that workers recycle between uploads
+                assert get(port, "/healthz")[0] == 200
+
+        threads = [threading.Thread(target=upload, args=(plane,)) for plane in planes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(image_ids) == len(planes)
+        deadline = time.monotonic() + 60
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            statuses = {
+                image_id: json.loads(get(port, f"/api/v2/images/{image_id}", headers=signed)[2])[
+                    "status"
+                ]
+                for image_id in image_ids
+            }
+            if set(statuses.values()) == {"active"}:
+                break
+            time.sleep(0.2)
+        assert set(statuses.values()) == {"active"}, statuses
+        assert "Autorestarting worker" in instance.log("web-error.log")
     finally:
         stop_both(instance)
     assert processes_mentioning(str(tmp_path)) == []

@@ -151,7 +151,12 @@ def test_upload_whose_pixels_do_not_fit_answers_507(api: Api) -> None:
     assert len(data) < DISK_BYTES < 2 * len(data)
 
     assert_insufficient_storage(api.put(image_id, data, chunked=True))
-    assert_retryable(api, image_id)
+    # The bytes were stored; their import failed for good: the image is killed, nothing left.
+    image = api.image(image_id)
+    assert (image["status"], image["message"]) == ("killed", MESSAGE)
+    assert api.leftovers(image_id) == []
+    assert not list(api.home.pixels.iterdir())
+    assert not list(api.home.staging.iterdir())
 
 
 def test_stage_larger_than_the_disk_answers_507(api: Api) -> None:

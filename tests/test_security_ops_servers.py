@@ -235,11 +235,14 @@ def test_nginx_never_passes_on_a_chunked_upload_cut_before_its_last_chunk(tmp_pa
                         sock.shutdown(socket.SHUT_WR)
                     answer_of(sock)
             headers = {"Cookie": lines.split("Cookie: ", 1)[1].split("\r\n", 1)[0]}
-            status_of = {}
-            for request in (cut, whole):
-                image_id = request.split("/")[4]
-                _, _, body = get(port, f"/api/v2/images/{image_id}", headers=headers)
-                status_of[request] = json.loads(body)["status"]
+            status_of: dict[str, str] = {}
+            deadline = time.monotonic() + 30  # the worker imports the whole one
+            while status_of.get(whole) != "active" and time.monotonic() < deadline:
+                for request in (cut, whole):
+                    image_id = request.split("/")[4]
+                    _, _, body = get(port, f"/api/v2/images/{image_id}", headers=headers)
+                    status_of[request] = json.loads(body)["status"]
+                time.sleep(0.1)
             assert status_of == {cut: "queued", whole: "active"}
             assert cut.split()[1] not in instance.log("web-access.log")
     finally:

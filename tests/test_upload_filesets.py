@@ -137,23 +137,29 @@ def two_series_tiff(path: Path, corrupt_second: bool) -> bytes:
     return bytes(data)
 
 
-def test_a_file_that_fails_half_way_leaves_only_the_queued_image(api: Api, tmp_path: Path) -> None:
+def test_a_file_that_fails_half_way_leaves_only_the_killed_image(api: Api, tmp_path: Path) -> None:
     image_id = api.create(name="two", disk_format="tiff")
     # The first series imports; the second cannot be decoded.
     result = api.put(image_id, two_series_tiff(tmp_path / "bad.tif", corrupt_second=True))
 
     assert result.status_code == 400, result.text
     doc = api.image(image_id)
-    assert doc["status"] == "queued"
+    assert doc["status"] == "killed"
     assert doc["fileset"] is None
     assert "cannot be decoded" in doc["message"]
     assert str(api.home.root) not in doc["message"]
     images = api.request("GET", "/images").json["images"]
     assert [doc["id"] for doc in images] == [image_id]
     assert api.leftovers(image_id) == []
+    tasks = api.request("GET", "/tasks").json["tasks"]
+    assert [(t["status"], t["image_id"]) for t in tasks] == [("failure", image_id)]
+    assert "cannot be decoded" in tasks[0]["message"]
     assert not [p for p in api.home.originals.iterdir() if p.name.startswith("fileset-")]
     assert not list(api.home.pixels.iterdir())
-    # The same image takes a whole file afterwards, and makes its second image then.
+    # A killed image takes no more bytes; a new one takes the whole file, and makes its second.
+    again = api.put(image_id, two_series_tiff(tmp_path / "good.tif", corrupt_second=False))
+    assert again.status_code == 409, again.text
+    image_id = api.create(name="two", disk_format="tiff")
     whole = api.put(image_id, two_series_tiff(tmp_path / "good.tif", corrupt_second=False))
     assert whole.status_code == 204, whole.text
     ids = whole.headers["Coverslip-Fileset-Images"].split(", ")

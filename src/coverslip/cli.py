@@ -81,7 +81,7 @@ def main(ctx: click.Context, home_dir: Path | None) -> None:
 @pass_state
 @guarded
 def serve(state: State, host: str | None, port: int | None, workers: int | None) -> None:
-    """Run the web application in the foreground (Granian, web.workers workers)."""
+    """Run the web application in the foreground (Granian, web.workers workers) and a job worker."""
     flags = {"web.host": host, "web.port": port, "web.workers": workers}
     state.flags.update({k: v for k, v in flags.items() if v is not None})
     settings = state.settings
@@ -99,9 +99,18 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
         f"Coverslip serving {state.home.root} at http://{settings['web.host']}:{settings['web.port']}/ "
         f"({settings['web.workers']} workers; Ctrl-C stops)"
     )
-    from coverslip.deploy import granian
+    from coverslip.deploy import granian, process
+    from coverslip.jobs import cli as jobs_cli
 
-    granian.serve(settings)
+    # The imports of uploads run in a worker beside the server, stopped with it.
+    ours = settings["jobs.backend"] != "inline" and not process.running_pid(state.home, "worker")
+    if ours:
+        click.echo(f"job worker started (PID {jobs_cli.spawn(state)})")
+    try:
+        granian.serve(settings)
+    finally:
+        if ours:
+            process.stop(state.home, "worker", graceful=float(settings["web.graceful_timeout"]))
 
 
 # -- import -----------------------------------------------------------------------------
@@ -525,8 +534,11 @@ def _attach_commands() -> None:
     from coverslip.catalog import cli as catalog_cli
     from coverslip.deploy.cli import register
     from coverslip.formats import cli as formats_cli
+    from coverslip.jobs import cli as jobs_cli
 
     register(main)
+    main.add_command(jobs_cli.worker)
+    main.add_command(jobs_cli.jobs)
     main.add_command(formats_cli.formats)
     main.add_command(catalog_cli.plates)
     main.add_command(auth_cli.user)

@@ -358,6 +358,54 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=16,
         maximum=1024,
     ),
+    # Background jobs.
+    _s(
+        "jobs.backend",
+        "choice",
+        "sqlite",
+        "Queue of background jobs (imports, deleting files): a SQLite file in run/ (one host), "
+        "Redis or PostgreSQL (many hosts), or inline (each job runs at once in the process "
+        "that submits it; for scripts and tests).",
+        choices=("sqlite", "redis", "postgresql", "inline"),
+    ),
+    _s(
+        "jobs.url",
+        "str",
+        "",
+        "Redis URL or PostgreSQL DSN of the queue; empty takes sessions.redis_url for redis "
+        "and db.url for postgresql.",
+    ),
+    _s(
+        "jobs.threads",
+        "int",
+        1,
+        "Jobs one worker process runs at once.",
+        minimum=1,
+        maximum=64,
+    ),
+    _s(
+        "jobs.attempts",
+        "int",
+        3,
+        "Times a job is tried before it fails for good (a killed worker counts as one).",
+        minimum=1,
+        maximum=20,
+    ),
+    _s(
+        "jobs.retry_delay",
+        "float",
+        5.0,
+        "Seconds before a failed attempt is tried again; doubles with each attempt.",
+        minimum=0,
+    ),
+    _s(
+        "jobs.lease",
+        "float",
+        30.0,
+        "Seconds a running job stays claimed without a sign of life from its worker; then "
+        "it is tried again elsewhere.",
+        minimum=2,
+    ),
     # Sessions.
     _s(
         "sessions.backend",

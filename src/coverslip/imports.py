@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,10 @@ class ImportOptions:
     in_place: bool = False
     allow_duplicate: bool = False
     properties: dict[str, Any] = field(default_factory=dict)
+    # Told of every image the import creates, before its pixels are written (jobs keep them).
+    on_image: Callable[[int], None] | None = None
+    # Told of the fileset a received file makes, before anything goes into it (likewise).
+    on_fileset: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -71,6 +75,24 @@ class Digest:
         self.size += len(block)
         self.sha512.update(block)
         self.md5.update(block)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "sha512": self.sha512.hexdigest(), "md5": self.md5.hexdigest()}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> Digest:
+        """Return a finished digest from ``to_json``'s values (a job's input)."""
+        return cls(int(values["size"]), _Known(values["sha512"]), _Known(values["md5"]))
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A checksum computed earlier, answering ``hexdigest`` like a hashlib object."""
+
+    hex: str
+
+    def hexdigest(self) -> str:
+        return self.hex
 
 
 def copy_hashed(
@@ -327,6 +349,7 @@ class Importer:
         digest: Digest,
         options: ImportOptions,
         source: Path | None = None,
+        progress: Progress | None = None,
     ) -> list[int]:
         """Import every image of a file received for the queued image ``image_id``; return their ids.
 
@@ -342,6 +365,8 @@ class Importer:
         owner = (options.owner_id, options.group_id)
         fmt = self.catalog.get_image(image_id).format or "unknown"
         fileset_id = self.catalog.create_fileset(fmt, *owner)
+        if options.on_fileset is not None:
+            options.on_fileset(fileset_id)
         image_ids: list[int] = []
         try:
             with full_disk_is_no_space():
@@ -355,7 +380,7 @@ class Importer:
                 try:
                     self.catalog.update_fileset(fileset_id, format=fileset.format)
                     self._build_all(
-                        read, fileset, fileset_id, image_ids, owner, options, None, image_id
+                        read, fileset, fileset_id, image_ids, owner, options, progress, image_id
                     )
                     self._finish(
                         fileset, fileset_id, image_ids, owner, digest, [path.name], path.name
@@ -480,6 +505,8 @@ class Importer:
                         properties=options.properties,
                     )
                 image_ids.append(image_id)
+                if options.on_image is not None:
+                    options.on_image(image_id)
                 self.catalog.add_to_fileset(fileset_id, image_id, index, meta.series, meta.kind)
                 self._link_original(image_id, fileset_id, options)
                 self.build(image_id, reader, options, progress, source=path, activate=False)
@@ -598,6 +625,23 @@ class Importer:
             shutil.rmtree(folder, ignore_errors=True)
         if self.cache is not None:
             self.cache.drop_image(image_id)
+
+    def undo_received(self, image_id: int, filesets: Iterable[int] = ()) -> None:
+        """Remove what an interrupted ``import_received`` of ``image_id`` left; keep the image.
+
+        A worker killed in the middle leaves the fileset (``filesets`` names those earlier
+        attempts made, which the image may not have joined yet), its kept file, the further
+        images and part of the pyramids; the next attempt starts from the received bytes.
+        """
+        found = {*filesets, self.catalog.fileset_of(image_id)} - {None}
+        self.remove_files(image_id)
+        for fileset_id in found:
+            assert fileset_id is not None
+            with contextlib.suppress(CoverslipError):
+                for other in self.catalog.get_fileset(fileset_id).image_ids:
+                    if other != image_id:
+                        self.discard(other)
+            self._drop_fileset(fileset_id)
 
     def discard(self, image_id: int) -> None:
         """Remove an image and everything written for it; the last of a fileset takes its originals."""

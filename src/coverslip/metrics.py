@@ -80,6 +80,12 @@ def _make() -> Any:
         hit_bytes=cache_bytes.labels("hit"),
         miss_bytes=cache_bytes.labels("miss"),
         imported=Counter("coverslip_import_bytes", "Pixel bytes read from files by imports."),
+        job_seconds=Histogram(
+            "coverslip_job_seconds",
+            "Time of background jobs, by kind and outcome (succeeded, failed, cancelled).",
+            ["kind", "outcome"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400),
+        ),
     )
 
 
@@ -89,8 +95,12 @@ def prepare(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def exposition() -> tuple[bytes, str]:
-    """Return the text exposition of every metric and its media type."""
+def exposition(jobs: dict[str, int] | None = None) -> tuple[bytes, str]:
+    """Return the text exposition of every metric and its media type.
+
+    ``jobs`` is the number of jobs in each state, read from the catalog when scraped (the
+    queue's depth is the catalog's to tell, whichever process is asked).
+    """
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
         REGISTRY,
@@ -100,8 +110,30 @@ def exposition() -> tuple[bytes, str]:
     )
 
     metrics()  # every metric exists (at zero) before the first request that moves it
+    registry = REGISTRY
     if os.environ.get(MULTIPROCESS_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    text = generate_latest(registry)
+    if jobs is not None:
+        text += _jobs_text(jobs)
+    return text, CONTENT_TYPE_LATEST
+
+
+def _jobs_text(jobs: dict[str, int]) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+
+    from coverslip.catalog.records import JOB_STATES
+
+    family = GaugeMetricFamily("coverslip_jobs", "Background jobs in each state.", labels=["state"])
+    for state in JOB_STATES:
+        family.add_metric([state], jobs.get(state, 0))
+
+    class _Jobs:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [family]
+
+    registry = CollectorRegistry()
+    registry.register(_Jobs())
+    return generate_latest(registry)

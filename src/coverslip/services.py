@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from coverslip.auth import Auth
 from coverslip.cache import RenderCache
-from coverslip.catalog import Catalog, Image
+from coverslip.catalog import Catalog, Image, Job
 from coverslip.catalog.base import Timeouts
 from coverslip.catalog.cached import CachedCatalog
 from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.imports import Importer
+from coverslip.jobs import Attempt, Jobs
 from coverslip.pixels import PixelStore, Pyramid
 from coverslip.render.app import RenderService
 
@@ -91,8 +94,52 @@ class Services:
         """
         self.render.default_thumbnail(pyramid, image)
 
-    def delete_image(self, image_id: int) -> None:
-        """Delete an image: catalog rows, pyramid, original and cached renders."""
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Return the background jobs: imports of received bytes and deleting files."""
+        from coverslip.uploads import IMPORT_KINDS, Uploads
+
+        uploads = Uploads(self)
+        handlers: dict[str, Any] = {kind: uploads for kind in IMPORT_KINDS}
+        handlers["delete_files"] = DeleteFiles(self)
+        return Jobs(self.settings, self.home, self.catalog, handlers)
+
+    def delete_image(self, image_id: int, background: bool = False) -> None:
+        """Delete an image: its catalog rows now, its files (pyramid, original, cached
+        renders, staged bytes) in a job, run in this process unless ``background`` (the web)."""
         image = self.catalog.get_image(image_id)
-        self.importer().discard(image.id)
+        fileset_id = self.catalog.fileset_of(image.id)
+        self.catalog.delete_image(image.id)
         self.pixels.forget(image.id)
+        last = fileset_id is not None and not self.catalog.get_fileset(fileset_id).image_ids
+        if last:
+            assert fileset_id is not None
+            self.catalog.delete_fileset(fileset_id)
+        job_input = {"fileset_id": fileset_id if last else None}
+        if background:
+            self.jobs.submit("delete_files", image.id, job_input)
+        else:
+            self.jobs.run(self.jobs.record("delete_files", image.id, job_input))
+
+
+@dataclass
+class DeleteFiles:
+    """The job that removes the files of a deleted image (and of its fileset, if the last)."""
+
+    services: Services
+
+    def run(self, job: Job, attempt: Attempt) -> None:
+        assert job.image_id is not None
+        home = self.services.home
+        for suffix in ("upload", "staged"):
+            (home.staging / f"{job.image_id}.{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(home.staging / f"{job.image_id}.zarr", ignore_errors=True)
+        self.services.importer().remove_files(job.image_id)
+        if job.input.get("fileset_id") is not None:
+            shutil.rmtree(home.fileset_dir(int(job.input["fileset_id"])), ignore_errors=True)
+
+    def abandon(self, job: Job, reason: str) -> None:
+        """Nothing to undo: the files stay for `coverslip check` to report."""
+
+    def retryable(self, job: Job) -> str | None:
+        return None

@@ -1,10 +1,13 @@
-"""Uploads of the images API: stream bytes to staging, check caps, then run the import.
+"""Uploads of the images API: stream bytes to staging, check caps, then queue the import.
 
-An uploaded image runs queued → saving → importing → active. A staged one runs
-queued → uploading (bytes kept in staging) → importing → active once imported. Any failure
-puts the image back to queued and deletes every byte written for it; an image deleted while
-its bytes arrive makes the upload fail with Gone. Nothing here knows HTTP: the web layer
-hands over an iterator of body blocks.
+An uploaded image runs queued → saving (bytes arriving, then waiting for a worker) →
+importing (in a worker) → active. A staged one runs queued → uploading (bytes kept in
+staging) → importing → active once imported. A web-download runs queued → importing →
+active. An upload that fails while its bytes arrive puts the image back to queued and
+deletes every byte written for it; an import job that fails for good leaves the image
+killed with the reason, and nothing written for it. An image deleted while its bytes arrive
+makes the upload fail with Gone. Nothing here knows HTTP: the web layer hands over an
+iterator of body blocks.
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ import http.client
 import os
 import re
 import shutil
-import threading
-import uuid
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coverslip import fetch, formats
-from coverslip.catalog import Image
+from coverslip.catalog import Image, Job
 from coverslip.errors import (
     BadParameter,
     Conflict,
@@ -35,16 +37,20 @@ from coverslip.errors import (
     full_disk_is_no_space,
 )
 from coverslip.imports import Digest, ImportOptions
-from coverslip.services import Services
+from coverslip.pixels.durable import sync_tree
 
-# How often (in blocks of the body) a running upload checks that its image still exists.
-CHECK_EVERY = 16
+if TYPE_CHECKING:
+    from coverslip.jobs import Attempt
+    from coverslip.services import Services
+
+# How often (in seconds) a running upload checks that its image still exists, re-counts
+# the quota and tells its job it is alive.
+CHECK_EVERY = 0.5
 FETCH_BLOCK = 1024 * 1024
+IMPORT_KINDS = ("import_upload", "import_staged", "import_web")
 
 # A zipped OME-Zarr is kept as the zip; every other upload under its format's usual suffix.
 ZIPPED_NAME = "original.ome.zarr.zip"
-
-TaskRunner = Callable[[Callable[[], None]], None]
 
 
 def original_name(disk_format: str | None) -> str:
@@ -57,11 +63,6 @@ def original_name(disk_format: str | None) -> str:
         return ZIPPED_NAME
     known = formats.BY_NAME.get(disk_format or "")
     return f"original{known.suffixes[0]}" if known and known.suffixes else "original"
-
-
-def run_in_thread(work: Callable[[], None]) -> None:
-    """Run ``work`` in a daemon thread (the default way import tasks run)."""
-    threading.Thread(target=work, name="coverslip-import", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,10 @@ class Limits:
 class Uploads:
     """Receive, stage and import the bytes of images created through the images API."""
 
-    def __init__(self, services: Services, run_task: TaskRunner = run_in_thread) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.catalog = services.catalog
         self.home = services.home
-        self.run_task = run_task
 
     @property
     def allowed_hosts(self) -> list[str]:
@@ -113,22 +113,39 @@ class Uploads:
         chunks: Iterable[bytes],
         length: int | None = None,
         expected: int | None = None,
-    ) -> Image:
-        """Stream the bytes of a queued image to disk and import them; return the active image.
+        user_id: int | None = None,
+    ) -> str:
+        """Stream the bytes of a queued image to disk and queue its import; return the job id.
 
         ``length`` is the Content-Length (None when chunked), ``expected`` the size the
-        client announced (x-openstack-image-size).
+        client announced (x-openstack-image-size). The bytes are on disk (synced) when this
+        returns; a worker imports them. Under ``jobs.backend`` inline the import has run, and
+        its failure is raised here.
         """
         image = self._begin(image_id, "saving", length, expected)
+        jobs = self.services.jobs
+        job_id = jobs.record("import_upload", image_id, user_id=user_id, state="receiving")
         staged = self._staging_file(image_id, "upload")
+
+        def alive(done: int) -> None:
+            if jobs.received(job_id, done):
+                raise Gone(f"the upload of image {image_id} was cancelled")
+
         try:
             with full_disk_is_no_space():
-                digest = self._receive(image, chunks, staged, length, expected)
-                self._import_file(image, staged, digest)
+                digest = self._receive(image, chunks, staged, length, expected, alive)
+                sync_tree(staged)
+                # The format is checked at once, so the client hears a wrong one from this call.
+                self._keep(image, staged, digest)
         except BaseException as exc:
-            self._fail(image_id, exc, ("saving", "importing"))
+            try:
+                self._fail(image_id, exc, ("saving",))  # first: it frees the disk
+            finally:
+                with contextlib.suppress(Exception):
+                    jobs.end(job_id, "failed", str(exc))
             raise
-        return self.catalog.get_image(image_id)
+        jobs.release(job_id, {"digest": digest.to_json()})
+        return job_id
 
     def stage(
         self,
@@ -182,14 +199,18 @@ class Uploads:
         target: Path,
         length: int | None,
         expected: int | None,
+        tick: Callable[[int], None] | None = None,
     ) -> Digest:
-        """Write ``chunks`` to ``target`` with size, sha512 and md5, enforcing the limits."""
+        """Write ``chunks`` to ``target`` with size, sha512 and md5, enforcing the limits.
+
+        ``tick`` hears the bytes received so far every CHECK_EVERY seconds.
+        """
         limits = self.limits(image)
         announced = expected if expected is not None else (length or 0)
         digest = Digest()
         iterator = iter(chunks)
         with target.open("wb") as out:
-            count = 0
+            checked = time.monotonic()
             while True:
                 try:
                     block = next(iterator)
@@ -202,10 +223,12 @@ class Uploads:
                 digest.update(block)
                 limits.check(digest.size)
                 out.write(block)
-                count += 1
-                if count % CHECK_EVERY == 0:
+                if time.monotonic() - checked >= CHECK_EVERY:
                     self._still_there(image.id)
                     limits = self._reserve(image, max(announced, digest.size))
+                    if tick is not None:
+                        tick(digest.size)
+                    checked = time.monotonic()
         self._still_there(image.id)
         self._reserve(image, digest.size)
         if expected is not None and digest.size != expected:
@@ -224,14 +247,18 @@ class Uploads:
 
     # -- import -------------------------------------------------------------------------
 
-    def _import_file(self, image: Image, staged: Path, digest: Digest) -> None:
-        """Keep ``staged`` as the original of ``image`` and build its pyramid."""
+    def _keep(self, image: Image, staged: Path, digest: Digest) -> tuple[Path, str, Any]:
+        """Link ``staged`` in as the original of ``image`` under its format's name.
+
+        Return the original, its format and the image's API fields. The staged file stays
+        until the import succeeds, so that an interrupted import can start again from it.
+        """
         fields = self.catalog.api_fields([image.id])[image.id]
         name = original_name(fields.disk_format)
         folder = self.home.original_dir(image.id)
         folder.mkdir(parents=True, exist_ok=True)
         original = folder / name
-        os.replace(staged, original)
+        _link(staged, original)
         try:
             fmt = self._check_format(original, fields.disk_format)
         except ImportFailed as exc:
@@ -250,6 +277,13 @@ class Uploads:
             original_name=name,
             format=fmt,
         )
+        return original, fmt, fields
+
+    def _import_file(
+        self, image: Image, staged: Path, digest: Digest, attempt: Attempt | None = None
+    ) -> None:
+        """Keep ``staged`` as the original of ``image`` and build its pyramid."""
+        original, fmt, fields = self._keep(image, staged, digest)
         self._still_there(image.id)
         source = self._unzip(original, image.id) if fmt == "ome-zarr" else None
         options = ImportOptions(
@@ -259,10 +293,17 @@ class Uploads:
             dataset_id=image.dataset_ids[0] if image.dataset_ids else None,
             allow_duplicate=True,
             properties=dict(image.properties),
+            on_image=None if attempt is None else attempt.on_image,
+            on_fileset=None if attempt is None else attempt.on_fileset,
         )
         try:
             ids = self.services.importer().import_received(
-                image.id, original, digest, options, source=source
+                image.id,
+                original,
+                digest,
+                options,
+                source=source,
+                progress=None if attempt is None else attempt.progress,
             )
         except ImportFailed as exc:
             # SECURITY: a client hears what is wrong with its data, never where it is kept.
@@ -356,14 +397,13 @@ class Uploads:
     # -- staged import and web-download -------------------------------------------------
 
     def start_import(self, image_id: int, method: str, uri: str | None, user_id: int | None) -> str:
-        """Start importing an image by ``method`` in the background; return the task id."""
+        """Queue the import of an image by ``method``; return the job id (Glance's task id)."""
         image = self.catalog.get_image(image_id)
         if method == "glance-direct":
             if image.status == "uploading" and not self._staging_file(image_id, "staged").exists():
                 raise Conflict(f"image {image_id} has no staged data")
             self.catalog.set_status(image_id, "importing", expect=["uploading"])
-            work: Callable[[], None] = lambda: self._import_staged(image)  # noqa: E731
-            task_input: dict[str, Any] = {"import_req": {"method": {"name": method}}}
+            kind, job_input = "import_staged", {"import_req": {"method": {"name": method}}}
         elif method == "web-download":
             if not uri:
                 raise BadParameter("method.uri", "web-download needs a uri")
@@ -371,37 +411,76 @@ class Uploads:
                 raise Conflict(f"image {image_id} is {image.status}, not queued")
             fetch.check_url(uri, self.allowed_hosts)
             self.catalog.set_status(image_id, "importing", expect=["queued"])
-            work = lambda: self._import_web(image, uri)  # noqa: E731
-            task_input = {"import_req": {"method": {"name": method, "uri": uri}}}
+            kind = "import_web"
+            job_input = {"import_req": {"method": {"name": method, "uri": uri}}}
         else:
             raise BadParameter("method.name", f"{method!r} is not glance-direct or web-download")
-        task_id = str(uuid.uuid4())
-        self.catalog.create_task(task_id, image_id, "api_image_import", task_input, user_id)
+        return self.services.jobs.submit(kind, image_id, job_input, user_id)
 
-        def run() -> None:
-            self.catalog.update_task(task_id, "processing")
-            try:
-                with full_disk_is_no_space():
-                    work()
-            except Exception as exc:  # noqa: BLE001 - a task records every failure
-                self.catalog.update_task(task_id, "failure", str(exc))
-                with contextlib.suppress(Gone):
-                    self._fail(image_id, exc, ("importing",))
-                return
-            self.catalog.update_task(task_id, "success", "imported")
+    # -- the import jobs ----------------------------------------------------------------
 
-        self.run_task(run)
-        return task_id
+    def run(self, job: Job, attempt: Attempt) -> None:
+        """Import the bytes of an image in a worker: uploaded, staged or downloaded."""
+        assert job.image_id is not None
+        image = self.catalog.get_image(job.image_id)
+        self.catalog.set_status(image.id, "importing", expect=["saving", "uploading", "importing"])
+        # An earlier attempt killed in the middle left part of the work: start afresh.
+        self.services.importer().undo_received(image.id, job.input.get("filesets", ()))
+        with full_disk_is_no_space():
+            if job.kind == "import_web":
+                uri = job.input["import_req"]["method"]["uri"]
+                staged, digest = self._download(image, uri, attempt)
+            elif job.kind == "import_staged":
+                staged = self._staging_file(image.id, "staged")
+                digest = self._hash_staged(staged, attempt)
+            else:
+                staged = self._staging_file(image.id, "upload")
+                digest = Digest.from_json(job.input["digest"])
+            if not staged.exists():
+                raise ImportFailed(f"the bytes of image {image.id} are gone; upload them again")
+            self._import_file(image, staged, digest, attempt)
+        staged.unlink(missing_ok=True)
 
-    def _import_staged(self, image: Image) -> None:
-        staged = self._staging_file(image.id, "staged")
+    def abandon(self, job: Job, reason: str) -> None:
+        """Undo what an import job left; the image is killed (or queued if bytes never came)."""
+        if job.image_id is None:
+            return
+        if job.state == "receiving":
+            with contextlib.suppress(Gone):
+                self._fail(job.image_id, CoverslipError(reason), ("saving",))
+            return
+        self.discard_bytes(job.image_id)
+        with contextlib.suppress(CoverslipError):
+            # NOTE: read again: the attempt that failed recorded the filesets it made.
+            made = self.catalog.get_job(job.id).input.get("filesets", ())
+            self.services.importer().undo_received(job.image_id, made)
+            self.catalog.set_status(
+                job.image_id,
+                "killed",
+                expect=["saving", "uploading", "importing", "queued"],
+                message=reason,
+            )
+
+    def retryable(self, job: Job) -> str | None:
+        """Only a web-download can run again after failing: the other imports' bytes are gone."""
+        if job.kind != "import_web" or job.image_id is None:
+            return "its bytes were removed when it failed; upload them again"
+        try:
+            self.catalog.set_status(job.image_id, "importing", expect=["killed", "queued"])
+        except CoverslipError as exc:
+            return str(exc)
+        return None
+
+    def _hash_staged(self, staged: Path, attempt: Attempt) -> Digest:
         digest = Digest()
-        with staged.open("rb") as handle:
+        total = staged.stat().st_size if staged.exists() else 0
+        with contextlib.suppress(FileNotFoundError), staged.open("rb") as handle:
             while block := handle.read(FETCH_BLOCK):
                 digest.update(block)
-        self._import_file(image, staged, digest)
+                attempt.progress(digest.size, total)
+        return digest
 
-    def _import_web(self, image: Image, uri: str) -> None:
+    def _download(self, image: Image, uri: str, attempt: Attempt) -> tuple[Path, Digest]:
         staged = self._staging_file(image.id, "upload")
         response = fetch.fetch(uri, self.allowed_hosts)
         try:
@@ -409,10 +488,23 @@ class Uploads:
             known = int(length) if length and length.isdigit() else None
             if known is not None:
                 self.limits(image).check(known)
-            digest = self._receive(image, _read_blocks(response), staged, known, None)
+
+            def tick(done: int) -> None:
+                attempt.progress(done, known or 0)
+
+            digest = self._receive(image, _read_blocks(response), staged, known, None, tick)
         finally:
             response.close()
-        self._import_file(image, staged, digest)
+        return staged, digest
+
+
+def _link(source: Path, target: Path) -> None:
+    """Make ``target`` a second name of ``source`` (a copy where links cannot be made)."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _home_paths(root: Path) -> re.Pattern[str]:

@@ -27,7 +27,8 @@ from coverslip.catalog.base import (
 from coverslip.catalog.datasets import DatasetQueries
 from coverslip.catalog.filesets import FilesetQueries, ImageExtras, Plate
 from coverslip.catalog.glance import ImagesApiQueries
-from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image
+from coverslip.catalog.jobs import JobQueries
+from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image, Job
 from coverslip.errors import BadParameter, Conflict, NotFound
 
 __all__ = [
@@ -39,13 +40,14 @@ __all__ = [
     "Dataset",
     "Image",
     "ImageExtras",
+    "Job",
     "Plate",
     "make_engine",
     "now",
 ]
 
 
-class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries):
+class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
     """Queries and updates of the metadata; no HTTP, no pixels."""
 
     def __init__(

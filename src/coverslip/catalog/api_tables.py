@@ -1,4 +1,4 @@
-"""Tables of the images API: Glance-style attributes, tags and import tasks of an image."""
+"""Tables of the images API: Glance-style attributes and tags of an image."""
 
 from __future__ import annotations
 
@@ -32,24 +32,4 @@ image_tags = sa.Table(
     ),
     sa.Column("tag", sa.String(255), primary_key=True),
     sa.Index("ix_image_tags_tag", "tag"),
-)
-
-image_tasks = sa.Table(
-    "image_tasks",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "image_id",
-        sa.Integer,
-        sa.ForeignKey("images.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("type", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("message", sa.Text, nullable=False, server_default=""),
-    sa.Column("input", sa.JSON, nullable=False),
-    sa.Column("user_id", sa.Integer, nullable=True),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
 )

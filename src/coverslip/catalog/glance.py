@@ -1,4 +1,4 @@
-"""Images API queries of the catalog: Glance-style attributes, searches, quotas and tasks."""
+"""Images API queries of the catalog: Glance-style attributes, searches and quotas."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 
 from coverslip.catalog import api_tables as api
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import _as_utc, now
-from coverslip.catalog.records import ApiFields, Image, Task
+from coverslip.catalog.base import now
+from coverslip.catalog.records import ApiFields, Image
 from coverslip.errors import BadParameter, NotFound
 
 
@@ -157,59 +157,6 @@ class ImagesApiQueries:
             query = query.where(t.images.c.id != exclude)
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
-
-    def create_task(
-        self,
-        task_id: str,
-        image_id: int,
-        kind: str,
-        task_input: dict[str, Any],
-        user_id: int | None,
-    ) -> None:
-        """Record a new pending import task of an image."""
-        stamp = now()
-        with self.engine.begin() as conn:
-            conn.execute(
-                api.image_tasks.insert().values(
-                    id=task_id,
-                    image_id=image_id,
-                    type=kind,
-                    status="pending",
-                    message="",
-                    input=task_input,
-                    user_id=user_id,
-                    created=stamp,
-                    updated=stamp,
-                )
-            )
-
-    def update_task(self, task_id: str, status: str, message: str = "") -> None:
-        """Move a task to ``status`` with a message (a gone task is ignored)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                api.image_tasks.update()
-                .where(api.image_tasks.c.id == task_id)
-                .values(status=status, message=message, updated=now())
-            )
-
-    def list_tasks(self, image_id: int) -> list[Task]:
-        """Return the import tasks of an image, newest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(api.image_tasks)
-                .where(api.image_tasks.c.image_id == image_id)
-                .order_by(api.image_tasks.c.created.desc(), api.image_tasks.c.id)
-            ).mappings()
-            return [
-                Task(
-                    **{
-                        **dict(row),
-                        "created": _as_utc(row["created"]),
-                        "updated": _as_utc(row["updated"]),
-                    }
-                )
-                for row in rows
-            ]
 
 
 # Sort keys of `search_images`; NULLs read as "" or -1 so that keyset pagination compares.

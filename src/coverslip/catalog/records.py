@@ -8,12 +8,15 @@ from typing import Any
 
 from coverslip.model import Channel, Image
 
-__all__ = ["MAX_ID", "STATUSES", "ApiFields", "Channel", "Dataset", "Image", "Task"]
+__all__ = ["MAX_ID", "STATUSES", "ApiFields", "Channel", "Dataset", "Image", "Job"]
 
 # Ids are positive 64-bit integers (SQLite's INTEGER, PostgreSQL's bigint); a larger number
 # names nothing (and would overflow the database driver).
 MAX_ID = 2**63 - 1
 
+# "receiving": an upload request is still bringing the job's bytes.
+LIVE_JOB_STATES = ("receiving", "queued", "running")
+JOB_STATES = (*LIVE_JOB_STATES, "succeeded", "failed", "cancelled")
 # "uploading": bytes staged through the images API, waiting for an import call.
 STATUSES = ("queued", "saving", "uploading", "importing", "active", "killed")
 
@@ -57,15 +60,33 @@ class ApiFields:
 
 
 @dataclass(frozen=True)
-class Task:
-    """An import task of the images API."""
+class Job:
+    """A background job: what it does, where it stands, and how far it got."""
 
     id: str
-    image_id: int
-    type: str
-    status: str  # pending | processing | success | failure
-    message: str
-    input: dict[str, Any]
+    kind: str  # import_upload | import_staged | import_web | delete_files
+    state: str  # receiving | queued | running | succeeded | failed | cancelled
+    image_id: int | None
+    images: tuple[int, ...]
     user_id: int | None
+    input: dict[str, Any]
+    message: str
+    attempts: int
+    max_attempts: int
+    claim: str | None
+    worker: str
+    lease_until: datetime | None
+    cancel: bool
+    done: int
+    total: int
+    unit: str
+    request_id: str
     created: datetime
     updated: datetime
+    started: datetime | None
+    finished: datetime | None
+
+    @property
+    def live(self) -> bool:
+        """Tell whether the job may still change: bytes arriving, waiting, or running."""
+        return self.state in LIVE_JOB_STATES

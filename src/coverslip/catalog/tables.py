@@ -132,3 +132,32 @@ rendering_defs = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Background jobs: the queue library delivers them, this table is their truth. An image's
+# jobs outlive the image (deleting its files is a job), so image_id is not a foreign key.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False, index=True),
+    sa.Column("image_id", sa.Integer, nullable=True, index=True),
+    sa.Column("images", sa.JSON, nullable=False),  # every image the job creates or imports
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Column("input", sa.JSON, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("claim", sa.String(36), nullable=True),  # the running attempt's token
+    sa.Column("worker", sa.String(200), nullable=False, server_default=""),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("cancel", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("unit", sa.String(10), nullable=False, server_default="bytes"),
+    sa.Column("request_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
+)

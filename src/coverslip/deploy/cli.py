@@ -233,11 +233,11 @@ _role = click.argument("role", type=click.Choice(["web", "thumbs"]), default="we
 
 
 @click.command("systemd")
-@_role
+@click.argument("role", type=click.Choice(["web", "thumbs", "worker"]), default="web")
 @click.option("--user", default=getpass.getuser, show_default="you", help="User= of the unit.")
 @click.pass_obj
 def config_systemd(state: _State, role: str, user: str) -> None:
-    """Print a systemd unit for web (default) or thumbs."""
+    """Print a systemd unit for web (default), thumbs or the job worker."""
     click.echo(configs.systemd(_settings(state), state.home, role, user), nl=False)
 
 

@@ -328,9 +328,8 @@ class ImageItem:
         self.access.check_delete(req, image)
         if self.services.catalog.api_fields([image.id])[image.id].protected:
             raise Forbidden(f"image {image.id} is protected and cannot be deleted")
-        self.services.delete_image(image.id)
         # A running upload notices the image is gone, answers 410 and removes its own bytes.
-        self.uploads.discard_bytes(image.id)
+        self.services.delete_image(image.id, background=True)
         resp.status = falcon.HTTP_204
 
 
@@ -350,8 +349,12 @@ class ImageFile:
         self.access.check_edit(req, image)
         require_media_type(req, "application/octet-stream")
         chunks, length, expected = images_import.body_of(req)
-        self.uploads.upload(image.id, chunks, length, expected)
+        job_id = self.uploads.upload(
+            image.id, chunks, length, expected, user_id=self.access.user_id(req)
+        )
         resp.status = falcon.HTTP_204
+        # The import runs in a worker: GET /api/v2/tasks/{job} follows it.
+        resp.set_header("Coverslip-Job", job_id)
         # A file of several images (scenes, series) made more images: say which.
         found = self.docs.fileset(req, image.id)
         if found["fileset"] is not None:

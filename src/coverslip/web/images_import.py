@@ -1,4 +1,8 @@
-"""Staged import in the images API: stage, import (glance-direct, web-download), tasks."""
+"""Staged import in the images API: stage, import (glance-direct, web-download), tasks.
+
+Glance's tasks are Coverslip's background jobs: an upload's import, a staged import, a
+web-download and deleting an image's files each show as one, with progress.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from coverslip.catalog.records import Task
-from coverslip.errors import BadParameter
+from coverslip.catalog.records import JOB_STATES, Job
+from coverslip.errors import BadParameter, NotFound
+from coverslip.jobs import progress_of
 from coverslip.services import Services
 from coverslip.uploads import Uploads
 from coverslip.web.body import body_chunks, declared_length, read_json, require_media_type
@@ -49,22 +54,47 @@ def body_of(req: falcon.Request) -> tuple[Iterator[bytes], int | None, int | Non
     return body_chunks(req.env), declared_length(req.env), expected
 
 
-def task_json(task: Task) -> dict[str, Any]:
+# Glance's task statuses for the states of a job.
+GLANCE_STATUS = {
+    "receiving": "pending",
+    "queued": "pending",
+    "running": "processing",
+    "succeeded": "success",
+    "failed": "failure",
+    "cancelled": "failure",
+}
+# Glance's type for the kinds of job it knows; others keep their own name.
+GLANCE_TYPE = {"import_staged": "api_image_import", "import_web": "api_image_import"}
+
+
+def task_json(job: Job) -> dict[str, Any]:
+    """Return a job as a Glance task, with Coverslip's state, attempts and progress beside."""
     stamp = "%Y-%m-%dT%H:%M:%SZ"
+    owner = None if job.user_id is None else str(job.user_id)
     return {
-        "id": task.id,
-        "type": task.type,
-        "status": task.status,
-        "message": task.message,
-        "input": task.input,
-        "result": None,
-        "owner": None if task.user_id is None else str(task.user_id),
-        "user_id": None if task.user_id is None else str(task.user_id),
-        "image_id": str(task.image_id),
-        "request_id": "",
-        "created_at": task.created.strftime(stamp),
-        "updated_at": task.updated.strftime(stamp),
+        "id": job.id,
+        "type": GLANCE_TYPE.get(job.kind, job.kind),
+        "status": GLANCE_STATUS[job.state],
+        "message": job.message,
+        "input": job.input if job.kind in GLANCE_TYPE else {},
+        "result": {"image_id": str(job.image_id)} if job.state == "succeeded" else None,
+        "owner": owner,
+        "user_id": owner,
+        "image_id": None if job.image_id is None else str(job.image_id),
+        "request_id": job.request_id,
+        "created_at": job.created.strftime(stamp),
+        "updated_at": job.updated.strftime(stamp),
         "expires_at": None,
+        "self": f"/v2/tasks/{job.id}",
+        "schema": "/v2/schemas/task",
+        "coverslip": {
+            "kind": job.kind,
+            "state": job.state,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "images": [str(i) for i in job.images],
+            "progress": progress_of(job),
+        },
     }
 
 
@@ -137,9 +167,49 @@ class ImageTasks:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         image = self.docs.image(req, image_id)
+        jobs = self.services.catalog.list_jobs(image_id=image.id)
+        resp.media = {"tasks": [task_json(job) for job in jobs]}
+
+
+class Tasks:
+    """`GET /api/v2/tasks` and `/api/v2/tasks/{id}`: the caller's jobs (everyone's for admins).
+
+    A job of someone else answers as one that does not exist.
+    """
+
+    def __init__(self, services: Services, access: ImageAccess) -> None:
+        self.catalog = services.catalog
+        self.access = access
+
+    def _scope(self, req: falcon.Request) -> int | None:
+        who = self.access.caller(req)
+        return None if who.is_admin else self.access.user_id(req)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user_id = self._scope(req)
+        status = req.get_param("status")
+        states = None
+        if status is not None:
+            states = [s for s in JOB_STATES if GLANCE_STATUS[s] == status or s == status]
+            if not states:
+                raise BadParameter("status", f"{status!r} is not a task status or job state")
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        jobs = self.catalog.list_jobs(states=states, user_id=user_id, limit=limit)
         resp.media = {
-            "tasks": [task_json(task) for task in self.services.catalog.list_tasks(image.id)]
+            "tasks": [task_json(job) for job in jobs],
+            "first": "/v2/tasks",
+            "schema": "/v2/schemas/tasks",
         }
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        user_id = self._scope(req)
+        try:
+            job = self.catalog.get_job(task_id)
+        except NotFound:
+            job = None
+        if job is None or (user_id is not None and job.user_id != user_id):
+            raise NotFound(f"task {task_id} does not exist")
+        resp.media = task_json(job)
 
 
 def add_routes(
@@ -154,4 +224,7 @@ def add_routes(
     app.add_route(f"{base}/images/{{image_id:id}}/stage", ImageStage(docs, access, uploads))
     app.add_route(f"{base}/images/{{image_id:id}}/import", ImageImport(docs, access, uploads))
     app.add_route(f"{base}/images/{{image_id:id}}/tasks", ImageTasks(services, docs))
+    tasks = Tasks(services, access)
+    app.add_route(f"{base}/tasks", tasks)
+    app.add_route(f"{base}/tasks/{{task_id}}", tasks, suffix="one")
     app.add_route(f"{base}/info/import", ImportInfo())

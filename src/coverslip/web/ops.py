@@ -191,12 +191,13 @@ class Metrics:
 
     def __init__(self, services: Services) -> None:
         self.settings = services.settings
+        self.catalog = services.catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         # SECURITY: request rates and routes are for operators; through a proxy, only by choice.
         if not (self.settings["metrics.from_anywhere"] or from_this_host(req)):
             raise falcon.HTTPNotFound()
-        body, media_type = exposition()
+        body, media_type = exposition(self.catalog.count_jobs())
         resp.data = body
         resp.content_type = media_type
         resp.cache_control = ["no-store"]
