@@ -59,13 +59,14 @@ def test_granian_maps_settings_and_names_what_it_cannot_honour(home: Home) -> No
     assert option(argv, "--workers-kill-timeout") == "7"
     assert option(argv, "--log-level") == "warning"
     assert argv[-2:] == ["--http", "1"]
-    assert "--access-log" not in argv  # development: no access log
+    assert "--access-log" not in argv  # the application writes the access log
+    assert "COVERSLIP_ACCESS_LOG_FILE" not in plan.env  # development: no access log
     notes = " ".join(plan.notes)
     assert "web.timeout" in notes and "web.max_requests" in notes
     # Settings left at their defaults are not reported.
     assert "web.keepalive" not in notes and "web.preload" not in notes
     log_config = json.loads(plan.files[home.run / "web-granian-logging.json"])
-    assert "granian.access" in log_config["loggers"]
+    assert "_granian" in log_config["loggers"]
 
 
 def test_gunicorn_maps_every_setting(home: Home) -> None:
@@ -99,7 +100,8 @@ def test_gunicorn_maps_every_setting(home: Home) -> None:
     assert option(argv, "--max-requests-jitter") == "50"
     assert option(argv, "--forwarded-allow-ips") == "10.0.0.1,10.0.0.2"
     assert "--preload" in argv
-    assert option(argv, "--access-logfile") == str(home.log / "web-access.log")
+    assert "--access-logfile" not in argv  # the application writes it, as under every server
+    assert plan.env["COVERSLIP_ACCESS_LOG_FILE"] == str(home.log / "web-access.log")
     assert plan.logs.error == str(home.log / "web-error.log")
     assert argv[-1] == "coverslip.deploy.targets:web_gunicorn()"
     assert plan.notes == []
@@ -144,7 +146,8 @@ def test_uwsgi_maps_settings_to_an_http_socket_master(home: Home) -> None:
     assert option(argv, "--harakiri") == "45"
     assert option(argv, "--max-requests") == "100"
     assert option(argv, "--max-requests-delta") == "10"
-    assert option(argv, "--req-logger") == f"file:{home.log / 'thumbs-access.log'}"
+    assert "--disable-logging" in argv and "--req-logger" not in argv
+    assert f"COVERSLIP_ACCESS_LOG_FILE={home.log / 'thumbs-access.log'}" in argv
     assert any("web.keepalive" in note for note in plan.notes)
 
 

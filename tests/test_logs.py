@@ -24,6 +24,7 @@ def client_logging_to(tmp_path: Path, stream: io.StringIO, style: str) -> testin
     home = Home(tmp_path / "home")
     app = create_app(home.settings({}, {"web.log_format": style, "web.log_level": "debug"}), home)
     logs.configure(style, "debug", stream)  # the same lines, into the test's stream
+    logs.configure_access("-", style, stream)  # and the access log
     return testing.TestClient(app)
 
 
@@ -35,7 +36,8 @@ def test_json_lines_carry_the_request_id_given_back(tmp_path: Path, stream: io.S
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     mine = [line for line in lines if line.get("request_id") == "abc-123"]
     assert mine and mine[-1]["msg"] == "answered" and mine[-1]["status"] == "404"
-    assert mine[-1]["path"] == "/webgateway/imgData/424242" and mine[-1]["level"] == "debug"
+    assert mine[-1]["path"] == "/webgateway/imgData/424242" and mine[-1]["level"] == "info"
+    assert mine[-1]["logger"] == "coverslip.access" and mine[-1]["addr"]
 
 
 def test_an_unsafe_or_missing_id_gets_a_new_one(tmp_path: Path, stream: io.StringIO) -> None:

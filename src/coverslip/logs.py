@@ -17,6 +17,9 @@ import uuid
 from typing import IO, Any
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Where the launcher tells each worker to write the access log ("-": standard output).
+ACCESS_LOG_ENV = "COVERSLIP_ACCESS_LOG_FILE"
+ACCESS = logging.getLogger("coverslip.access")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HANDLER_NAME = "coverslip"
 
@@ -70,3 +73,26 @@ def configure(style: str, level: str, stream: IO[str] | None = None) -> None:
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_Format(style))
     logger.addHandler(handler)
+
+
+def configure_access(target: str | None, style: str, stream: IO[str] | None = None) -> None:
+    """Write one line per answer to ``target`` (a file, or "-" for ``stream``, else stdout).
+
+    The application writes the access log itself, in the same format under every
+    application server (Granian, Gunicorn and uWSGI each log differently), with the client
+    address after the trusted proxy's forwarding and the request id.
+    """
+    for old in list(ACCESS.handlers):
+        ACCESS.removeHandler(old)
+    ACCESS.propagate = False
+    if not target:
+        ACCESS.setLevel(logging.WARNING)  # nothing is logged at INFO: off
+        return
+    handler: logging.Handler = (
+        logging.StreamHandler(stream or sys.stdout)
+        if target == "-"
+        else logging.FileHandler(target)
+    )
+    handler.setFormatter(_Format(style))
+    ACCESS.addHandler(handler)
+    ACCESS.setLevel(logging.INFO)

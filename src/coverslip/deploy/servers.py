@@ -17,6 +17,7 @@ from typing import Any
 
 from coverslip.config import Settings
 from coverslip.home import Home
+from coverslip.logs import ACCESS_LOG_ENV
 from coverslip.metrics import MULTIPROCESS_ENV
 
 SERVERS = ("granian", "gunicorn", "uwsgi")
@@ -119,6 +120,9 @@ def plan(settings: Settings, home: Home, role: str = "web") -> Plan:
         },
         logs=log_targets(settings, home, role),
     )
+    if result.logs.access is not None:
+        # The application writes the access log itself, in one format under every server.
+        result.env[ACCESS_LOG_ENV] = result.logs.access
     build(settings, home, result)
     result.argv += shlex.split(settings["web.args"])
     return result
@@ -154,7 +158,6 @@ def _granian(settings: Settings, home: Home, plan: Plan) -> None:
                 "()": "logging.Formatter",
                 "fmt": f"%(asctime)s [%(levelname)s] coverslip-{plan.role}: %(message)s",
             },
-            "access": {"()": "logging.Formatter", "fmt": "%(message)s"},
         },
         "handlers": {
             "console": {
@@ -162,12 +165,8 @@ def _granian(settings: Settings, home: Home, plan: Plan) -> None:
                 "formatter": "generic",
                 "stream": "ext://sys.stderr",
             },
-            "access": _granian_access_handler(plan.logs.access),
         },
-        "loggers": {
-            "_granian": {"handlers": ["console"], "propagate": False},
-            "granian.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-        },
+        "loggers": {"_granian": {"handlers": ["console"], "propagate": False}},
     }
     config_file = home.run / f"{plan.role}-granian-logging.json"
     plan.files[config_file] = json.dumps(log_config, indent=2)
@@ -197,12 +196,6 @@ def _granian(settings: Settings, home: Home, plan: Plan) -> None:
         "--log-config",
         str(config_file),
     ]
-    if plan.logs.access:
-        plan.argv += [
-            "--access-log",
-            "--access-log-fmt",
-            '%(addr)s - [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).3fms',
-        ]
     if settings["web.keepalive"] == 0:
         plan.argv.append("--no-http1-keep-alive")
     else:
@@ -214,16 +207,6 @@ def _granian(settings: Settings, home: Home, plan: Plan) -> None:
     _unsupported(settings, plan, "web.max_requests_jitter", "it recycles workers by age")
     _unsupported(settings, plan, "web.preload", "each worker loads the application itself")
     _unsupported(settings, plan, "web.worker_class", "it applies to gunicorn only")
-
-
-def _granian_access_handler(access: str | None) -> dict[str, Any]:
-    if access is None or access == "-":
-        return {
-            "class": "logging.StreamHandler",
-            "formatter": "access",
-            "stream": "ext://sys.stdout",
-        }
-    return {"class": "logging.FileHandler", "formatter": "access", "filename": access}
 
 
 def _gunicorn(settings: Settings, home: Home, plan: Plan) -> None:
@@ -270,8 +253,6 @@ def _gunicorn(settings: Settings, home: Home, plan: Plan) -> None:
         _unsupported(settings, plan, "web.worker_connections", "sync workers serve one client")
     if settings["web.preload"]:
         plan.argv.append("--preload")
-    if plan.logs.access:
-        plan.argv += ["--access-logfile", plan.logs.access]
     plan.argv.append(TARGETS["gunicorn", plan.role])
 
 
@@ -308,11 +289,11 @@ def uwsgi_options(settings: Settings, home: Home, role: str = "web") -> list[tup
         if settings["web.max_requests_jitter"]:
             # NOTE: uWSGI staggers by worker number instead of at random; same purpose.
             options.append(("max-requests-delta", str(settings["web.max_requests_jitter"])))
+    # The application writes the access log (logs.configure_access), as under every server.
+    options.append(("disable-logging", "true"))
     access = log_targets(settings, home, role).access
-    if access is None:
-        options.append(("disable-logging", "true"))
-    elif access != "-":
-        options += [("logger", "stdio"), ("req-logger", f"file:{access}")]
+    if access is not None:
+        options.append(("env", f"{ACCESS_LOG_ENV}={access}"))
     return options
 
 

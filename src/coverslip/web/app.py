@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import falcon
 
 from coverslip import logs
@@ -38,6 +40,7 @@ def create_app(
         raise ValueError(f"role must be one of {ROLES}")
     services = Services.build(settings, home, catalog=catalog, pixels=pixels, cache=cache)
     logs.configure(settings["web.log_format"], settings["web.log_level"])
+    logs.configure_access(os.environ.get(logs.ACCESS_LOG_ENV), settings["web.log_format"])
     app = CoverslipApp()
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False

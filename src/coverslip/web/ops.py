@@ -177,10 +177,17 @@ class Measure:
         if started is not None:
             took = time.perf_counter() - started
             found.latency.labels(route).observe(took)
-            if log.isEnabledFor(logging.DEBUG):
-                fields = {"method": req.method, "path": req.path, "status": status}
-                fields["ms"] = round(took * 1000, 2)
-                log.debug("answered", extra={"fields": fields})
+            if logs.ACCESS.isEnabledFor(logging.INFO):
+                fields = {
+                    "addr": req.remote_addr,
+                    "method": req.method,
+                    "path": f"{req.path}?{req.query_string}" if req.query_string else req.path,
+                    "status": status,
+                    "ms": round(took * 1000, 2),
+                    "bytes": resp.content_length,
+                    "agent": req.user_agent,
+                }
+                logs.ACCESS.info("answered", extra={"fields": fields})
         token = getattr(req.context, "id_token", None)
         if token is not None:
             logs.REQUEST_ID.reset(token)
