@@ -21,6 +21,7 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
+from coverslip.deploy import process
 from tests.servers import free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -109,7 +110,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def served(home: Path) -> Iterator[str]:
     """Run `coverslip serve` for ``home`` on a free port; yield its base URL, then stop it."""
     port = free_port()
-    env = {**os.environ, "COVERSLIP_HOME": str(home), "COVERSLIP_WEB_WORKERS": "2"}
+    # The embedded default: the queue in a SQLite file, and `serve` runs a worker beside it.
+    env = {
+        **os.environ,
+        "COVERSLIP_HOME": str(home),
+        "COVERSLIP_WEB_WORKERS": "2",
+        "COVERSLIP_JOBS_BACKEND": "sqlite",
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "coverslip.cli", "serve", "--port", str(port)],
         env=env,
@@ -119,10 +126,16 @@ def served(home: Path) -> Iterator[str]:
     )
     try:
         wait_for_port("127.0.0.1", port, 60)
+        worker = int((home / "run" / "worker.pid").read_text())
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+    # Stopping `serve` stops its worker too.
+    deadline = time.monotonic() + 10
+    while process.alive(worker):
+        assert time.monotonic() < deadline, "the job worker outlived `coverslip serve`"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,9 @@ function put(url, file, progress) {
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
     if (csrf) xhr.setRequestHeader("X-CSRFToken", csrf);
     xhr.upload.onprogress = (event) => event.lengthComputable && progress(event.loaded / event.total);
-    xhr.onload = () => (xhr.status < 300 ? resolve() : reject(new Error(parseError(xhr))));
+    xhr.onload = () => (xhr.status < 300
+      ? resolve(xhr.getResponseHeader("Coverslip-Job"))
+      : reject(new Error(parseError(xhr))));
     xhr.onerror = () => reject(new Error("the connection failed"));
     xhr.send(file);
   });
@@ -45,7 +47,18 @@ function parseError(xhr) {
   }
 }
 
-async function follow(id, state) {
+// What the import job says of itself: waiting for a worker, or how far it got.
+function describe(task) {
+  const job = task && task.coverslip;
+  if (!job || job.state === "queued") return "waiting for a worker";
+  const { done, total, eta_seconds: eta } = job.progress;
+  let text = job.attempts > 1 ? `importing (attempt ${job.attempts})` : "importing";
+  if (total) text += ` ${Math.floor((100 * done) / total)}%`;
+  if (eta !== null && eta !== undefined) text += `, ${Math.ceil(eta)} s left`;
+  return text;
+}
+
+async function follow(id, job, state, bar) {
   for (;;) {
     const image = await (await api(`/api/v2/images/${id}`)).json();
     if (image.status === "active") {
@@ -57,7 +70,10 @@ async function follow(id, state) {
       state.classList.add("error");
       return;
     }
-    state.textContent = image.status;
+    const task = job ? await (await api(`/api/v2/tasks/${job}`)).json() : null;
+    state.textContent = describe(task);
+    const progress = task && task.coverslip && task.coverslip.progress;
+    if (progress && progress.total) bar.value = Math.floor((100 * progress.done) / progress.total);
     await new Promise((done) => setTimeout(done, 500));
   }
 }
@@ -73,10 +89,10 @@ async function upload(file) {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     })).json();
     state.textContent = "uploading";
-    await put(`/api/v2/images/${created.id}/file`, file, (done) => { bar.value = Math.round(done * 100); });
-    bar.value = 100;
-    state.textContent = "importing";
-    await follow(created.id, state);
+    const job = await put(`/api/v2/images/${created.id}/file`, file, (done) => { bar.value = Math.round(done * 100); });
+    bar.value = 0;
+    state.textContent = "waiting for a worker";
+    await follow(created.id, job, state, bar);
   } catch (error) {
     state.textContent = `failed: ${error.message}`;
     state.classList.add("error");
