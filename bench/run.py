@@ -30,6 +30,10 @@ def main() -> None:
             ["import_vendor.py", *(["--scale", "0.5", "--runs", "1"] if quick else [])],
         ),
         (
+            "Upload: through nginx, the worker importing",
+            ["upload_nginx.py", *(["--size", "8192", "--runs", "1"] if quick else [])],
+        ),
+        (
             "HTTP: uncached tiles against IIPImage",
             ["tiles_peer.py", *(["--runs", "1", "--copies", "1"] if quick else [])],
         ),

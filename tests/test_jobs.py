@@ -398,3 +398,52 @@ def test_tasks_are_the_callers_own(tmp_path: Path, pixels: np.ndarray) -> None:
     assert anonymous.status_code == 401
     bad = api.request("GET", "/tasks?status=lost")
     assert bad.status_code == 400 and "status" in bad.text
+
+
+def test_migration_0006_turns_import_tasks_into_jobs(tmp_path: Path) -> None:
+    from alembic import command
+
+    from coverslip.catalog import Catalog
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = Catalog(url, migrate=False)
+    with old.engine.begin() as conn:
+        command.upgrade(old._alembic(conn), "0005")
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, username, full_name, email, password_hash, is_admin,"
+            " disabled, created) VALUES (1, 'u', '', '', '', 0, 0, '2024-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO groups (id, name, permissions, created) VALUES (1, 'g', 'private',"
+            " '2024-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO images (id, name, status, owner_id, group_id, created, updated,"
+            " properties) VALUES (7, 'i', 'active', 1, 1, '2024-01-01', '2024-01-01', '{}')"
+        )
+        for task_id, status, method in (
+            ("a", "success", '{"import_req": {"method": {"name": "glance-direct"}}}'),
+            ("b", "processing", '{"import_req": {"method": {"name": "web-download", "uri": "x"}}}'),
+        ):
+            conn.exec_driver_sql(
+                "INSERT INTO image_tasks (id, image_id, type, status, message, input, user_id,"
+                f" created, updated) VALUES ('{task_id}', 7, 'api_image_import', '{status}', '',"
+                f" '{method}', 1, '2024-01-01 10:00:00.000000', '2024-01-02 10:00:00.000000')"
+            )
+    old.close()
+    catalog = Catalog(url)
+    jobs = {job.id: job for job in catalog.list_jobs()}
+    assert (jobs["a"].kind, jobs["a"].state, jobs["a"].images) == (
+        "import_staged",
+        "succeeded",
+        (7,),
+    )
+    # A task that was running when the old server stopped did not finish.
+    assert (jobs["b"].kind, jobs["b"].state, jobs["b"].message) == (
+        "import_web",
+        "failed",
+        "interrupted",
+    )
+    assert jobs["b"].input["import_req"]["method"]["uri"] == "x"
+    catalog.close()

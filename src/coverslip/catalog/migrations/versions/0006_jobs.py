@@ -6,6 +6,8 @@ Revises: 0005
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -50,13 +52,15 @@ def upgrade() -> None:
         "image_tasks",
         *(sa.column(name) for name in ("id", "image_id", "type", "status", "message")),
         sa.column("input", sa.JSON),
-        *(sa.column(name) for name in ("user_id", "created", "updated")),
+        sa.column("user_id"),
+        sa.column("created", sa.DateTime(timezone=True)),
+        sa.column("updated", sa.DateTime(timezone=True)),
     )
     connection = op.get_bind()
     rows = [
         {
             "id": row.id,
-            "kind": "import_web" if "uri" in str(row.input) else "import_staged",
+            "kind": "import_web" if "uri" in json.dumps(row.input) else "import_staged",
             # An import that was running when the old server stopped did not finish.
             "state": "failed" if row.status in ("processing", "failure") else STATES[row.status],
             "image_id": row.image_id,
