@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from coverslip.catalog import Catalog
     from coverslip.formats import Reader
     from coverslip.web.app import CoverslipApp
 
@@ -243,3 +244,24 @@ def add_image(
         importer.tile = tile
     importer.build(image_id, ArrayReader(data, name), ImportOptions())
     return image_id
+
+
+def old_catalog(path: Path, revision: str) -> Catalog:
+    """Return a catalog at migration ``revision`` (not the newest) with user 1 in group 1."""
+    from alembic import command
+
+    from coverslip.catalog import Catalog
+
+    old = Catalog(f"sqlite:///{path}", migrate=False)
+    with old.engine.begin() as conn:
+        command.upgrade(old._alembic(conn), revision)
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users (id, username, full_name, email, password_hash, is_admin,"
+            " disabled, created) VALUES (1, 'u', '', '', '', 0, 0, '2024-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO groups (id, name, permissions, created) VALUES (1, 'g', 'private',"
+            " '2024-01-01')"
+        )
+    return old

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -614,24 +612,6 @@ def test_stage_then_glance_direct_import(api: Api, pixels: np.ndarray) -> None:
     assert doc["status"] == "active" and doc["os_hash_value"] == hashlib.sha512(data).hexdigest()
     tasks = api.request("GET", f"/images/{image_id}/tasks").json["tasks"]
     assert [(t["status"], t["type"]) for t in tasks] == [("success", "api_image_import")]
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "served"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
 
 
 def test_web_download_from_an_allowed_host(

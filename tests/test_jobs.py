@@ -9,14 +9,12 @@ workers are `coverslip worker start` processes on the same instance home.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 import pytest
 
 from coverslip.deploy import process
+from tests.helpers import old_catalog
 from tests.test_images_api import Api, npy_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,24 +155,6 @@ def test_upload_returns_once_stored_and_a_worker_imports_it(
     assert not list(api.home.staging.iterdir())
     status = worker.cli("worker", "status")
     assert status.startswith("worker: RUNNING (PID ") and "0 jobs waiting" in status
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "served"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
 
 
 def submit(api: Api, how: str, data: bytes, address: str, root: Path) -> str:
@@ -401,23 +382,11 @@ def test_tasks_are_the_callers_own(tmp_path: Path, pixels: np.ndarray) -> None:
 
 
 def test_migration_0006_turns_import_tasks_into_jobs(tmp_path: Path) -> None:
-    from alembic import command
-
     from coverslip.catalog import Catalog
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    old = Catalog(url, migrate=False)
+    old = old_catalog(tmp_path / "old.sqlite", "0005")
     with old.engine.begin() as conn:
-        command.upgrade(old._alembic(conn), "0005")
-    with old.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO users (id, username, full_name, email, password_hash, is_admin,"
-            " disabled, created) VALUES (1, 'u', '', '', '', 0, 0, '2024-01-01')"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO groups (id, name, permissions, created) VALUES (1, 'g', 'private',"
-            " '2024-01-01')"
-        )
         conn.exec_driver_sql(
             "INSERT INTO images (id, name, status, owner_id, group_id, created, updated,"
             " properties) VALUES (7, 'i', 'active', 1, 1, '2024-01-01', '2024-01-01', '{}')"

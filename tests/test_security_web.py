@@ -23,7 +23,7 @@ from coverslip.imports import ImportOptions
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
 from coverslip.web.files import INTERNAL_PREFIX
-from tests.helpers import decode
+from tests.helpers import decode, old_catalog
 from tests.test_auth_matrix import MISSING, app_routes
 
 JSON = {"Content-Type": "application/json"}
@@ -339,23 +339,11 @@ def test_etag_after_delete_and_reimport_never_304s(tmp_path: Path) -> None:
 
 
 def test_migration_0004_keeps_rows_and_stops_id_reuse(tmp_path: Path) -> None:
-    from alembic import command
-
     from coverslip.catalog import Catalog
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    old = Catalog(url, migrate=False)
+    old = old_catalog(tmp_path / "old.sqlite", "0003")
     with old.engine.begin() as conn:
-        command.upgrade(old._alembic(conn), "0003")
-    with old.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO users (id, username, full_name, email, password_hash, is_admin,"
-            " disabled, created) VALUES (1, 'u', '', '', '', 0, 0, '2024-01-01')"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO groups (id, name, permissions, created) VALUES (1, 'g', 'private',"
-            " '2024-01-01')"
-        )
         for image_id in (1, 2, 3):
             conn.exec_driver_sql(
                 "INSERT INTO images (id, name, status, owner_id, group_id, created, updated,"
