@@ -275,13 +275,49 @@ def request_counts(port: int) -> dict[tuple[str | None, str | None], float]:
     }
 
 
+def samples(port: int, family_name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Read /metrics and return the samples of one family by (sample name and labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = get(port, "/metrics")
+    assert status == 200, body[:200]
+    return {
+        (("sample", sample.name), *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == family_name
+        for sample in family.samples
+    }
+
+
+def upload_and_wait(instance: Instance, port: int) -> None:
+    """Upload the NPY image and wait until the job worker has imported it."""
+    ((request, lines),) = new_uploads(instance, port, ("file",))
+    method, path = request.split()
+    headers = dict(line.split(": ", 1) for line in lines.strip().split("\r\n"))
+    status, _, body = get(port, path, method, npy_bytes(), headers)
+    assert status == 204, body
+    image = path.rsplit("/", 1)[0]
+    deadline = time.monotonic() + 30
+    while json.loads(get(port, image, headers=headers)[2])["status"] != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_metrics_add_up_across_workers_and_stay_off_the_proxy(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     instance = Instance(tmp_path / "home", {"COVERSLIP_WEB_APPLICATION_SERVER": "granian"})
     instance.run("web", "start")  # two workers (COVERSLIP_WEB_WORKERS)
+    instance.run("worker", "start")
     try:
         port = instance.web_port
+        upload_and_wait(instance, port)
+        # The job ran in the worker process; the web's /metrics adds in its folder.
+        jobs = samples(port, "coverslip_job_seconds")
+        done = (("sample", "coverslip_job_seconds_count"), ("kind", "import_upload"))
+        assert jobs[(*done, ("outcome", "succeeded"))] == 1, jobs
+        imported = samples(port, "coverslip_import_bytes")
+        assert imported[(("sample", "coverslip_import_bytes_total"),)] == 300 * 200 * 2
         before = request_counts(port)
         with ThreadPoolExecutor(16) as pool:  # enough at once that both workers answer
             answers = list(pool.map(lambda _: get(port, "/healthz")[0], range(400)))
@@ -299,4 +335,5 @@ def test_metrics_add_up_across_workers_and_stay_off_the_proxy(tmp_path: Path) ->
             assert get(proxied, "/metrics")[0] == 404  # not through the proxy
     finally:
         instance.run("web", "stop")
+        instance.run("worker", "stop")
     assert processes_mentioning(str(tmp_path)) == []

@@ -86,11 +86,11 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
     state.flags.update({k: v for k, v in flags.items() if v is not None})
     settings = state.settings
     from coverslip import metrics
-    from coverslip.deploy.servers import metrics_dir
 
     # The workers sum their metrics through this folder (set before any of them starts).
-    os.environ[metrics.MULTIPROCESS_ENV] = str(metrics_dir(state.home, "web"))
-    metrics.prepare(metrics_dir(state.home, "web"))
+    folder = metrics.folder_of(state.home.run, "web")
+    os.environ[metrics.MULTIPROCESS_ENV] = str(folder)
+    metrics.prepare(folder)
     # Workers build their own app from the environment: hand the flags down that way.
     for name, value in state.flags.items():
         os.environ[config.lookup(name).env] = str(value)

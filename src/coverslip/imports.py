@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -39,6 +39,7 @@ from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
 COPY_BLOCK = 4 * 1024 * 1024
+HASH_BATCH = 4 * 1024 * 1024
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (pixel bytes done, pixel bytes in all)
@@ -65,16 +66,63 @@ class ImportOptions:
 
 @dataclass
 class Digest:
-    """Size and checksums of an original, computed while it was copied."""
+    """Size and checksums of an original, computed while it was copied.
+
+    PERF: SHA-512 and MD5 take about 4 and 3 ms a megabyte here, one after the other more
+    than an upload's receiving and writing. Blocks are gathered into batches that two shared
+    threads hash, each checksum in its own, while the next batch arrives (hashlib lets go of
+    the GIL for long inputs); at most one batch is hashed at a time, so memory stays at two.
+    Blocks handed to ``update`` must not change afterwards.
+    """
 
     size: int = 0
-    sha512: Any = field(default_factory=hashlib.sha512)
-    md5: Any = field(default_factory=hashlib.md5)
+    _sha512: Any = field(default_factory=hashlib.sha512)
+    _md5: Any = field(default_factory=hashlib.md5)
+    _batch: list[bytes] = field(default_factory=list)
+    _batched: int = 0
+    _running: list[Future[None]] = field(default_factory=list)
 
     def update(self, block: bytes) -> None:
         self.size += len(block)
-        self.sha512.update(block)
-        self.md5.update(block)
+        self._batch.append(block)
+        self._batched += len(block)
+        if self._batched >= HASH_BATCH:
+            self._send()
+
+    @property
+    def sha512(self) -> Any:
+        self._finish()
+        return self._sha512
+
+    @property
+    def md5(self) -> Any:
+        self._finish()
+        return self._md5
+
+    def _send(self) -> None:
+        data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
+        self._batch, self._batched = [], 0
+        self._wait()
+        pool = _hash_pool()
+        self._running = [
+            pool.submit(self._sha512.update, data),
+            pool.submit(self._md5.update, data),
+        ]
+
+    def _wait(self) -> None:
+        for running in self._running:
+            running.result()
+        self._running = []
+
+    def _finish(self) -> None:
+        if self._batch and not self._running:  # a small file: not worth the threads
+            data = b"".join(self._batch)
+            self._batch, self._batched = [], 0
+            self._sha512.update(data)
+            self._md5.update(data)
+        elif self._batch:
+            self._send()
+        self._wait()
 
     def to_json(self) -> dict[str, Any]:
         return {"size": self.size, "sha512": self.sha512.hexdigest(), "md5": self.md5.hexdigest()}
@@ -83,6 +131,16 @@ class Digest:
     def from_json(cls, values: dict[str, Any]) -> Digest:
         """Return a finished digest from ``to_json``'s values (a job's input)."""
         return cls(int(values["size"]), _Known(values["sha512"]), _Known(values["md5"]))
+
+
+_POOL: list[tuple[int, ThreadPoolExecutor]] = []
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    """Return this process's two hashing threads (made after a fork, not inherited)."""
+    if not _POOL or _POOL[0][0] != os.getpid():
+        _POOL[:] = [(os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="hash"))]
+    return _POOL[0][1]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Prometheus metrics, summed over every worker process of a server.
 
 The launcher gives each server (web, thumbs) its own folder in ``PROMETHEUS_MULTIPROC_DIR``,
-emptied at start; prometheus_client then keeps each process's values in files there and
-``/metrics`` adds them up. Without it (tests, tools) the values are the process's own.
+emptied at start, and the job worker takes ``run/metrics-worker``; prometheus_client then keeps
+each process's values in files there and ``/metrics`` adds them up (the web's adds the
+worker's in). Without it (tests, tools) the values are the process's own.
 
 # NOTE: prometheus_client chooses between the two when it is first imported, so it is
 # imported on first use (in a worker, after the launcher set the folder), never at import.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -89,31 +91,41 @@ def _make() -> Any:
     )
 
 
+def folder_of(run: Path, role: str) -> Path:
+    """Return where the processes of ``role`` (web, thumbs, worker) keep their values."""
+    return run / f"metrics-{role}"
+
+
 def prepare(folder: Path) -> None:
     """Empty ``folder`` for a server about to start (files of an earlier run would add in)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
 
 
-def exposition(jobs: dict[str, int] | None = None) -> tuple[bytes, str]:
+def exposition(jobs: dict[str, int] | None = None, also: Sequence[Path] = ()) -> tuple[bytes, str]:
     """Return the text exposition of every metric and its media type.
 
     ``jobs`` is the number of jobs in each state, read from the catalog when scraped (the
-    queue's depth is the catalog's to tell, whichever process is asked).
+    queue's depth is the catalog's to tell, whichever process is asked). ``also`` names the
+    folders of other servers on this host whose values add in (the job worker's), when this
+    one keeps its values in a folder too.
     """
-    from prometheus_client import (
-        CONTENT_TYPE_LATEST,
-        REGISTRY,
-        CollectorRegistry,
-        generate_latest,
-        multiprocess,
-    )
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
 
     metrics()  # every metric exists (at zero) before the first request that moves it
     registry = REGISTRY
-    if os.environ.get(MULTIPROCESS_ENV):
+    own = os.environ.get(MULTIPROCESS_ENV)
+    if own:
+        folders = [Path(own), *also]
+
+        class _Folders:
+            def collect(self) -> Any:
+                files = [str(path) for folder in folders for path in folder.glob("*.db")]
+                return MultiProcessCollector.merge(files, accumulate=True)
+
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_Folders())
     text = generate_latest(registry)
     if jobs is not None:
         text += _jobs_text(jobs)

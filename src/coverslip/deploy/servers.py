@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coverslip import metrics
 from coverslip.config import Settings
 from coverslip.home import Home
 from coverslip.logs import ACCESS_LOG_ENV
@@ -96,11 +97,6 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def metrics_dir(home: Home, role: str) -> Path:
-    """Return where the worker processes of ``role`` keep their metrics (emptied at start)."""
-    return home.run / f"metrics-{role}"
-
-
 def plan(settings: Settings, home: Home, role: str = "web") -> Plan:
     """Return the plan that runs ``role`` under web.application_server."""
     if role not in ROLES:
@@ -116,7 +112,7 @@ def plan(settings: Settings, home: Home, role: str = "web") -> Plan:
         env={
             "COVERSLIP_HOME": str(home.root),
             "COVERSLIP_ROLE": role,
-            MULTIPROCESS_ENV: str(metrics_dir(home, role)),
+            MULTIPROCESS_ENV: str(metrics.folder_of(home.run, role)),
         },
         logs=log_targets(settings, home, role),
     )
@@ -278,7 +274,7 @@ def uwsgi_options(settings: Settings, home: Home, role: str = "web") -> list[tup
         ("procname-prefix-spaced", f"coverslip-{role}"),
         ("env", f"COVERSLIP_HOME={home.root}"),
         ("env", f"COVERSLIP_ROLE={role}"),
-        ("env", f"{MULTIPROCESS_ENV}={metrics_dir(home, role)}"),
+        ("env", f"{MULTIPROCESS_ENV}={metrics.folder_of(home.run, role)}"),
     ]
     if sys.prefix != sys.base_prefix:
         options.append(("virtualenv", sys.prefix))

@@ -11,7 +11,7 @@ import os
 import threading
 from pathlib import Path
 
-from coverslip import logs
+from coverslip import logs, metrics
 from coverslip.services import Services
 
 log = logging.getLogger("coverslip.jobs")
@@ -29,6 +29,11 @@ def run(services: Services, threads: int | None = None) -> None:
     jobs = services.jobs
     if jobs.backend == "inline":
         raise SystemExit("jobs.backend is inline: jobs run where they are submitted, not here")
+    # The web's /metrics adds in what this process counts (job times, imported bytes) from
+    # this folder. NOTE: set before prometheus_client is first imported, which fixes its mode.
+    folder = metrics.folder_of(services.home.run, "worker")
+    os.environ[metrics.MULTIPROCESS_ENV] = str(folder)
+    metrics.prepare(folder)
     services.catalog.migrate()
     recovered = jobs.sweep()
     consumer = jobs.queue.create_consumer(

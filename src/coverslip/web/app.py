@@ -48,7 +48,7 @@ def create_app(
     auth_middleware = AuthMiddleware(services.auth, settings)
     app.add_middleware(ops.Measure())
     app.add_middleware(auth_middleware)
-    ops.add_routes(app, services)
+    ops.add_routes(app, services, role)
     access = Access(services)
     render_context = RenderContext(services)
     gateway.add_routes(app, render_context, thumbs_only=role == "thumbs")

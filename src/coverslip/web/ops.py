@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 
 from coverslip import logs
-from coverslip.metrics import exposition, metrics
+from coverslip.metrics import exposition, folder_of, metrics
 from coverslip.services import Services
 from coverslip.web.middleware import COOKIE, PROXY_ADDR, request_token
 
@@ -196,21 +196,24 @@ class Measure:
 class Metrics:
     """`/metrics`: Prometheus text, for callers on this host (or anyone, by setting)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, role: str) -> None:
         self.settings = services.settings
         self.catalog = services.catalog
+        # The web's answer includes the job worker's counts; the thumbnail service's does not
+        # (a scrape of both must not count them twice).
+        self.also = [folder_of(services.home.run, "worker")] if role == "web" else []
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         # SECURITY: request rates and routes are for operators; through a proxy, only by choice.
         if not (self.settings["metrics.from_anywhere"] or from_this_host(req)):
             raise falcon.HTTPNotFound()
-        body, media_type = exposition(self.catalog.count_jobs())
+        body, media_type = exposition(self.catalog.count_jobs(), self.also)
         resp.data = body
         resp.content_type = media_type
         resp.cache_control = ["no-store"]
 
 
-def add_routes(app: falcon.App, services: Services) -> None:
+def add_routes(app: falcon.App, services: Services, role: str) -> None:
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(services))
-    app.add_route("/metrics", Metrics(services))
+    app.add_route("/metrics", Metrics(services, role))
