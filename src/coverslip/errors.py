@@ -43,10 +43,10 @@ class Conflict(CoverslipError):
 class Duplicate(Conflict):
     """The same bytes were imported before."""
 
-    def __init__(self, existing_id: int) -> None:
-        super().__init__(
-            f"already imported as image {existing_id} (use --allow-duplicate to import again)"
-        )
+    def __init__(
+        self, existing_id: int, again: str = "use --allow-duplicate to import again"
+    ) -> None:
+        super().__init__(f"already imported as image {existing_id} ({again})")
         self.existing_id = existing_id
 
 

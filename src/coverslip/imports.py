@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,22 +73,48 @@ class Digest:
     than an upload's receiving and writing. Blocks are gathered into batches that two shared
     threads hash, each checksum in its own, while the next batch arrives (hashlib lets go of
     the GIL for long inputs); at most one batch is hashed at a time, so memory stays at two.
-    Blocks handed to ``update`` must not change afterwards.
+    Blocks handed to ``update`` must not change afterwards. ``of_file`` hashes a file in a
+    thread of its own, beside other work; its size and checksums are read once it is done.
     """
 
-    size: int = 0
+    _size: int = 0
     _sha512: Any = field(default_factory=hashlib.sha512)
     _md5: Any = field(default_factory=hashlib.md5)
     _batch: list[bytes] = field(default_factory=list)
     _batched: int = 0
     _running: list[Future[None]] = field(default_factory=list)
+    _feeder: threading.Thread | None = None
+    _failed: list[BaseException] = field(default_factory=list)
+
+    @classmethod
+    def of_file(cls, path: Path) -> Digest:
+        """Start hashing the file at ``path`` (opened now: a later move or unlink is fine)."""
+        digest = cls()
+        handle = path.open("rb")
+
+        def feed() -> None:
+            try:
+                with handle:
+                    while block := handle.read(COPY_BLOCK):
+                        digest.update(block)
+            except BaseException as exc:  # noqa: BLE001 - raised where the digest is read
+                digest._failed.append(exc)
+
+        digest._feeder = threading.Thread(target=feed, name="hash-file", daemon=True)
+        digest._feeder.start()
+        return digest
 
     def update(self, block: bytes) -> None:
-        self.size += len(block)
+        self._size += len(block)
         self._batch.append(block)
         self._batched += len(block)
         if self._batched >= HASH_BATCH:
             self._send()
+
+    @property
+    def size(self) -> int:
+        self._fed()
+        return self._size
 
     @property
     def sha512(self) -> Any:
@@ -98,6 +125,14 @@ class Digest:
     def md5(self) -> Any:
         self._finish()
         return self._md5
+
+    def _fed(self) -> None:
+        """Wait until the file of ``of_file`` is read; raise what reading it raised."""
+        if self._feeder is not None and self._feeder is not threading.current_thread():
+            self._feeder.join()
+            self._feeder = None
+        if self._failed:
+            raise self._failed[0]
 
     def _send(self) -> None:
         data = self._batch[0] if len(self._batch) == 1 else b"".join(self._batch)
@@ -115,6 +150,7 @@ class Digest:
         self._running = []
 
     def _finish(self) -> None:
+        self._fed()
         if self._batch and not self._running:  # a small file: not worth the threads
             data = b"".join(self._batch)
             self._batch, self._batched = [], 0

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coverslip import fetch, formats
 from coverslip.catalog import Image, Job
@@ -30,6 +30,7 @@ from coverslip.errors import (
     BadParameter,
     Conflict,
     CoverslipError,
+    Duplicate,
     Gone,
     ImportFailed,
     NotFound,
@@ -114,13 +115,17 @@ class Uploads:
         length: int | None = None,
         expected: int | None = None,
         user_id: int | None = None,
+        filename: str | None = None,
+        refuse_duplicates: bool = False,
     ) -> str:
         """Stream the bytes of a queued image to disk and queue its import; return the job id.
 
         ``length`` is the Content-Length (None when chunked), ``expected`` the size the
-        client announced (x-openstack-image-size). The bytes are on disk (synced) when this
-        returns; a worker imports them. Under ``jobs.backend`` inline the import has run, and
-        its failure is raised here.
+        client announced (x-openstack-image-size), ``filename`` the name the client gave the
+        file (kept when it fits the format). The bytes are on disk (synced) when this
+        returns; a worker hashes and imports them, and with ``refuse_duplicates`` fails if
+        the uploader can see an image of the same bytes. Under ``jobs.backend`` inline the
+        import has run, and its failure is raised here.
         """
         image = self._begin(image_id, "saving", length, expected)
         jobs = self.services.jobs
@@ -133,10 +138,11 @@ class Uploads:
 
         try:
             with full_disk_is_no_space():
-                digest = self._receive(image, chunks, staged, length, expected, alive)
+                # PERF: the checksums cost more than receiving; the worker computes them.
+                received = self._receive(image, chunks, staged, length, expected, Counted(), alive)
                 sync_tree(staged)
                 # The format is checked at once, so the client hears a wrong one from this call.
-                self._keep(image, staged, digest)
+                self._keep(image, staged, received.size, filename)
         except BaseException as exc:
             try:
                 self._fail(image_id, exc, ("saving",))  # first: it frees the disk
@@ -144,7 +150,7 @@ class Uploads:
                 with contextlib.suppress(Exception):
                     jobs.end(job_id, "failed", str(exc))
             raise
-        jobs.release(job_id, {"digest": digest.to_json()})
+        jobs.release(job_id, {"size": received.size, "refuse_duplicates": refuse_duplicates})
         return job_id
 
     def stage(
@@ -159,8 +165,8 @@ class Uploads:
         staged = self._staging_file(image_id, "staged")
         try:
             with full_disk_is_no_space():
-                digest = self._receive(image, chunks, staged, length, expected)
-            self.catalog.update_image(image_id, original_size=digest.size)
+                received = self._receive(image, chunks, staged, length, expected, Counted())
+            self.catalog.update_image(image_id, original_size=received.size)
         except BaseException as exc:
             self._fail(image_id, exc, ("uploading",))
             raise
@@ -199,15 +205,16 @@ class Uploads:
         target: Path,
         length: int | None,
         expected: int | None,
+        digest: D,
         tick: Callable[[int], None] | None = None,
-    ) -> Digest:
-        """Write ``chunks`` to ``target`` with size, sha512 and md5, enforcing the limits.
+    ) -> D:
+        """Write ``chunks`` to ``target``, feeding ``digest`` (a Digest, or just a Counted),
+        enforcing the limits; return the digest.
 
         ``tick`` hears the bytes received so far every CHECK_EVERY seconds.
         """
         limits = self.limits(image)
         announced = expected if expected is not None else (length or 0)
-        digest = Digest()
         iterator = iter(chunks)
         with target.open("wb") as out:
             checked = time.monotonic()
@@ -247,35 +254,32 @@ class Uploads:
 
     # -- import -------------------------------------------------------------------------
 
-    def _keep(self, image: Image, staged: Path, digest: Digest) -> tuple[Path, str, Any]:
-        """Link ``staged`` in as the original of ``image`` under its format's name.
+    def _keep(
+        self, image: Image, staged: Path, size: int, filename: str | None = None
+    ) -> tuple[Path, str, Any]:
+        """Link ``staged`` in as the original of ``image``, under the client's ``filename``
+        (or the one an earlier call kept) when it fits the format, else the format's name.
 
         Return the original, its format and the image's API fields. The staged file stays
         until the import succeeds, so that an interrupted import can start again from it.
         """
         fields = self.catalog.api_fields([image.id])[image.id]
-        name = original_name(fields.disk_format)
         folder = self.home.original_dir(image.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        original = folder / name
+        shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt linked
+        folder.mkdir(parents=True)
+        original = folder / original_name(fields.disk_format)
         _link(staged, original)
-        try:
-            fmt = self._check_format(original, fields.disk_format)
-        except ImportFailed as exc:
-            # SECURITY: a client hears what is wrong with its data, never where it is kept.
-            raise type(exc)(str(exc).replace(str(original), "the data")) from None
+        fmt = self._check_format(original, fields.disk_format)
         if fields.disk_format is None:
-            name = original_name(fmt)
-            os.replace(original, folder / name)
-            original = folder / name
+            original = _rename(original, original_name(fmt))
             self.catalog.set_api_fields(image.id, disk_format=fmt)
+        wanted = safe_filename(filename) if filename else image.original_name
+        if wanted and wanted != original.name and _suffix_fits(wanted, fmt):
+            # NOTE: the readers tell some formats by the name too: keep it only if it says the same.
+            named = _rename(original, wanted)
+            original = named if self._format_of(named) == fmt else _rename(named, original.name)
         self.catalog.update_image(
-            image.id,
-            sha512=digest.sha512.hexdigest(),
-            md5=digest.md5.hexdigest(),
-            original_size=digest.size,
-            original_name=name,
-            format=fmt,
+            image.id, original_size=size, original_name=original.name, format=fmt
         )
         return original, fmt, fields
 
@@ -283,7 +287,7 @@ class Uploads:
         self, image: Image, staged: Path, digest: Digest, attempt: Attempt | None = None
     ) -> None:
         """Keep ``staged`` as the original of ``image`` and build its pyramid."""
-        original, fmt, fields = self._keep(image, staged, digest)
+        original, fmt, fields = self._keep(image, staged, staged.stat().st_size)
         self._still_there(image.id)
         source = self._unzip(original, image.id) if fmt == "ome-zarr" else None
         options = ImportOptions(
@@ -322,8 +326,25 @@ class Uploads:
             )
 
     @staticmethod
+    def _format_of(path: Path) -> str | None:
+        try:
+            return formats.detect(path)
+        except CoverslipError:
+            return None
+
+    @staticmethod
     def _check_format(path: Path, disk_format: str | None) -> str:
-        """Return the format of the bytes at ``path``, which must match ``disk_format``."""
+        """Return the format of the bytes at ``path``, which must match ``disk_format``.
+
+        # SECURITY: a client hears what is wrong with its data, never where it is kept.
+        """
+        try:
+            return Uploads._detect_format(path, disk_format)
+        except ImportFailed as exc:
+            raise type(exc)(str(exc).replace(str(path), "the data")) from None
+
+    @staticmethod
+    def _detect_format(path: Path, disk_format: str | None) -> str:
         if disk_format == "ome-zarr":
             if not zipfile.is_zipfile(path):
                 raise ImportFailed("disk_format ome-zarr takes a zip file of the .zarr folder")
@@ -430,14 +451,17 @@ class Uploads:
             if job.kind == "import_web":
                 uri = job.input["import_req"]["method"]["uri"]
                 staged, digest = self._download(image, uri, attempt)
-            elif job.kind == "import_staged":
-                staged = self._staging_file(image.id, "staged")
-                digest = self._hash_staged(staged, attempt)
             else:
-                staged = self._staging_file(image.id, "upload")
-                digest = Digest.from_json(job.input["digest"])
-            if not staged.exists():
-                raise ImportFailed(f"the bytes of image {image.id} are gone; upload them again")
+                kind = "staged" if job.kind == "import_staged" else "upload"
+                staged = self._staging_file(image.id, kind)
+                if not staged.exists():
+                    raise ImportFailed(f"the bytes of image {image.id} are gone; upload them again")
+                # PERF: hashed in a thread beside the pyramid build (a job queued by an earlier
+                # version brings the checksums the request computed).
+                known = job.input.get("digest")
+                digest = Digest.from_json(known) if known else Digest.of_file(staged)
+            if job.input.get("refuse_duplicates"):
+                self._refuse_duplicate(image, digest)
             self._import_file(image, staged, digest, attempt)
         staged.unlink(missing_ok=True)
 
@@ -471,14 +495,19 @@ class Uploads:
             return str(exc)
         return None
 
-    def _hash_staged(self, staged: Path, attempt: Attempt) -> Digest:
-        digest = Digest()
-        total = staged.stat().st_size if staged.exists() else 0
-        with contextlib.suppress(FileNotFoundError), staged.open("rb") as handle:
-            while block := handle.read(FETCH_BLOCK):
-                digest.update(block)
-                attempt.progress(digest.size, total)
-        return digest
+    def _refuse_duplicate(self, image: Image, digest: Digest) -> None:
+        """Raise Duplicate if the uploader may see an image of the same bytes.
+
+        # SECURITY: images the uploader may not see are not named (nor counted).
+        """
+        auth = self.services.auth
+        caller = auth.caller_for_user(image.owner_id, "session")
+        for other in self.catalog.ids_by_sha512(digest.sha512.hexdigest()):
+            if other == image.id or caller is None:
+                continue
+            with contextlib.suppress(NotFound):
+                auth.visible_image(caller, other)
+                raise Duplicate(other, again="upload it without duplicates=refuse to keep both")
 
     def _download(self, image: Image, uri: str, attempt: Attempt) -> tuple[Path, Digest]:
         staged = self._staging_file(image.id, "upload")
@@ -492,10 +521,49 @@ class Uploads:
             def tick(done: int) -> None:
                 attempt.progress(done, known or 0)
 
-            digest = self._receive(image, _read_blocks(response), staged, known, None, tick)
+            digest = self._receive(
+                image, _read_blocks(response), staged, known, None, Digest(), tick
+            )
         finally:
             response.close()
         return staged, digest
+
+
+class Counted:
+    """Counts the bytes of an upload whose checksums the worker computes (a Digest's size)."""
+
+    size = 0
+
+    def update(self, block: bytes) -> None:
+        self.size += len(block)
+
+
+D = TypeVar("D", Digest, Counted)
+
+
+def safe_filename(name: str | None) -> str | None:
+    """Return the last part of a client's file name if it is a plain one, else None."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    plain = name not in ("", ".", "..") and not name.startswith(".")
+    if not plain or len(name.encode()) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return None
+    return name
+
+
+def _suffix_fits(name: str, fmt: str) -> bool:
+    """Return whether ``name`` ends as files of ``fmt`` do (a zipped OME-Zarr keeps its own)."""
+    known = formats.BY_NAME.get(fmt)
+    if fmt == "ome-zarr" or known is None:
+        return False
+    return not known.suffixes or name.lower().endswith(known.suffixes)
+
+
+def _rename(path: Path, name: str) -> Path:
+    target = path.with_name(name)
+    os.replace(path, target)
+    return target
 
 
 def _link(source: Path, target: Path) -> None:

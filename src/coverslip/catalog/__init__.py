@@ -21,6 +21,7 @@ from coverslip.catalog.base import (
     Timeouts,
     _as_utc,
     _new_id,
+    image_scope,
     make_engine,
     now,
 )
@@ -234,13 +235,24 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         sort: str = "id",
         descending: bool = False,
         or_owner_id: int | None = None,
+        group_id: int | None = None,
+        in_no_dataset: bool = False,
     ) -> list[Image]:
         """Return images filtered as asked, ordered by ``sort`` (id, name or created).
 
-        With ``group_ids``, only images in those groups, or owned by ``or_owner_id``.
+        With ``group_ids``, only images in those groups, or owned by ``or_owner_id``; with
+        ``group_id``, only that group's; with ``in_no_dataset``, only images in no dataset.
         """
         query = self._image_filter(
-            sa.select(t.images), dataset_id, status, owner_id, group_ids, name_contains, or_owner_id
+            sa.select(t.images),
+            dataset_id,
+            status,
+            owner_id,
+            group_ids,
+            name_contains,
+            or_owner_id,
+            group_id,
+            in_no_dataset,
         )
         column = {"id": t.images.c.id, "name": t.images.c.name, "created": t.images.c.created}.get(
             sort
@@ -262,6 +274,8 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         group_ids: Sequence[int] | None = None,
         name_contains: str | None = None,
         or_owner_id: int | None = None,
+        group_id: int | None = None,
+        in_no_dataset: bool = False,
     ) -> int:
         """Return how many images ``list_images`` would give without a limit."""
         query = self._image_filter(
@@ -272,6 +286,8 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
             group_ids,
             name_contains,
             or_owner_id,
+            group_id,
+            in_no_dataset,
         )
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
@@ -285,19 +301,26 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         group_ids: Sequence[int] | None,
         name_contains: str | None,
         or_owner_id: int | None = None,
+        group_id: int | None = None,
+        in_no_dataset: bool = False,
     ) -> sa.Select[Any]:
         if dataset_id is not None:
             query = query.join(
                 t.dataset_images, t.dataset_images.c.image_id == t.images.c.id
             ).where(t.dataset_images.c.dataset_id == dataset_id)
+        if in_no_dataset:
+            linked = sa.select(t.dataset_images.c.image_id).where(
+                t.dataset_images.c.image_id == t.images.c.id
+            )
+            query = query.where(~linked.exists())
         if status is not None:
             query = query.where(t.images.c.status == status)
         if owner_id is not None:
             query = query.where(t.images.c.owner_id == owner_id)
-        if group_ids is not None:
-            scope: sa.ColumnElement[bool] = t.images.c.group_id.in_(list(group_ids))
-            if or_owner_id is not None:
-                scope = scope | (t.images.c.owner_id == or_owner_id)
+        if group_id is not None:
+            query = query.where(t.images.c.group_id == group_id)
+        scope = image_scope(group_ids, or_owner_id)
+        if scope is not None:
             query = query.where(scope)
         if name_contains:
             escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -312,6 +335,17 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
                 .where(t.images.c.sha512 == sha512, t.images.c.status != "killed")
                 .order_by(t.images.c.id)
                 .limit(1)
+            )
+
+    def ids_by_sha512(self, sha512: str) -> list[int]:
+        """Return the ids of the images (not killed) whose original has this sha512."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    sa.select(t.images.c.id)
+                    .where(t.images.c.sha512 == sha512, t.images.c.status != "killed")
+                    .order_by(t.images.c.id)
+                )
             )
 
     def original_size_exists(self, size: int) -> bool:

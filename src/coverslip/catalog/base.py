@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Engine
+
+from coverslip.catalog import tables as t
 
 LOCAL_ADMIN = "admin"
 DEFAULT_GROUP = "default"
@@ -181,3 +183,18 @@ def _new_id(result: sa.CursorResult[Any]) -> int:
 def _as_utc(value: datetime) -> datetime:
     # NOTE: SQLite hands back naive datetimes; every stored time is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def image_scope(
+    group_ids: Sequence[int] | None, or_owner_id: int | None
+) -> sa.ColumnElement[bool] | None:
+    """Return the condition of images in ``group_ids`` or owned by ``or_owner_id`` (None: all).
+
+    With ``auth.policy.readable_group_ids`` it is the SQL form of "may read" for lists.
+    """
+    if group_ids is None:
+        return None
+    scope: sa.ColumnElement[bool] = t.images.c.group_id.in_(list(group_ids))
+    if or_owner_id is not None:
+        scope = scope | (t.images.c.owner_id == or_owner_id)
+    return scope

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import _as_utc, _new_id, now
+from coverslip.catalog.base import _as_utc, _new_id, image_scope, now
 from coverslip.catalog.records import MAX_ID, Dataset
 from coverslip.errors import BadParameter, Conflict, NotFound
 
@@ -60,15 +60,25 @@ class DatasetQueries:
         return found[0]
 
     def list_datasets(
-        self, group_ids: Sequence[int] | None = None, or_owner_id: int | None = None
+        self,
+        group_ids: Sequence[int] | None = None,
+        or_owner_id: int | None = None,
+        group_id: int | None = None,
     ) -> list[Dataset]:
-        """Return the datasets in ``group_ids`` (None: every group) or owned by ``or_owner_id``."""
-        query = self._dataset_query()
+        """Return the datasets in ``group_ids`` (None: every group) or owned by ``or_owner_id``,
+        only ``group_id``'s if given.
+
+        Each one's ``image_count`` counts its active images in the same scope: what its page
+        shows the same caller.
+        """
+        query = self._dataset_query(image_scope(group_ids, or_owner_id))
         if group_ids is not None:
             scope: sa.ColumnElement[bool] = t.datasets.c.group_id.in_(list(group_ids))
             if or_owner_id is not None:
                 scope = scope | (t.datasets.c.owner_id == or_owner_id)
             query = query.where(scope)
+        if group_id is not None:
+            query = query.where(t.datasets.c.group_id == group_id)
         return self._datasets(query)
 
     def delete_dataset(self, dataset_id: int) -> None:
@@ -109,14 +119,20 @@ class DatasetQueries:
             )
 
     @staticmethod
-    def _dataset_query() -> sa.Select[Any]:
+    def _dataset_query(scope: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
+        """Select datasets with the number of their active images (within ``scope``)."""
         count = (
             sa.select(sa.func.count())
-            .where(t.dataset_images.c.dataset_id == t.datasets.c.id)
-            .scalar_subquery()
-            .label("image_count")
+            .select_from(
+                t.dataset_images.join(t.images, t.images.c.id == t.dataset_images.c.image_id)
+            )
+            .where(t.dataset_images.c.dataset_id == t.datasets.c.id, t.images.c.status == "active")
         )
-        return sa.select(t.datasets, count).order_by(t.datasets.c.id)
+        if scope is not None:
+            count = count.where(scope)
+        return sa.select(t.datasets, count.scalar_subquery().label("image_count")).order_by(
+            t.datasets.c.id
+        )
 
     def _datasets(self, query: sa.Select[Any]) -> list[Dataset]:
         with self.engine.connect() as conn:

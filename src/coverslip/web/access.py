@@ -9,6 +9,8 @@ that ``web.middleware.AuthMiddleware`` resolved.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 from falcon.routing import BaseConverter
 
@@ -18,6 +20,8 @@ from coverslip.services import Services
 
 # SECURITY: Cache-Control of answers that depend on who asks; shared caches must not keep them.
 PRIVATE = ["private", "no-cache"]
+# The group chosen in the header's switcher: the pages list only that group's images.
+GROUP_COOKIE = "coverslip_group"
 
 
 def parse_id(text: str | None) -> int | None:
@@ -87,9 +91,20 @@ class Access:
         return self.auth.is_public(image)
 
     def current_group(self, req: falcon.Request) -> int | None:
-        """Return the group the caller chose in the group switcher, if any."""
-        raw = req.cookies.get("coverslip_group", "")
-        return parse_id(raw)
+        """Return the group the caller chose in the group switcher, if one of theirs."""
+        chosen = parse_id(req.cookies.get(GROUP_COOKIE, ""))
+        if chosen is None or not any(group.id == chosen for group in self.caller(req).groups):
+            return None
+        return chosen
+
+    def listing(self, req: falcon.Request) -> dict[str, Any]:
+        """Return the catalog's list filters for what the caller may see, within the group
+        they chose in the switcher (``group_ids``, ``or_owner_id``, ``group_id``)."""
+        return {
+            "group_ids": self.readable_group_ids(req),
+            "or_owner_id": self.user_id(req),
+            "group_id": self.current_group(req),
+        }
 
     def readable_group_ids(self, req: falcon.Request) -> list[int] | None:
         return self.auth.readable_group_ids(self.caller(req))

@@ -7,6 +7,7 @@ every link in a document (``self``, ``file``, ``next``) is relative to that root
 
 from __future__ import annotations
 
+import email.message
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +18,7 @@ from coverslip.catalog.records import Image
 from coverslip.errors import BadParameter, Conflict, Forbidden, NotFound
 from coverslip.services import Services
 from coverslip.uploads import Uploads
-from coverslip.web import images_import
+from coverslip.web import datasets_api, images_import
 from coverslip.web.access import PRIVATE, Access, install_ids, parse_id
 from coverslip.web.body import read_json, require_media_type
 from coverslip.web.files import send_file
@@ -333,6 +334,16 @@ class ImageItem:
         resp.status = falcon.HTTP_204
 
 
+def filename_of(disposition: str | None) -> str | None:
+    """Return the file name of a Content-Disposition header (``filename*`` or ``filename``)."""
+    if not disposition:
+        return None
+    message = email.message.Message()
+    message["Content-Disposition"] = disposition
+    name = message.get_filename()
+    return name if isinstance(name, str) else None
+
+
 class ImageFile:
     """`PUT /api/v2/images/{id}/file` (upload and import) and `GET` (download, Range)."""
 
@@ -348,9 +359,18 @@ class ImageFile:
         image = self.docs.image(req, image_id)
         self.access.check_edit(req, image)
         require_media_type(req, "application/octet-stream")
+        duplicates = req.get_param("duplicates") or "allow"
+        if duplicates not in ("allow", "refuse"):
+            raise BadParameter("duplicates", f"{duplicates!r} is not allow or refuse")
         chunks, length, expected = images_import.body_of(req)
         job_id = self.uploads.upload(
-            image.id, chunks, length, expected, user_id=self.access.user_id(req)
+            image.id,
+            chunks,
+            length,
+            expected,
+            user_id=self.access.user_id(req),
+            filename=filename_of(req.get_header("Content-Disposition")),
+            refuse_duplicates=duplicates == "refuse",
         )
         resp.status = falcon.HTTP_204
         # The import runs in a worker: GET /api/v2/tasks/{job} follows it.
@@ -430,3 +450,4 @@ def add_routes(app: falcon.App, services: Services, access: Access, public_url: 
         f"{base}/images/{{image_id:id}}/tags/{{tag}}", ImageTag(services, docs, image_access)
     )
     images_import.add_routes(app, base, services, docs, image_access, uploads)
+    datasets_api.add_routes(app, base, services, access)

@@ -62,69 +62,71 @@ class Pages:
 
 
 class Index:
-    """`/`: the datasets the caller may see, with image counts."""
+    """`/`: the datasets the caller may see with the images of each they may see, all their
+    images, and the images in no dataset."""
 
     def __init__(self, pages: Pages) -> None:
         self.pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        catalog, access = self.pages.services.catalog, self.pages.access
-        groups, mine = access.readable_group_ids(req), access.user_id(req)
-        datasets = catalog.list_datasets(group_ids=groups, or_owner_id=mine)
-        loose = catalog.count_images(
-            dataset_id=None, status="active", group_ids=groups, or_owner_id=mine
-        ) - sum(d.image_count for d in datasets)
+        catalog, scope = self.pages.services.catalog, self.pages.access.listing(req)
         self.pages.render(
-            req, resp, "index.html", datasets=datasets, loose=max(0, loose) if not datasets else 0
+            req,
+            resp,
+            "index.html",
+            datasets=catalog.list_datasets(**scope),
+            everything=catalog.count_images(status="active", **scope),
+            loose=catalog.count_images(status="active", in_no_dataset=True, **scope),
         )
 
 
 class DatasetPage:
-    """`/datasets/{id}`: a paged thumbnail grid with a name filter and sorting."""
+    """`/datasets/{id}`: a paged thumbnail grid with a name filter and sorting; dataset 0 is
+    every image the caller may see, `/datasets/none` the images in no dataset."""
 
     def __init__(self, pages: Pages) -> None:
         self.pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dataset_id: int) -> None:
+        if dataset_id == 0:
+            self._grid(req, resp, Dataset(0, "All images", "", 0, 0, datetime_min(), 0), {})
+            return
+        access = self.pages.access
+        try:
+            dataset = self.pages.services.catalog.get_dataset(dataset_id)
+        except NotFound:
+            self.pages.not_found(req, resp)
+            return
+        if not access.can_see_dataset(req, dataset):
+            self.pages.not_found(req, resp)
+            return
+        self._grid(req, resp, dataset, {"dataset_id": dataset_id})
+
+    def on_get_none(self, req: falcon.Request, resp: falcon.Response) -> None:
+        loose = Dataset(0, "Images in no dataset", "", 0, 0, datetime_min(), 0)
+        self._grid(req, resp, loose, {"in_no_dataset": True})
+
+    def _grid(
+        self, req: falcon.Request, resp: falcon.Response, dataset: Dataset, which: dict[str, Any]
+    ) -> None:
         services, access = self.pages.services, self.pages.access
         # The caller's own images are theirs to see in any group (a private group's members).
-        groups, mine = access.readable_group_ids(req), access.user_id(req)
-        if dataset_id == 0:
-            dataset = Dataset(0, "All images", "", 0, 0, datetime_min(), 0)
-            dataset_filter = None
-        else:
-            try:
-                dataset = services.catalog.get_dataset(dataset_id)
-            except NotFound:
-                self.pages.not_found(req, resp)
-                return
-            if not access.can_see_dataset(req, dataset):
-                self.pages.not_found(req, resp)
-                return
-            dataset_filter = dataset_id
+        scope = {**access.listing(req), **which}
         q = (req.get_param("q") or "").strip()
         sort = req.get_param("sort") or "name"
         if sort not in ("name", "created"):
             sort = "name"
-        total = services.catalog.count_images(
-            dataset_id=dataset_filter,
-            status="active",
-            group_ids=groups,
-            name_contains=q,
-            or_owner_id=mine,
-        )
+        total = services.catalog.count_images(status="active", name_contains=q, **scope)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         page = min(pages, max(1, req.get_param_as_int("page") or 1))
         images = services.catalog.list_images(
-            dataset_id=dataset_filter,
             status="active",
-            group_ids=groups,
             name_contains=q,
             sort=sort,
             descending=sort == "created",
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
-            or_owner_id=mine,
+            **scope,
         )
         images = [image for image in images if access.visible(req, image)]
 
@@ -199,7 +201,9 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
     install_ids(app)
     pages = Pages(services, access)
     app.add_route("/", Index(pages))
-    app.add_route("/datasets/{dataset_id:id}", DatasetPage(pages))
+    datasets = DatasetPage(pages)
+    app.add_route("/datasets/{dataset_id:id}", datasets)
+    app.add_route("/datasets/none", datasets, suffix="none")
     app.add_route("/images/{image_id:id}", ImagePage(pages))
     app.add_route("/upload", UploadPage(pages))
     app.add_static_route("/static", str(HERE / "static"))
