@@ -64,14 +64,15 @@ class DatasetQueries:
         group_ids: Sequence[int] | None = None,
         or_owner_id: int | None = None,
         group_id: int | None = None,
+        shown: bool = False,
     ) -> list[Dataset]:
         """Return the datasets in ``group_ids`` (None: every group) or owned by ``or_owner_id``,
         only ``group_id``'s if given.
 
-        Each one's ``image_count`` counts its active images in the same scope: what its page
-        shows the same caller.
+        ``image_count`` counts every image in the dataset; when ``shown``, only the active
+        ones in the same scope (what the dataset's page shows the same caller).
         """
-        query = self._dataset_query(image_scope(group_ids, or_owner_id))
+        query = self._dataset_query(image_scope(group_ids, or_owner_id) if shown else None, shown)
         if group_ids is not None:
             scope: sa.ColumnElement[bool] = t.datasets.c.group_id.in_(list(group_ids))
             if or_owner_id is not None:
@@ -119,15 +120,19 @@ class DatasetQueries:
             )
 
     @staticmethod
-    def _dataset_query(scope: sa.ColumnElement[bool] | None = None) -> sa.Select[Any]:
-        """Select datasets with the number of their active images (within ``scope``)."""
+    def _dataset_query(
+        scope: sa.ColumnElement[bool] | None = None, active: bool = False
+    ) -> sa.Select[Any]:
+        """Select datasets with the number of their images (``active`` ones, within ``scope``)."""
         count = (
             sa.select(sa.func.count())
             .select_from(
                 t.dataset_images.join(t.images, t.images.c.id == t.dataset_images.c.image_id)
             )
-            .where(t.dataset_images.c.dataset_id == t.datasets.c.id, t.images.c.status == "active")
+            .where(t.dataset_images.c.dataset_id == t.datasets.c.id)
         )
+        if active:
+            count = count.where(t.images.c.status == "active")
         if scope is not None:
             count = count.where(scope)
         return sa.select(t.datasets, count.scalar_subquery().label("image_count")).order_by(

@@ -141,16 +141,21 @@ class RenderService:
         return image
 
     def settings(
-        self, caller: Caller | None, image: Image, query: Mapping[str, str] | None = None
+        self,
+        caller: Caller | None,
+        image: Image,
+        query: Mapping[str, str] | None = None,
+        imported: bool = False,
     ) -> tuple[str, RenderingDef]:
         """Return (tag, settings): the caller's own, else the owner's, else the defaults; then ``query``.
 
-        ``query`` holds only the rendering parameters the route takes (c, m, maps, p).
+        ``query`` holds only the rendering parameters the route takes (c, m, maps, p); with
+        ``imported``, saved settings are passed over (the defaults the import gave).
         """
         user_id = caller.user_id if caller is not None else None
         whose: int | None = None
         rdef: RenderingDef | None = None
-        for candidate in (user_id, image.owner_id):
+        for candidate in () if imported else (user_id, image.owner_id):
             if candidate is not None:
                 stored = self.records.rdef(image.id, candidate)
                 if stored is not None:
@@ -178,14 +183,15 @@ class RenderService:
         t: int | None = None,
         query: Mapping[str, str] | None = None,
         project: bool = True,
+        imported: bool = False,
     ) -> View:
         """Resolve image, settings and plane (None: the settings' default) for a rendering request.
 
         Without ``project`` the plane is rendered as it is, whatever projection the settings
-        name (OMERO's regions, tiles and thumbnails).
+        name (OMERO's regions, tiles and thumbnails); ``imported`` as for ``settings``.
         """
         image = self.image(caller, image_id)
-        tag, rdef = self.settings(caller, image, query)
+        tag, rdef = self.settings(caller, image, query, imported)
         if not project and rdef.projection != "normal":
             rdef = replace(rdef, projection="normal", projection_start=None, projection_end=None)
             tag += "|unprojected"

@@ -31,7 +31,7 @@ class DatasetList:
         self.image_access = image_access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        datasets = self.catalog.list_datasets(**self.access.listing(req))
+        datasets = self.catalog.list_datasets(**self.access.listing(req), shown=True)
         resp.media = {"datasets": [self._doc(req, dataset) for dataset in datasets]}
         resp.cache_control = PRIVATE
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,15 @@ RETRY_AFTER = 30
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
+@functools.cache
+def error_page() -> jinja2.Template:
+    """Return the site's error page template (for errors that reach no page resource)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape()
+    )
+    return env.get_template("error.html")
+
+
 def status_of(exc: Exception) -> tuple[str, str]:
     """Return the HTTP status and title for a service error."""
     for kind, status, title in STATUS:
@@ -69,10 +79,7 @@ class Unavailable:
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix.rstrip("/")
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape()
-        )
-        self.page = env.get_template("error.html")
+        self.page = error_page()
 
     def __call__(
         self, req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
@@ -97,8 +104,41 @@ class Unavailable:
         )
 
 
+class Serializer:
+    """Write an HTTP error as the site's error page for browsers, as JSON for programs.
+
+    Falcon's own serializer answers XML to a client that prefers it, as browsers say they
+    do; nobody here reads XML errors.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix.rstrip("/")
+        self.page = error_page()
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+        resp.append_header("Vary", "Accept")
+        if not wants_html(req):
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = exc.to_json()
+            return
+        if exc.status_code == 404:
+            title, message = "Not found", "There is nothing here, or you may not see it."
+        else:
+            title = exc.title or "Error"
+            message = exc.description or title
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = self.page.render(
+            prefix=self.prefix,
+            user=None,
+            title=title,
+            message=message,
+            request_path=req.relative_uri,
+        )
+
+
 def install(app: falcon.App, prefix: str = "") -> None:
-    """Register the error handlers on ``app``."""
+    """Register the error handlers and the error serializer on ``app``."""
+    app.set_error_serializer(Serializer(prefix))
     app.add_error_handler(errors.CoverslipError, handle_service_error)
     unavailable = Unavailable(prefix)
     for kind in UNAVAILABLE:

@@ -173,7 +173,11 @@ def add_file_metadata(
 
 
 class ImageData:
-    """`imgData/<iid>/[<key>/]`: everything about an image; ``key`` picks a dotted sub-path."""
+    """`imgData/<iid>/[<key>/]`: everything about an image; ``key`` picks a dotted sub-path.
+
+    ``getDefaults=true`` answers with the settings the import gave, not the saved ones (what
+    the viewer's Reset shows before anything is saved).
+    """
 
     def __init__(self, ctx: RenderContext, permissions: Any) -> None:
         self.ctx = ctx
@@ -182,7 +186,8 @@ class ImageData:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, iid: int, key: str | None = None
     ) -> None:
-        view = self.ctx.view(req, iid, None, None)
+        imported = req.get_param("getDefaults") == "true"
+        view = self.ctx.view(req, iid, None, None, imported=imported)
         services = self.ctx.services
         catalog = services.catalog
         image = view.image

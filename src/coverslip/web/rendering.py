@@ -98,15 +98,17 @@ class RenderContext:
         t: int | None,
         names: tuple[str, ...] = RENDER_PARAMS,
         project: bool = True,
+        imported: bool = False,
     ) -> View:
         """Resolve image, settings and plane; z and t come from the path, else the query.
 
         ``names`` are the rendering parameters the route takes. ``ia`` never changes the plane:
-        in OMERO it only swaps imgData's Z and T sizes.
+        in OMERO it only swaps imgData's Z and T sizes. ``imported`` passes saved settings over.
         """
         z = int_param(req, "z") if z is None else z
         t = int_param(req, "t") if t is None else t
-        return self.render.view(self.caller(req), iid, z, t, render_query(req, names), project)
+        query = render_query(req, names)
+        return self.render.view(self.caller(req), iid, z, t, query, project, imported)
 
     # -- answering ----------------------------------------------------------------------
 

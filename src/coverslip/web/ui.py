@@ -74,7 +74,7 @@ class Index:
             req,
             resp,
             "index.html",
-            datasets=catalog.list_datasets(**scope),
+            datasets=catalog.list_datasets(**scope, shown=True),
             everything=catalog.count_images(status="active", **scope),
             loose=catalog.count_images(status="active", in_no_dataset=True, **scope),
         )
@@ -190,6 +190,18 @@ class UploadPage:
         self.pages.render(req, resp, "upload.html")
 
 
+class Favicon:
+    """`/favicon.ico`, which browsers ask for on every site (read once)."""
+
+    def __init__(self) -> None:
+        self.data = (HERE / "static" / "favicon.ico").read_bytes()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = self.data
+        resp.content_type = "image/vnd.microsoft.icon"
+        resp.cache_control = ["public", "max-age=86400"]
+
+
 def datetime_min() -> Any:
     from datetime import UTC, datetime
 
@@ -206,5 +218,6 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
     app.add_route("/datasets/none", datasets, suffix="none")
     app.add_route("/images/{image_id:id}", ImagePage(pages))
     app.add_route("/upload", UploadPage(pages))
+    app.add_route("/favicon.ico", Favicon())
     app.add_static_route("/static", str(HERE / "static"))
     return pages

@@ -22,7 +22,7 @@ export async function api(path, options = {}) {
 const switcher = document.getElementById("group-switch");
 if (switcher) {
   switcher.addEventListener("change", () => {
-    document.cookie = `coverslip_group=${switcher.value}; path=/; SameSite=Lax`;
+    document.cookie = `coverslip_group=${switcher.value}; path=${prefix || "/"}; SameSite=Lax`;
     window.location.reload();
   });
 }

@@ -156,9 +156,13 @@ function applyInfo(data) {
   channelControls();
 }
 
-async function load() {
+// Read the image and its settings: the URL's c, m and p over the saved ones, or (imported)
+// the settings the import gave.
+async function load(imported = false) {
   const keep = new URLSearchParams(location.search);
-  const query = ["c", "m", "p"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`).join("&");
+  const wanted = imported ? ["getDefaults=true"]
+    : ["c", "m", "p"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`);
+  const query = wanted.join("&");
   applyInfo(await (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json());
 }
 
@@ -218,13 +222,28 @@ async function main() {
       say(`Not saved: ${error.message}`);
     }
   });
+  // Reset shows the imported settings; nothing on the server changes until Save, and Undo
+  // brings back what was shown before.
+  const undo = document.getElementById("undo");
   document.getElementById("reset").addEventListener("click", async () => {
+    const before = { url: location.search, query: renderQuery(), z: state.z, t: state.t };
     try {
-      if (canSave) await api(`/webgateway/resetRDef/${imageId}/`, { method: "POST" });
       history.replaceState(null, "", location.pathname);
-      await load();
+      await load(true);
       refresh();
-      say("Reset.");
+      say(canSave ? "Showing the imported settings; Save keeps them." : "Showing the imported settings.");
+      undo.hidden = false;
+      undo.onclick = async () => {
+        undo.hidden = true;
+        history.replaceState(null, "", `${location.pathname}?${before.query}`);
+        await load();
+        history.replaceState(null, "", `${location.pathname}${before.url}`);
+        for (const [input, key] of [[zInput, "z"], [tInput, "t"]]) {
+          if (input) input.value = state[key] = before[key];
+        }
+        refresh();
+        say("Back as before.");
+      };
     } catch (error) {
       say(`Not reset: ${error.message}`);
     }

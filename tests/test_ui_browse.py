@@ -1,0 +1,247 @@
+"""Browsing and uploading in headless Chromium as a member of two groups: what the home page
+counts and links, the group switcher, filing uploads in datasets, Reset with Undo, the plane
+controls above the fold, and error pages for browsers.
+
+Counts are checked against the images the test made (and may see), never against
+Coverslip's own JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+
+from tests import test_ui as ui
+
+browser = ui.browser  # the same headless Chromium as the other UI tests
+PASSWORD = "ann-secret-pass-1"
+
+
+class Site:
+    def __init__(self, base: str, ids: dict[str, int], datasets: dict[str, int]) -> None:
+        self.base = base
+        self.ids = ids
+        self.datasets = datasets
+
+
+def _import(home: Path, path: Path, *args: str) -> int:
+    found = json.loads(ui.coverslip(home, "import", str(path), "--json", *args))
+    return int(found["imported"][0])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Ann, in the read-write groups lab and team, with a z-stack in "Stack", an image in no
+    dataset and one in "Team set"; the administrator's private image is also in "Stack"."""
+    folder = tmp_path_factory.mktemp("ui-browse")
+    home = folder / "home"
+    ui.coverslip(home, "user", "ensure-admin")
+    for group in ("lab", "team"):
+        ui.coverslip(home, "group", "add", group, "--permissions", "read-write")
+    ui.coverslip(home, "user", "add", "ann", "--password", PASSWORD, "--group", "lab")
+    ui.coverslip(home, "group", "adduser", "team", "ann")
+    yy, xx = np.mgrid[0:600, 0:800]
+    stack = np.stack(
+        [
+            (1000 + 900 * np.sin(xx / (30 + 5 * z)) * np.cos(yy / 40)).astype(np.uint16)
+            for z in range(4)
+        ]
+    )
+    tifffile.imwrite(folder / "stack.ome.tif", stack, ome=True, metadata={"axes": "ZYX"})
+    for name, value in (("loose", 1), ("team", 2), ("secret", 3)):
+        np.save(folder / f"{name}.npy", ((xx + value * 37) % 251).astype(np.uint8))
+    as_ann = ("--user", "ann", "--group", "lab")
+    ids = {
+        "stack": _import(home, folder / "stack.ome.tif", *as_ann, "--dataset", "Stack"),
+        "loose": _import(home, folder / "loose.npy", *as_ann),
+        "team": _import(
+            home, folder / "team.npy", "--user", "ann", "--group", "team", "--dataset", "Team set"
+        ),
+        "secret": _import(home, folder / "secret.npy"),
+    }
+    datasets = {
+        d["name"]: d["id"] for d in json.loads(ui.coverslip(home, "datasets", "list", "--json"))
+    }
+    # An image Ann may not see, in a dataset she may: her card must not count it.
+    ui.coverslip(home, "datasets", "add", str(datasets["Stack"]), str(ids["secret"]))
+    with ui.served(home) as url:
+        yield Site(url, ids, datasets)
+
+
+def signed_in(browser: object, site: Site, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]
+    page = ui.new_page(browser, width, height)
+    page.goto(site.base + "/login")
+    page.get_by_label("Username").fill("ann")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(site.base + "/")
+    return page
+
+
+def cards(page) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Return each card's title and its count line."""
+    found = page.evaluate(
+        "() => [...document.querySelectorAll('.card')].map(c => [c.querySelector('.card-title')"
+        ".textContent.trim(), c.querySelector('.card-meta').textContent.trim()])"
+    )
+    return dict(found)
+
+
+def grid_ids(page) -> list[int]:  # type: ignore[no-untyped-def]
+    return [
+        int(i) for i in page.eval_on_selector_all("#grid .tile", "t => t.map(e => e.dataset.id)")
+    ]
+
+
+def test_home_counts_only_what_ann_sees_and_links_images_in_no_dataset(
+    browser: object, site: Site
+) -> None:
+    page = signed_in(browser, site)
+    assert cards(page) == {
+        "Stack": "1 image",  # not the administrator's private image linked into it
+        "Team set": "1 image",
+        "Images in no dataset": "1 image",
+        "All images": "3 images",
+    }
+    ui.shot(page, "browse-home")
+    page.get_by_role("link", name="Images in no dataset").click()
+    page.wait_for_selector("#grid .tile")
+    assert grid_ids(page) == [site.ids["loose"]]
+    page.goto(f"{site.base}/datasets/{site.datasets['Stack']}")
+    assert grid_ids(page) == [site.ids["stack"]]
+    assert "1 image" in page.locator("h1 small").inner_text()
+
+
+def test_the_group_switcher_shows_one_group(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    with page.expect_navigation():
+        page.select_option("#group-switch", label="team")
+    assert cards(page) == {"Team set": "1 image", "All images": "1 image"}
+    page.goto(f"{site.base}/datasets/0")
+    assert grid_ids(page) == [site.ids["team"]]
+    with page.expect_navigation():
+        page.select_option("#group-switch", label="All my groups")
+    page.goto(site.base + "/")
+    assert cards(page)["All images"] == "3 images"
+
+
+def api_json(page, path: str):  # type: ignore[no-untyped-def]
+    answer = page.request.get(site_base(page) + path)
+    assert answer.ok, answer.text()
+    return answer.json()
+
+
+def site_base(page) -> str:  # type: ignore[no-untyped-def]
+    return "/".join(page.url.split("/")[:3])
+
+
+def test_uploads_are_filed_in_a_chosen_or_new_dataset_and_duplicates_leave_nothing(
+    browser: object, site: Site, tmp_path: Path
+) -> None:
+    page = signed_in(browser, site)
+    picture = tmp_path / "plate day 1.png"
+    PILImage.fromarray((np.indices((90, 140)).sum(axis=0) % 256).astype(np.uint8)).save(picture)
+    page.goto(site.base + "/upload")
+    page.wait_for_selector("#dataset option:has-text('Stack')", state="attached")
+    offered = page.eval_on_selector_all("#dataset option", "o => o.map(e => e.textContent)")
+    assert offered == ["No dataset", "Stack", "Team set", "New dataset…"]
+    page.select_option("#dataset", label="New dataset…")
+    page.get_by_label("Name of the new dataset").fill("Day 1")
+    page.set_input_files("#files", str(picture))
+    page.wait_for_selector("#uploads a:has-text('active')", timeout=30000)
+    image_id = int(page.locator("#uploads a").get_attribute("href").rsplit("/", 1)[-1])
+    datasets = {d["name"]: d for d in api_json(page, "/api/v2/datasets")["datasets"]}
+    assert datasets["Day 1"]["image_count"] == 1
+    assert api_json(page, f"/api/v2/images/{image_id}")["dataset"] == datasets["Day 1"]["id"]
+    page.goto(f"{site.base}/images/{image_id}")
+    assert "plate day 1.png" in page.locator("#general-list").inner_text()
+    # The same bytes again: refused as the CLI refuses them, and no image is left behind.
+    before = len(api_json(page, "/api/v2/images")["images"])
+    page.goto(site.base + "/upload")
+    page.set_input_files("#files", str(picture))
+    failed = page.locator("#uploads .state.error")
+    failed.wait_for(timeout=30000)
+    assert f"already imported as image {image_id}" in failed.inner_text()
+    page.wait_for_timeout(500)
+    assert len(api_json(page, "/api/v2/images")["images"]) == before
+    ui.shot(page, "browse-upload-duplicate")
+
+
+def window_end(page) -> float:  # type: ignore[no-untyped-def]
+    return float(page.locator("#channels input.end").first.input_value())
+
+
+def test_reset_shows_the_imported_settings_and_undo_brings_back_the_saved(
+    browser: object, site: Site
+) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels input.end')")
+    imported = window_end(page)
+    end = page.locator("#channels input.end").first
+    end.evaluate(
+        "(el) => { el.value = String(Number(el.min) + (Number(el.max) - Number(el.min)) * 0.3);"
+        " el.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
+    saved = window_end(page)
+    assert abs(saved - imported) > 1
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.wait_for_function("() => !document.getElementById('undo').hidden")
+    assert abs(window_end(page) - imported) <= 1
+    assert "imported settings" in page.locator("#status").inner_text()
+    page.get_by_role("button", name="Undo reset").click()
+    page.wait_for_function("() => document.getElementById('undo').hidden")
+    assert abs(window_end(page) - saved) <= 1
+    # Nothing on the server changed: the saved settings come back on a fresh page.
+    page.get_by_role("button", name="Reset", exact=True).click()
+    page.wait_for_function("() => !document.getElementById('undo').hidden")
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels input.end')")
+    assert abs(window_end(page) - saved) <= 1
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (1280, 720), (1400, 900)])
+def test_plane_controls_are_above_the_fold(
+    browser: object, site: Site, width: int, height: int
+) -> None:
+    page = signed_in(browser, site, width, height)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    slider = page.get_by_label("Z plane").bounding_box()
+    assert slider is not None and slider["y"] + slider["height"] <= height, slider
+    tall = page.evaluate("() => document.documentElement.scrollHeight")
+    assert tall <= height
+    ui.shot(page, f"browse-fold-{width}x{height}")
+
+
+def test_browsers_get_the_site_error_page_and_programs_json(browser: object, site: Site) -> None:
+    page = ui.new_page(browser)
+    answer = page.goto(f"{site.base}/no/such/page")
+    assert answer is not None and answer.status == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert page.locator("h1").inner_text() == "Not found"
+    assert page.get_by_role("link", name="Back to the datasets").count() == 1
+    answer = page.goto(f"{site.base}/webgateway/render_thumbnail/{site.ids['stack']}/0/")
+    assert answer is not None and answer.status == 400
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "w" in page.locator(".error-page p").first.inner_text()
+    # A program (no preference for HTML) gets JSON, never XML.
+    request = urllib.request.Request(f"{site.base}/no/such/page", headers={"Accept": "*/*"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 404
+    assert refused.value.headers["Content-Type"].startswith("application/json")
+    assert json.loads(refused.value.read())["title"]
+    with urllib.request.urlopen(f"{site.base}/favicon.ico") as icon:
+        assert icon.status == 200 and icon.headers["Content-Type"] == "image/vnd.microsoft.icon"
+        assert icon.read()[:4] == b"\x00\x00\x01\x00"
