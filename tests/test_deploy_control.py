@@ -270,7 +270,7 @@ def ready_client(catalog: Store, sessions: Store | None) -> falcon.testing.TestC
         catalog=catalog, sessions=sessions, settings={"db.connect_timeout": 5.0}
     )
     app = falcon.App()
-    ops.add_routes(app, services)  # type: ignore[arg-type]
+    ops.add_routes(app, services, "thumbs")  # type: ignore[arg-type]
     return falcon.testing.TestClient(app)
 
 
