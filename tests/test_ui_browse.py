@@ -26,10 +26,13 @@ PASSWORD = "ann-secret-pass-1"
 
 
 class Site:
-    def __init__(self, base: str, ids: dict[str, int], datasets: dict[str, int]) -> None:
+    def __init__(
+        self, base: str, ids: dict[str, int], datasets: dict[str, int], stack: np.ndarray
+    ) -> None:
         self.base = base
         self.ids = ids
         self.datasets = datasets
+        self.stack = stack
 
 
 def _import(home: Path, path: Path, *args: str) -> int:
@@ -55,7 +58,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             for z in range(4)
         ]
     )
-    tifffile.imwrite(folder / "stack.ome.tif", stack, ome=True, metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        folder / "stack.ome.tif",
+        stack,
+        ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325},
+    )
     for name, value in (("loose", 1), ("team", 2), ("secret", 3)):
         np.save(folder / f"{name}.npy", ((xx + value * 37) % 251).astype(np.uint8))
     as_ann = ("--user", "ann", "--group", "lab")
@@ -73,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     # An image Ann may not see, in a dataset she may: her card must not count it.
     ui.coverslip(home, "datasets", "add", str(datasets["Stack"]), str(ids["secret"]))
     with ui.served(home) as url:
-        yield Site(url, ids, datasets)
+        yield Site(url, ids, datasets, stack)
 
 
 def signed_in(browser: object, site: Site, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]
@@ -245,3 +253,53 @@ def test_browsers_get_the_site_error_page_and_programs_json(browser: object, sit
     with urllib.request.urlopen(f"{site.base}/favicon.ico") as icon:
         assert icon.status == 200 and icon.headers["Content-Type"] == "image/vnd.microsoft.icon"
         assert icon.read()[:4] == b"\x00\x00\x01\x00"
+
+
+def home_view(page, width: int, height: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Return (screen pixels per image pixel, left, top of the image) of OpenSeadragon's home
+    view, from the canvas and the image size: the whole image fitted and centred."""
+    box = page.locator("#osd .openseadragon-canvas").first.bounding_box()
+    assert box is not None
+    zoom = min(box["width"] / width, box["height"] / height)
+    left = box["x"] + (box["width"] - width * zoom) / 2
+    top = box["y"] + (box["height"] - height * zoom) / 2
+    return zoom, left, top
+
+
+def test_scale_bar_length_is_its_label_over_the_pixel_size(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    ui.wait_for_tiles(page)
+    bar = page.locator("#scalebar .bar")
+    label = page.locator("#scalebar .label").inner_text()
+    value, unit = label.split()
+    microns = float(value) * {"nm": 0.001, "µm": 1.0, "mm": 1000.0}[unit]
+    zoom, _left, _top = home_view(page, 800, 600)
+    drawn = bar.bounding_box()
+    assert drawn is not None
+    assert abs(drawn["width"] - microns / 0.325 * zoom) <= 1.5, (label, drawn, zoom)
+    assert str(microns / 10 ** int(np.floor(np.log10(microns))))[0] in "125"
+    ui.shot(page, "browse-scalebar")
+    # No pixel size, no scale bar.
+    page.goto(f"{site.base}/images/{site.ids['loose']}")
+    ui.wait_for_tiles(page)
+    assert page.locator("#scalebar:visible").count() == 0
+
+
+def test_values_under_the_cursor_are_the_stored_ones(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}?z=2")
+    ui.wait_for_tiles(page)
+    zoom, left, top = home_view(page, 800, 600)
+    readout = page.locator("#readout")
+    for x, y in ((10, 20), (400, 300), (777, 555)):
+        page.mouse.move(left + (x + 0.5) * zoom, top + (y + 0.5) * zoom)
+        page.wait_for_function(
+            f"() => {{ const r = document.getElementById('readout');"
+            f" return !r.hidden && r.textContent.startsWith('x {x}, y {y} '); }}"
+        )
+        where, channel = readout.inner_text().split(" · ")
+        assert where == f"x {x}, y {y}"
+        assert channel.rsplit(" ", 1)[1] == str(site.stack[2, y, x]), channel
+    page.mouse.move(left - 20, top - 20)  # off the image: nothing to read
+    page.wait_for_function("() => document.getElementById('readout').hidden")

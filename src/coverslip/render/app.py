@@ -354,6 +354,36 @@ class RenderService:
 
         return Output(view, key, content_type(fmt), make)
 
+    def values(self, view: View, x: int, y: int, w: int = 1, h: int = 1) -> dict[str, Any]:
+        """Return the stored values of every channel in the ``w``×``h`` area at (``x``, ``y``)
+        of the view's plane, full resolution, rows first (NaN as None)."""
+        image = view.image
+        for name, value, size in (("x", x, image.size_x), ("y", y, image.size_y)):
+            if not 0 <= value < size:
+                raise BadParameter(name, f"{value} is outside 0..{size - 1}")
+        for name, value in (("w", w), ("h", h)):
+            if not 1 <= value <= MAX_VALUES_SIDE:
+                raise BadParameter(name, f"{value} is not between 1 and {MAX_VALUES_SIDE}")
+        rows, columns = slice(y, min(y + h, image.size_y)), slice(x, min(x + w, image.size_x))
+        channels = []
+        with damage_named(image):
+            for index, meta in enumerate(image.channels):
+                area = view.pyramid.read(0, view.t, index, view.z, rows, columns)
+                listed = area.tolist()
+                if area.dtype.kind == "f":
+                    listed = [[None if v != v else v for v in row] for row in listed]
+                channels.append({"index": index, "label": meta.name, "values": listed})
+        return {
+            "x": x,
+            "y": y,
+            "w": columns.stop - x,
+            "h": rows.stop - y,
+            "z": view.z,
+            "t": view.t,
+            "pixel_type": image.pixel_type,
+            "channels": channels,
+        }
+
     def histogram(self, view: View, channel: int, bins: int) -> list[int]:
         """Return the counts of ``bins`` bins over channel ``channel``'s min..max on the view's plane."""
         image = view.image
@@ -422,6 +452,10 @@ def damage_named(image: Image) -> Iterator[None]:
 
 def _at(view: View) -> tuple[Image, Pyramid, RenderingDef, int, int]:
     return view.image, view.pyramid, view.rdef, view.z, view.t
+
+
+# The largest side of an area whose raw values one request may ask for.
+MAX_VALUES_SIDE = 64
 
 
 def histogram_level(pyramid: Pyramid) -> int:

@@ -312,6 +312,28 @@ class Histogram:
         resp.media = {"data": self.ctx.render.histogram(view, c, bins)}
 
 
+class PixelValues:
+    """`pixel_values/<iid>/<z>/<t>/?x=&y=[&w=&h=]`: the stored values of every channel in a
+    small area (at most 64×64) of a plane at full resolution, never projected.
+
+    Coverslip's own route, beside OMERO's: the viewer's readout under the cursor reads it.
+    """
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int, z: int, t: int) -> None:
+        view = self.ctx.view(req, iid, z, t, names=(), project=False)
+        where = {}
+        for name, default in (("x", None), ("y", None), ("w", 1), ("h", 1)):
+            value = int_param(req, name, default, negative=True)
+            if value is None:
+                raise BadParameter(name, f"{name} is required")
+            where[name] = value
+        resp.cache_control = PRIVATE
+        resp.media = self.ctx.render.values(view, **where)
+
+
 class ArchivedFile:
     """`archived_files/download/<iid>/`: the original file, byte for byte (Range supported)."""
 
@@ -348,6 +370,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     app.add_route("/webgateway/getImgRDef/{iid:id}", GetImgRDef(ctx))
     app.add_route("/webgateway/luts", Luts())
     app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:nat}", Histogram(ctx))
+    app.add_route("/webgateway/pixel_values/{iid:id}/{z:nat}/{t:nat}", PixelValues(ctx))
     download = ArchivedFile(ctx, access.can_download)
     app.add_route("/webgateway/archived_files/download/{iid:id}", download)
     app.add_route("/webclient/archived_files/download/{iid:id}", download)

@@ -38,7 +38,8 @@ def int_param(
     raw = req.get_param(name)
     if raw is None or raw == "":
         return default
-    if not (_INTEGER if negative else _NATURAL).fullmatch(raw):
+    # NOTE: 20 digits is past any size or index; Python refuses to read much longer ones.
+    if len(raw) > 20 or not (_INTEGER if negative else _NATURAL).fullmatch(raw):
         kind = "an integer" if negative else "a whole number in ASCII digits"
         raise BadParameter(name, f"{raw[:40]!r} is not {kind}")
     return int(raw)

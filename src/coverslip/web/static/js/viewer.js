@@ -3,6 +3,7 @@
 
 import { api, prefix } from "./common.js";
 import { showMetadata } from "./metadata.js";
+import { addReadout, addScaleBar } from "./overlays.js";
 
 const element = document.getElementById("osd");
 const imageId = element.dataset.imageId;
@@ -198,6 +199,8 @@ async function main() {
     crossOriginPolicy: false,
     gestureSettingsMouse: { clickToZoom: false },
   });
+  addScaleBar(viewer, info.pixel_size && info.pixel_size.x);
+  addReadout(viewer, imageId, info.size, () => ({ z: state.z, t: state.t }));
   for (const [input, key] of [[zInput, "z"], [tInput, "t"]]) {
     input?.addEventListener("input", () => {
       state[key] = Number(input.value);
