@@ -7,24 +7,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from coverslip import config
 from coverslip.cli_support import State, errors, guarded, pass_state, show
 from coverslip.errors import BadParameter, CoverslipError, Duplicate
 from coverslip.home import Home
-from coverslip.imports import ImportOptions
-from coverslip.services import Services
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from coverslip.imports import ImportOptions
+    from coverslip.services import Services
 
 
 class _Commands(click.Group):
@@ -34,23 +30,24 @@ class _Commands(click.Group):
     tools and the user commands it does not run.
     """
 
-    attached = False
+    attached: set[str] = set()
 
-    def _attach(self) -> None:
-        if not self.attached:
-            self.attached = True
-            _attach_commands()
+    def _attach(self, package: str) -> None:
+        if package not in self.attached:
+            self.attached.add(package)
+            _attach_commands(package)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
         # NOTE: the deploy tools add their generators to `config` too.
         if found is None or cmd_name == "config":
-            self._attach()
+            self._attach(_PACKAGE_OF.get(cmd_name, "deploy"))
             found = super().get_command(ctx, cmd_name)
         return found
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._attach()
+        for package in ("deploy", *sorted(set(_PACKAGE_OF.values()))):
+            self._attach(package)
         return super().list_commands(ctx)
 
 
@@ -117,6 +114,16 @@ def serve(state: State, host: str | None, port: int | None, workers: int | None)
 
 
 def _progress() -> Progress:
+    # PERF: commands that show no progress start without rich's progress module.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -210,6 +217,8 @@ def import_(
     services = state.services
     owner_id, group_id = _owner_and_group(services, username, group_name)
     dataset_id = _dataset_id(services, dataset, owner_id, group_id) if dataset else None
+    from coverslip.imports import ImportOptions
+
     options = ImportOptions(
         name=name,
         dataset_id=dataset_id,
@@ -428,6 +437,8 @@ def demo(state: State, if_empty: bool, seed: int) -> None:
     dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
     failed = 0
     for item in files:
+        from coverslip.imports import ImportOptions
+
         options = ImportOptions(
             name=item.name,
             dataset_id=dataset_id,
@@ -529,21 +540,43 @@ def config_docs() -> None:
     click.echo(config.render_docs(), nl=False)
 
 
-def _attach_commands() -> None:
-    from coverslip.auth import cli as auth_cli
-    from coverslip.catalog import cli as catalog_cli
-    from coverslip.deploy.cli import register
-    from coverslip.formats import cli as formats_cli
-    from coverslip.jobs import cli as jobs_cli
+# The package whose commands a name is; any other name is asked of the deploy tools.
+_PACKAGE_OF = {
+    "worker": "jobs",
+    "jobs": "jobs",
+    "formats": "formats",
+    "plates": "catalog",
+    "user": "auth",
+    "group": "auth",
+    "token": "auth",
+}
 
-    register(main)
-    main.add_command(jobs_cli.worker)
-    main.add_command(jobs_cli.jobs)
-    main.add_command(formats_cli.formats)
-    main.add_command(catalog_cli.plates)
-    main.add_command(auth_cli.user)
-    main.add_command(auth_cli.group)
-    main.add_command(auth_cli.token)
+
+def _attach_commands(package: str) -> None:
+    """Add the commands of ``package`` (one of _PACKAGE_OF's values, or deploy)."""
+    if package == "deploy":
+        from coverslip.deploy.cli import register
+
+        register(main)
+    elif package == "jobs":
+        from coverslip.jobs import cli as jobs_cli
+
+        main.add_command(jobs_cli.worker)
+        main.add_command(jobs_cli.jobs)
+    elif package == "formats":
+        from coverslip.formats import cli as formats_cli
+
+        main.add_command(formats_cli.formats)
+    elif package == "catalog":
+        from coverslip.catalog import cli as catalog_cli
+
+        main.add_command(catalog_cli.plates)
+    else:
+        from coverslip.auth import cli as auth_cli
+
+        main.add_command(auth_cli.user)
+        main.add_command(auth_cli.group)
+        main.add_command(auth_cli.token)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -18,7 +18,9 @@ from rich.table import Table
 from coverslip import config
 from coverslip.errors import CoverslipError
 from coverslip.home import Home
-from coverslip.services import Services
+
+if TYPE_CHECKING:
+    from coverslip.services import Services
 
 console = Console()
 errors = Console(stderr=True)
@@ -39,6 +41,9 @@ class State:
     @property
     def services(self) -> Services:
         if self._services is None:
+            # PERF: imported when a command needs it (the catalog, pixels, auth: a second).
+            from coverslip.services import Services
+
             self._services = Services.build(self.settings, self.home)
         return self._services
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 from coverslip.catalog import tables as t
 from coverslip.catalog.base import (
@@ -73,6 +72,9 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
     # -- schema -------------------------------------------------------------------------
 
     def _alembic(self, connection: Connection) -> AlembicConfig:
+        # PERF: alembic (a quarter of a second) is imported only to check or move the schema.
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option(
             "script_location", str(resources.files("coverslip.catalog") / "migrations")
@@ -82,6 +84,10 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration (cheap when it already is)."""
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         with self.engine.begin() as connection:
             cfg = self._alembic(connection)
             head = ScriptDirectory.from_config(cfg).get_current_head()
