@@ -66,6 +66,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     for name, value in (("loose", 1), ("team", 2), ("secret", 3)):
         np.save(folder / f"{name}.npy", ((xx + value * 37) % 251).astype(np.uint8))
+    checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    np.save(folder / "checker.npy", checker)
     as_ann = ("--user", "ann", "--group", "lab")
     ids = {
         "stack": _import(home, folder / "stack.ome.tif", *as_ann, "--dataset", "Stack"),
@@ -74,6 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             home, folder / "team.npy", "--user", "ann", "--group", "team", "--dataset", "Team set"
         ),
         "secret": _import(home, folder / "secret.npy"),
+        "checker": _import(home, folder / "checker.npy", *as_ann, "--dataset", "Patterns"),
     }
     datasets = {
         d["name"]: d["id"] for d in json.loads(ui.coverslip(home, "datasets", "list", "--json"))
@@ -116,8 +119,9 @@ def test_home_counts_only_what_ann_sees_and_links_images_in_no_dataset(
     assert cards(page) == {
         "Stack": "1 image",  # not the administrator's private image linked into it
         "Team set": "1 image",
+        "Patterns": "1 image",
         "Images in no dataset": "1 image",
-        "All images": "3 images",
+        "All images": "4 images",
     }
     ui.shot(page, "browse-home")
     page.get_by_role("link", name="Images in no dataset").click()
@@ -138,7 +142,7 @@ def test_the_group_switcher_shows_one_group(browser: object, site: Site) -> None
     with page.expect_navigation():
         page.select_option("#group-switch", label="All my groups")
     page.goto(site.base + "/")
-    assert cards(page)["All images"] == "3 images"
+    assert cards(page)["All images"] == "4 images"
 
 
 def api_json(page, path: str):  # type: ignore[no-untyped-def]
@@ -160,7 +164,7 @@ def test_uploads_are_filed_in_a_chosen_or_new_dataset_and_duplicates_leave_nothi
     page.goto(site.base + "/upload")
     page.wait_for_selector("#dataset option:has-text('Stack')", state="attached")
     offered = page.eval_on_selector_all("#dataset option", "o => o.map(e => e.textContent)")
-    assert offered == ["No dataset", "Stack", "Team set", "New dataset…"]
+    assert offered == ["No dataset", "Stack", "Team set", "Patterns", "New dataset…"]
     page.select_option("#dataset", label="New dataset…")
     page.get_by_label("Name of the new dataset").fill("Day 1")
     page.set_input_files("#files", str(picture))
@@ -303,3 +307,89 @@ def test_values_under_the_cursor_are_the_stored_ones(browser: object, site: Site
         assert channel.rsplit(" ", 1)[1] == str(site.stack[2, y, x]), channel
     page.mouse.move(left - 20, top - 20)  # off the image: nothing to read
     page.wait_for_function("() => document.getElementById('readout').hidden")
+
+
+def canvas_grey(page, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Return the middle of the viewer's canvas as grey levels (a screenshot)."""
+    box = page.locator("#osd .openseadragon-canvas").first.bounding_box()
+    assert box is not None
+    picture = ui.shot(page, name).mean(axis=2)
+    y0, x0 = int(box["y"] + box["height"] * 0.3), int(box["x"] + box["width"] * 0.3)
+    y1, x1 = int(box["y"] + box["height"] * 0.7), int(box["x"] + box["width"] * 0.7)
+    return np.asarray(picture[y0:y1, x0:x1])
+
+
+def slope(picture: np.ndarray, axis: int) -> float:
+    """Mean grey step along ``axis``, leaving out the ramp's wrap from 250 back to 0."""
+    steps = np.diff(picture, axis=axis)
+    return float(steps[np.abs(steps) < 8].mean())
+
+
+def settled(page) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(1500)  # OpenSeadragon's animation
+
+
+def test_rotate_and_flip_turn_the_picture(browser: object, site: Site) -> None:
+    # The image ramps up along x (x mod 251) and is the same down every column.
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['loose']}")
+    ui.wait_for_tiles(page)
+    settled(page)
+    before = canvas_grey(page, "browse-rotate-before")
+    assert slope(before, 1) > 0.1 and abs(slope(before, 0)) < 0.02, (
+        slope(before, 1),
+        slope(before, 0),
+    )
+    page.get_by_role("button", name="⟳ 90°").click()
+    settled(page)
+    turned = canvas_grey(page, "browse-rotate-after")  # now it ramps up downwards
+    assert slope(turned, 0) > 0.1 and abs(slope(turned, 1)) < 0.02, (
+        slope(turned, 0),
+        slope(turned, 1),
+    )
+    page.get_by_role("button", name="⟲ 90°").click()
+    page.get_by_role("button", name="Flip").click()
+    settled(page)
+    mirrored = canvas_grey(page, "browse-flip")
+    assert slope(mirrored, 1) < -0.1  # now it ramps down to the right
+    assert page.get_by_role("button", name="Flip").get_attribute("aria-pressed") == "true"
+
+
+def test_real_pixels_with_lossless_tiles(browser: object, site: Site) -> None:
+    # A checkerboard of 1-pixel cells, about 10 screen pixels each at the home view.
+    page = signed_in(browser, site)
+    tiles: list[str] = []
+    page.on("response", lambda r: "render_image_region" in r.url and tiles.append(r.url))
+    page.goto(f"{site.base}/images/{site.ids['checker']}")
+    ui.wait_for_tiles(page)
+    page.get_by_label("Lossless tiles (PNG, no JPEG artefacts)").check()
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e => e.name.includes('format=png'))"
+    )
+    settled(page)
+    smooth = canvas_grey(page, "browse-checker-smooth")
+    page.get_by_label("Real pixels (no smoothing when zoomed in)").check()
+    settled(page)
+    sharp = canvas_grey(page, "browse-checker-nearest")
+    between = lambda a: float(((a > 40) & (a < 215)).mean())  # noqa: E731
+    assert between(smooth) > 0.05, between(smooth)
+    assert between(sharp) < 0.02, between(sharp)
+    assert any("format=png" in url for url in tiles)
+
+
+def test_play_steps_through_the_planes_until_stopped(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    page.get_by_label("Frames per second").fill("10")
+    seen = set()
+    page.get_by_role("button", name="Play Z").click()
+    for _ in range(20):
+        seen.add(page.get_by_label("Z plane").input_value())
+        page.wait_for_timeout(60)
+    assert seen == {"0", "1", "2", "3"}, seen
+    page.get_by_role("button", name="Play Z").click()
+    stopped = page.get_by_label("Z plane").input_value()
+    page.wait_for_timeout(400)
+    assert page.get_by_label("Z plane").input_value() == stopped

@@ -15,7 +15,7 @@ const greyInput = document.getElementById("greyscale");
 const projectionInput = document.getElementById("projection");
 const channelBox = document.getElementById("channels");
 
-const state = { z: 0, t: 0, model: "color", projection: "normal", channels: [] };
+const state = { z: 0, t: 0, model: "color", projection: "normal", channels: [], format: "jpeg" };
 let info = null;
 let luts = [];
 let viewer = null;
@@ -52,7 +52,7 @@ function tileSource() {
     minLevel: Math.max(0, maxLevel - (levels - 1)),
     maxLevel,
     getTileUrl: (level, x, y) =>
-      `${prefix}/webgateway/render_image_region/${imageId}/${z}/${t}/?tile=${maxLevel - level},${x},${y}&${query}&format=jpeg`,
+      `${prefix}/webgateway/render_image_region/${imageId}/${z}/${t}/?tile=${maxLevel - level},${x},${y}&${query}&format=${state.format}`,
   };
 }
 
@@ -217,6 +217,7 @@ async function main() {
     if (event.key === "ArrowRight") stepPlane(tInput, "t", 1);
     if (event.key === "ArrowLeft") stepPlane(tInput, "t", -1);
   });
+  addViewTools();
   document.getElementById("save")?.addEventListener("click", async () => {
     try {
       await api(`/webgateway/saveImgRDef/${imageId}/?${renderQuery()}&z=${state.z + 1}&t=${state.t + 1}`, { method: "POST" });
@@ -259,6 +260,37 @@ async function main() {
     } catch (_) {
       say(link);
     }
+  });
+}
+
+// Rotation, mirror, smoothing, lossless tiles and playing through T (or Z) as a movie.
+function addViewTools() {
+  const turn = (degrees) => viewer.viewport.setRotation((viewer.viewport.getRotation() + degrees + 360) % 360);
+  document.getElementById("rotate-left").addEventListener("click", () => turn(-90));
+  document.getElementById("rotate-right").addEventListener("click", () => turn(90));
+  const flip = document.getElementById("flip");
+  flip.addEventListener("click", () => {
+    viewer.viewport.toggleFlip();
+    flip.setAttribute("aria-pressed", String(viewer.viewport.getFlip()));
+  });
+  const nearest = document.getElementById("nearest");
+  nearest.addEventListener("change", () => viewer.drawer.setImageSmoothingEnabled(!nearest.checked));
+  const png = document.getElementById("png");
+  png.addEventListener("change", () => { state.format = png.checked ? "png" : "jpeg"; refresh(); });
+  const play = document.getElementById("play");
+  if (!play) return;
+  const [input, key] = tInput ? [tInput, "t"] : [zInput, "z"];
+  const fps = document.getElementById("fps");
+  let timer = null;
+  const stop = () => { clearInterval(timer); timer = null; play.setAttribute("aria-pressed", "false"); };
+  play.addEventListener("click", () => {
+    if (timer) { stop(); return; }
+    const rate = Math.min(30, Math.max(1, Number(fps.value) || 5));
+    play.setAttribute("aria-pressed", "true");
+    timer = setInterval(() => {
+      input.value = (state[key] + 1) % (Number(input.max) + 1);
+      input.dispatchEvent(new Event("input"));
+    }, 1000 / rate);
   });
 }
 
