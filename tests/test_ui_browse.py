@@ -393,3 +393,45 @@ def test_play_steps_through_the_planes_until_stopped(browser: object, site: Site
     stopped = page.get_by_label("Z plane").input_value()
     page.wait_for_timeout(400)
     assert page.get_by_label("Z plane").input_value() == stopped
+
+
+def test_window_values_typed_and_presets(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    start, end = page.locator("#channels input.start-num"), page.locator("#channels input.end-num")
+    # What the import gave (saved settings, as the Reset test leaves, may differ).
+    defaults = api_json(page, f"/webgateway/imgData/{site.ids['stack']}/?getDefaults=true")
+    window = defaults["channels"][0]["window"]
+    given = float(window["start"]), float(window["end"])
+    preset = page.locator("#channels select.preset")
+
+    def asked(low: float, high: float) -> None:
+        wanted = f"|{low:g}:{high:g}$"
+        page.wait_for_function(
+            "(w) => performance.getEntriesByType('resource').some(e =>"
+            " decodeURIComponent(e.name).includes(w))",
+            arg=wanted,
+        )
+
+    preset.select_option("type")
+    assert (float(start.input_value()), float(end.input_value())) == (0, 65535)
+    asked(0, 65535)
+    preset.select_option("data")  # the channel's min and max over every plane
+    assert (float(start.input_value()), float(end.input_value())) == (
+        float(site.stack.min()),
+        float(site.stack.max()),
+    )
+    end.fill("1500")
+    end.press("Enter")
+    asked(float(site.stack.min()), 1500)
+    assert float(page.locator("#channels input.end").input_value()) == 1500
+    end.fill("1")  # below the start: refused, the window stays
+    end.press("Enter")
+    assert float(end.input_value()) == 1500
+    preset.select_option("imported")
+    page.wait_for_function(
+        "(v) => Number(document.querySelector('#channels input.end-num').value) === v",
+        arg=given[1],
+    )
+    assert float(start.input_value()) == given[0]

@@ -91,6 +91,13 @@ function drawHistogram(canvas, c) {
     .catch(() => {});
 }
 
+let imported = null;
+// The settings the import gave (fetched once, for the Imported window preset).
+function importedSettings() {
+  imported = imported || api(`/webgateway/imgData/${imageId}/?getDefaults=true`).then((r) => r.json());
+  return imported;
+}
+
 function channelControls() {
   channelBox.replaceChildren();
   state.channels.forEach((ch, c) => {
@@ -104,8 +111,10 @@ function channelControls() {
         <select class="lut"><option value="">colour</option></select>
       </div>
       <canvas class="histogram" width="240" height="36" aria-hidden="true"></canvas>
-      <label class="range">Start <input type="range" class="start"> <output class="start-out"></output></label>
-      <label class="range">End <input type="range" class="end"> <output class="end-out"></output></label>`;
+      <label class="range">Start <input type="range" class="start"> <input type="number" class="start-num"></label>
+      <label class="range">End <input type="range" class="end"> <input type="number" class="end-num"></label>
+      <select class="preset"><option value="">Window…</option><option value="data">Data min–max</option>
+        <option value="type">Full range of the pixel type</option><option value="imported">Imported</option></select>`;
     box.querySelector(".label").textContent = ch.label;
     const active = box.querySelector(".active");
     const color = box.querySelector(".color");
@@ -119,19 +128,56 @@ function channelControls() {
     lut.setAttribute("aria-label", `Lookup table of channel ${ch.label}`);
     for (const name of luts) lut.add(new Option(name.replace(/\.lut$/, ""), name));
     lut.value = ch.lut || "";
+    // The slider spans the data; a window set past it (typed, or a preset) widens it.
+    const show = (key) => {
+      const slider = box.querySelector(`.${key}`);
+      slider.min = Math.min(ch.min, ch.start);
+      slider.max = Math.max(ch.max, ch.end);
+      slider.value = ch[key];
+      box.querySelector(`.${key}-num`).value = String(Number(ch[key].toPrecision(8)));
+    };
+    const setWindow = (from, to) => {
+      if (!(from < to)) return false;
+      ch.start = from;
+      ch.end = to;
+      show("start");
+      show("end");
+      refresh();
+      return true;
+    };
     for (const [input, key] of [[start, "start"], [end, "end"]]) {
-      input.min = ch.min;
-      input.max = ch.max;
+      const typed = box.querySelector(`.${key}-num`);
       input.step = step;
-      input.value = ch[key];
+      typed.step = "any";
       input.setAttribute("aria-label", `Window ${key} of channel ${ch.label}`);
-      box.querySelector(`.${key}-out`).value = ch[key];
+      typed.setAttribute("aria-label", `Window ${key} value of channel ${ch.label}`);
+      show(key);
       input.addEventListener("input", () => {
         ch[key] = Number(input.value);
-        box.querySelector(`.${key}-out`).value = input.value;
+        typed.value = input.value;
         refresh();
       });
+      typed.addEventListener("change", () => {
+        const value = Number(typed.value);
+        const ok = typed.value !== "" && Number.isFinite(value)
+          && setWindow(key === "start" ? value : ch.start, key === "end" ? value : ch.end);
+        typed.setCustomValidity(ok ? "" : "the start must stay below the end");
+        if (!ok) show(key);
+      });
     }
+    const preset = box.querySelector(".preset");
+    preset.setAttribute("aria-label", `Window preset of channel ${ch.label}`);
+    if (info.meta.pixelsType.startsWith("float")) preset.querySelector('option[value="type"]').remove();
+    preset.addEventListener("change", async () => {
+      const which = preset.value;
+      preset.value = "";
+      if (which === "data") setWindow(ch.min, ch.max);
+      if (which === "type") setWindow(info.pixel_range[0], info.pixel_range[1]);
+      if (which === "imported") {
+        const given = (await importedSettings()).channels[c].window;
+        setWindow(given.start, given.end);
+      }
+    });
     active.addEventListener("change", () => { ch.active = active.checked; refresh(); });
     color.addEventListener("input", () => { ch.color = color.value.slice(1).toUpperCase(); ch.lut = ""; lut.value = ""; refresh(); });
     lut.addEventListener("change", () => { ch.lut = lut.value; refresh(); });
