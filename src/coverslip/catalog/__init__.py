@@ -251,14 +251,14 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         """
         query = self._image_filter(
             sa.select(t.images),
-            dataset_id,
-            status,
-            owner_id,
-            group_ids,
-            name_contains,
-            or_owner_id,
-            group_id,
-            in_no_dataset,
+            dataset_id=dataset_id,
+            status=status,
+            owner_id=owner_id,
+            group_ids=group_ids,
+            name_contains=name_contains,
+            or_owner_id=or_owner_id,
+            group_id=group_id,
+            in_no_dataset=in_no_dataset,
         )
         column = {"id": t.images.c.id, "name": t.images.c.name, "created": t.images.c.created}.get(
             sort
@@ -272,40 +272,23 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
             query = query.offset(offset)
         return self._images(query)
 
-    def count_images(
-        self,
-        dataset_id: int | None = None,
-        status: str | None = None,
-        owner_id: int | None = None,
-        group_ids: Sequence[int] | None = None,
-        name_contains: str | None = None,
-        or_owner_id: int | None = None,
-        group_id: int | None = None,
-        in_no_dataset: bool = False,
-    ) -> int:
-        """Return how many images ``list_images`` would give without a limit."""
-        query = self._image_filter(
-            sa.select(sa.func.count()).select_from(t.images),
-            dataset_id,
-            status,
-            owner_id,
-            group_ids,
-            name_contains,
-            or_owner_id,
-            group_id,
-            in_no_dataset,
-        )
+    def count_images(self, **filters: Any) -> int:
+        """Return how many images ``list_images`` would give without a limit, for the same
+        filters (``dataset_id``, ``status``, ``owner_id``, ``group_ids``, ``name_contains``,
+        ``or_owner_id``, ``group_id``, ``in_no_dataset``)."""
+        query = self._image_filter(sa.select(sa.func.count()).select_from(t.images), **filters)
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
     @staticmethod
     def _image_filter(
         query: sa.Select[Any],
-        dataset_id: int | None,
-        status: str | None,
-        owner_id: int | None,
-        group_ids: Sequence[int] | None,
-        name_contains: str | None,
+        *,
+        dataset_id: int | None = None,
+        status: str | None = None,
+        owner_id: int | None = None,
+        group_ids: Sequence[int] | None = None,
+        name_contains: str | None = None,
         or_owner_id: int | None = None,
         group_id: int | None = None,
         in_no_dataset: bool = False,
