@@ -160,14 +160,6 @@ class Digest:
             self._send()
         self._wait()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"size": self.size, "sha512": self.sha512.hexdigest(), "md5": self.md5.hexdigest()}
-
-    @classmethod
-    def from_json(cls, values: dict[str, Any]) -> Digest:
-        """Return a finished digest from ``to_json``'s values (a job's input)."""
-        return cls(int(values["size"]), _Known(values["sha512"]), _Known(values["md5"]))
-
 
 _POOL: list[tuple[int, ThreadPoolExecutor]] = []
 
@@ -177,16 +169,6 @@ def _hash_pool() -> ThreadPoolExecutor:
     if not _POOL or _POOL[0][0] != os.getpid():
         _POOL[:] = [(os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="hash"))]
     return _POOL[0][1]
-
-
-@dataclass(frozen=True)
-class _Known:
-    """A checksum computed earlier, answering ``hexdigest`` like a hashlib object."""
-
-    hex: str
-
-    def hexdigest(self) -> str:
-        return self.hex
 
 
 def copy_hashed(

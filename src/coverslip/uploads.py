@@ -456,10 +456,8 @@ class Uploads:
                 staged = self._staging_file(image.id, kind)
                 if not staged.exists():
                     raise ImportFailed(f"the bytes of image {image.id} are gone; upload them again")
-                # PERF: hashed in a thread beside the pyramid build (a job queued by an earlier
-                # version brings the checksums the request computed).
-                known = job.input.get("digest")
-                digest = Digest.from_json(known) if known else Digest.of_file(staged)
+                # PERF: hashed in a thread beside the pyramid build.
+                digest = Digest.of_file(staged)
             if job.input.get("refuse_duplicates"):
                 self._refuse_duplicate(image, digest)
             self._import_file(image, staged, digest, attempt)
