@@ -436,9 +436,9 @@ def demo(state: State, if_empty: bool, seed: int) -> None:
     files = write_demo_files(folder, seed=seed)
     dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
     failed = 0
-    for item in files:
-        from coverslip.imports import ImportOptions
+    from coverslip.imports import ImportOptions
 
+    for item in files:
         options = ImportOptions(
             name=item.name,
             dataset_id=dataset_id,

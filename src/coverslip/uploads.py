@@ -500,8 +500,10 @@ class Uploads:
         """
         auth = self.services.auth
         caller = auth.caller_for_user(image.owner_id, "session")
+        if caller is None:
+            return
         for other in self.catalog.ids_by_sha512(digest.sha512.hexdigest()):
-            if other == image.id or caller is None:
+            if other == image.id:
                 continue
             with contextlib.suppress(NotFound):
                 auth.visible_image(caller, other)

@@ -20,9 +20,9 @@ from coverslip.catalog.base import (
     Timeouts,
     _as_utc,
     _new_id,
-    image_scope,
     make_engine,
     now,
+    owned_scope,
 )
 from coverslip.catalog.datasets import DatasetQueries
 from coverslip.catalog.filesets import FilesetQueries, ImageExtras, Plate
@@ -308,7 +308,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
             query = query.where(t.images.c.owner_id == owner_id)
         if group_id is not None:
             query = query.where(t.images.c.group_id == group_id)
-        scope = image_scope(group_ids, or_owner_id)
+        scope = owned_scope(t.images, group_ids, or_owner_id)
         if scope is not None:
             query = query.where(scope)
         if name_contains:
@@ -317,14 +317,9 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         return query
 
     def find_by_sha512(self, sha512: str) -> int | None:
-        """Return the id of an image (not killed) whose original has this sha512."""
-        with self.engine.connect() as conn:
-            return conn.scalar(
-                sa.select(t.images.c.id)
-                .where(t.images.c.sha512 == sha512, t.images.c.status != "killed")
-                .order_by(t.images.c.id)
-                .limit(1)
-            )
+        """Return the id of the first image (not killed) whose original has this sha512."""
+        found = self.ids_by_sha512(sha512)
+        return found[0] if found else None
 
     def ids_by_sha512(self, sha512: str) -> list[int]:
         """Return the ids of the images (not killed) whose original has this sha512."""

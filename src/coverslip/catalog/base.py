@@ -17,8 +17,6 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
-from coverslip.catalog import tables as t
-
 LOCAL_ADMIN = "admin"
 DEFAULT_GROUP = "default"
 
@@ -185,16 +183,17 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def image_scope(
-    group_ids: Sequence[int] | None, or_owner_id: int | None
+def owned_scope(
+    table: sa.Table, group_ids: Sequence[int] | None, or_owner_id: int | None
 ) -> sa.ColumnElement[bool] | None:
-    """Return the condition of images in ``group_ids`` or owned by ``or_owner_id`` (None: all).
+    """Return the condition of rows of ``table`` (images, datasets) in ``group_ids`` or owned
+    by ``or_owner_id`` (None: every row).
 
     With ``auth.policy.readable_group_ids`` it is the SQL form of "may read" for lists.
     """
     if group_ids is None:
         return None
-    scope: sa.ColumnElement[bool] = t.images.c.group_id.in_(list(group_ids))
+    scope: sa.ColumnElement[bool] = table.c.group_id.in_(list(group_ids))
     if or_owner_id is not None:
-        scope = scope | (t.images.c.owner_id == or_owner_id)
+        scope = scope | (table.c.owner_id == or_owner_id)
     return scope

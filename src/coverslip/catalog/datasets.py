@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import _as_utc, _new_id, image_scope, now
+from coverslip.catalog.base import _as_utc, _new_id, now, owned_scope
 from coverslip.catalog.records import MAX_ID, Dataset
 from coverslip.errors import BadParameter, Conflict, NotFound
 
@@ -72,11 +72,10 @@ class DatasetQueries:
         ``image_count`` counts every image in the dataset; when ``shown``, only the active
         ones in the same scope (what the dataset's page shows the same caller).
         """
-        query = self._dataset_query(image_scope(group_ids, or_owner_id) if shown else None, shown)
-        if group_ids is not None:
-            scope: sa.ColumnElement[bool] = t.datasets.c.group_id.in_(list(group_ids))
-            if or_owner_id is not None:
-                scope = scope | (t.datasets.c.owner_id == or_owner_id)
+        shown_images = owned_scope(t.images, group_ids, or_owner_id) if shown else None
+        query = self._dataset_query(shown_images, shown)
+        scope = owned_scope(t.datasets, group_ids, or_owner_id)
+        if scope is not None:
             query = query.where(scope)
         if group_id is not None:
             query = query.where(t.datasets.c.group_id == group_id)

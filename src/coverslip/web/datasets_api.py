@@ -14,7 +14,7 @@ import falcon
 from coverslip.catalog.records import Dataset
 from coverslip.errors import BadParameter
 from coverslip.services import Services
-from coverslip.web.access import PRIVATE, Access
+from coverslip.web.access import PRIVATE
 from coverslip.web.body import read_json, require_media_type
 from coverslip.web.images_access import ImageAccess
 
@@ -25,9 +25,9 @@ class DatasetList:
     """GET: the datasets the caller may see, each saying whether they may add images to it;
     POST `{"name": …, "description": …}`: a new dataset of the caller's (201)."""
 
-    def __init__(self, services: Services, access: Access, image_access: ImageAccess) -> None:
+    def __init__(self, services: Services, image_access: ImageAccess) -> None:
         self.catalog = services.catalog
-        self.access = access
+        self.access = image_access.access
         self.image_access = image_access
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -55,5 +55,5 @@ class DatasetList:
         return {**dataset.to_json(), "can_add": self.access.can_fill_dataset(req, dataset)}
 
 
-def add_routes(app: falcon.App, base: str, services: Services, access: Access) -> None:
-    app.add_route(f"{base}/datasets", DatasetList(services, access, ImageAccess(services, access)))
+def add_routes(app: falcon.App, base: str, services: Services, image_access: ImageAccess) -> None:
+    app.add_route(f"{base}/datasets", DatasetList(services, image_access))

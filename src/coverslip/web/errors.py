@@ -41,12 +41,18 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @functools.cache
-def error_page() -> jinja2.Template:
-    """Return the site's error page template (for errors that reach no page resource)."""
+def _error_template() -> jinja2.Template:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape()
     )
     return env.get_template("error.html")
+
+
+def error_page(prefix: str, req: falcon.Request, title: str, message: str) -> str:
+    """Return the site's error page (for errors that reach no page resource)."""
+    return _error_template().render(
+        prefix=prefix, user=None, title=title, message=message, request_path=req.relative_uri
+    )
 
 
 def status_of(exc: Exception) -> tuple[str, str]:
@@ -79,7 +85,6 @@ class Unavailable:
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix.rstrip("/")
-        self.page = error_page()
 
     def __call__(
         self, req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
@@ -95,12 +100,8 @@ class Unavailable:
         resp.content_type = falcon.MEDIA_HTML
         resp.cache_control = ["no-store"]
         resp.retry_after = RETRY_AFTER
-        resp.text = self.page.render(
-            prefix=self.prefix,
-            user=None,
-            title="Temporarily unavailable",
-            message=f"{message} Please try again in a minute.",
-            request_path=req.relative_uri,
+        resp.text = error_page(
+            self.prefix, req, "Temporarily unavailable", f"{message} Please try again in a minute."
         )
 
 
@@ -113,7 +114,6 @@ class Serializer:
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix.rstrip("/")
-        self.page = error_page()
 
     def __call__(self, req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
         resp.append_header("Vary", "Accept")
@@ -127,13 +127,7 @@ class Serializer:
             title = exc.title or "Error"
             message = exc.description or title
         resp.content_type = falcon.MEDIA_HTML
-        resp.text = self.page.render(
-            prefix=self.prefix,
-            user=None,
-            title=title,
-            message=message,
-            request_path=req.relative_uri,
-        )
+        resp.text = error_page(self.prefix, req, title, message)
 
 
 def install(app: falcon.App, prefix: str = "") -> None:

@@ -450,4 +450,4 @@ def add_routes(app: falcon.App, services: Services, access: Access, public_url: 
         f"{base}/images/{{image_id:id}}/tags/{{tag}}", ImageTag(services, docs, image_access)
     )
     images_import.add_routes(app, base, services, docs, image_access, uploads)
-    datasets_api.add_routes(app, base, services, access)
+    datasets_api.add_routes(app, base, services, image_access)

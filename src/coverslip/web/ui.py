@@ -89,22 +89,19 @@ class DatasetPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dataset_id: int) -> None:
         if dataset_id == 0:
-            self._grid(req, resp, Dataset(0, "All images", "", 0, 0, datetime_min(), 0), {})
+            self._grid(req, resp, listing("All images"), {})
             return
-        access = self.pages.access
         try:
-            dataset = self.pages.services.catalog.get_dataset(dataset_id)
+            dataset: Dataset | None = self.pages.services.catalog.get_dataset(dataset_id)
         except NotFound:
-            self.pages.not_found(req, resp)
-            return
-        if not access.can_see_dataset(req, dataset):
+            dataset = None
+        if dataset is None or not self.pages.access.can_see_dataset(req, dataset):
             self.pages.not_found(req, resp)
             return
         self._grid(req, resp, dataset, {"dataset_id": dataset_id})
 
     def on_get_none(self, req: falcon.Request, resp: falcon.Response) -> None:
-        loose = Dataset(0, "Images in no dataset", "", 0, 0, datetime_min(), 0)
-        self._grid(req, resp, loose, {"in_no_dataset": True})
+        self._grid(req, resp, listing("Images in no dataset"), {"in_no_dataset": True})
 
     def _grid(
         self, req: falcon.Request, resp: falcon.Response, dataset: Dataset, which: dict[str, Any]
@@ -202,10 +199,11 @@ class Favicon:
         resp.cache_control = ["public", "max-age=86400"]
 
 
-def datetime_min() -> Any:
+def listing(name: str) -> Dataset:
+    """Return a page's stand-in dataset for a list that is no dataset ("All images")."""
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(0, UTC)
+    return Dataset(0, name, "", 0, 0, datetime.fromtimestamp(0, UTC), 0)
 
 
 def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
