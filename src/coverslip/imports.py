@@ -36,6 +36,7 @@ from coverslip.home import Home
 from coverslip.metrics import metrics
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 from coverslip.pixels.durable import sync_tree
+from coverslip.pixels.objects import ObjectStore, StoreUnavailable, join
 from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
@@ -353,8 +354,10 @@ class Importer:
         codec: str = "lz4",
         thumbnailer: Thumbnailer | None = None,
         cache: RenderCache | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         self.home = home
+        self.objects = objects  # where new pyramids and originals go; None: the home
         self.cache = cache
         self.catalog = catalog
         self.tile = tile
@@ -410,9 +413,12 @@ class Importer:
             members = _member_names(path, fileset.files or [path])
             self._finish(fileset, fileset_id, image_ids, owner, digest, members, path.name)
         except BaseException:
-            for image_id in image_ids:
-                self.discard(image_id)
-            self._drop_fileset(fileset_id)
+            # NOTE: a store that stopped answering keeps what it holds; `coverslip check` finds it.
+            with contextlib.suppress(StoreUnavailable):
+                for image_id in image_ids:
+                    self.discard(image_id)
+            with contextlib.suppress(StoreUnavailable):
+                self._drop_fileset(fileset_id)
             raise
         if options.dataset_id is not None:
             self.catalog.add_to_dataset(options.dataset_id, image_ids)
@@ -464,11 +470,13 @@ class Importer:
                 finally:
                     fileset.close()
         except BaseException:
-            self.remove_files(image_id)
-            for other in image_ids:
-                if other != image_id:
-                    self.discard(other)
-            self._drop_fileset(fileset_id)
+            with contextlib.suppress(StoreUnavailable):
+                self.remove_files(image_id)
+                for other in image_ids:
+                    if other != image_id:
+                        self.discard(other)
+            with contextlib.suppress(StoreUnavailable):
+                self._drop_fileset(fileset_id)
             raise
         if options.dataset_id is not None:
             self.catalog.add_to_dataset(options.dataset_id, image_ids)
@@ -497,8 +505,27 @@ class Importer:
             )
         if fileset.plate is not None:
             self._plate(fileset.plate, fileset_id, image_ids, *owner, name)
+        self._store_originals(fileset_id, image_ids)
         for image_id in image_ids:
             self.catalog.set_status(image_id, "active", expect=["importing"])
+
+    def _store_originals(self, fileset_id: int, image_ids: list[int]) -> None:
+        """Move the kept originals into the object store, when there is one.
+
+        Every file is stored before the local copy goes, so an image is active only once its
+        originals are where the other nodes read them.
+        """
+        folder = self.home.fileset_dir(fileset_id)
+        if self.objects is None or not folder.is_dir():
+            return
+        target = self.objects.fileset(fileset_id)
+        for path in _tree_files(folder):
+            self.objects.upload(join(target, path.relative_to(folder).as_posix()), path)
+        for image_id in image_ids:
+            link = self.home.original_dir(image_id)
+            if link.is_symlink():
+                link.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _keep_and_build(
         self,
@@ -624,9 +651,24 @@ class Importer:
         )
 
     def _drop_fileset(self, fileset_id: int) -> None:
-        shutil.rmtree(self.home.fileset_dir(fileset_id), ignore_errors=True)
+        self.remove_fileset_files(fileset_id)
         with contextlib.suppress(CoverslipError):
             self.catalog.delete_fileset(fileset_id)
+
+    def remove_fileset_files(self, fileset_id: int) -> None:
+        """Remove the kept originals of a fileset, in the home and in the object store."""
+        shutil.rmtree(self.home.fileset_dir(fileset_id), ignore_errors=True)
+        if self.objects is not None:
+            self.objects.delete_tree(self.objects.fileset(fileset_id))
+
+    def pyramid_target(self, image_id: int) -> Path | str:
+        """Return where the pyramid of ``image_id`` is written: the store, else the home."""
+        return self.objects.pyramid(image_id) if self.objects else self.home.pyramid(image_id)
+
+    def _remove_pyramid(self, image_id: int) -> None:
+        shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
+        if self.objects is not None:
+            self.objects.delete_tree(self.objects.pyramid(image_id))
 
     def build(
         self,
@@ -644,7 +686,7 @@ class Importer:
         """
         self.catalog.set_status(image_id, "importing")
         meta = reader.meta
-        target = self.home.pyramid(image_id)
+        target = self.pyramid_target(image_id)
         try:
             if options.in_place and source is not None and source.is_dir():
                 stats = self._scan(reader, progress)
@@ -655,7 +697,7 @@ class Importer:
             else:
                 stats = self._write(target, reader, progress)
                 pyramid = self._open_pyramid(target)
-                pyramid_path = None
+                pyramid_path = target if isinstance(target, str) else None
                 tile = self.tile
             channels = stats.channels(meta)
             self.catalog.set_channels(image_id, channels)
@@ -681,7 +723,8 @@ class Importer:
             if activate:
                 self.catalog.set_status(image_id, "active", expect=["importing"])
         except BaseException as exc:
-            shutil.rmtree(target, ignore_errors=True)
+            with contextlib.suppress(StoreUnavailable):  # what a dead store holds stays there
+                self._remove_pyramid(image_id)
             if is_no_space(exc):
                 raise NoSpace() from exc
             if isinstance(exc, OSError):
@@ -693,7 +736,7 @@ class Importer:
 
         The originals of a fileset stay until its last image goes (see ``discard``).
         """
-        shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
+        self._remove_pyramid(image_id)
         folder = self.home.original_dir(image_id)
         if folder.is_symlink():
             folder.unlink()
@@ -838,10 +881,11 @@ class Importer:
         return stats
 
     def _write(
-        self, target: Path, reader: formats.Reader, progress: Progress | None
+        self, target: Path | str, reader: formats.Reader, progress: Progress | None
     ) -> ChannelStats:
         meta = reader.meta
-        shutil.rmtree(target, ignore_errors=True)
+        if isinstance(target, Path):
+            shutil.rmtree(target, ignore_errors=True)
         levels = meta.levels if isinstance(reader, formats.Pyramidal) else []
         writer = PyramidWriter(
             target,
@@ -852,6 +896,7 @@ class Importer:
             name=meta.name,
             scale=(meta.physical_size_x, meta.physical_size_y, meta.physical_size_z),
             levels=levels,
+            objects=self.objects,
         )
         stats = ChannelStats(meta.size_c)
         try:
@@ -867,9 +912,8 @@ class Importer:
             raise
         return stats
 
-    @staticmethod
-    def _open_pyramid(path: Path) -> Pyramid:
+    def _open_pyramid(self, path: Path | str) -> Pyramid:
         try:
-            return Pyramid(path)
+            return Pyramid(path, self.objects)
         except PyramidError as exc:
             raise ImportFailed(str(exc)) from None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from coverslip.auth import Auth
-from coverslip.cache import RenderCache
+from coverslip.auth.fresh import make_stamp
+from coverslip.cache import RenderCache, redis_url
 from coverslip.catalog import Catalog, Image, Job
 from coverslip.catalog.base import Timeouts
 from coverslip.catalog.cached import CachedCatalog
@@ -17,6 +19,7 @@ from coverslip.home import Home
 from coverslip.imports import Importer
 from coverslip.jobs import Attempt, Jobs
 from coverslip.pixels import PixelStore, Pyramid
+from coverslip.pixels.objects import ObjectStore, join
 from coverslip.render.app import RenderService
 
 
@@ -46,16 +49,18 @@ class Services:
         catalog = catalog or Catalog(
             home.catalog_url(settings), timeouts=Timeouts.from_settings(settings)
         )
-        metadata = CachedCatalog(catalog, home.run / "catalog.stamp")
+        stamp = home.run / "catalog.stamp"
+        signal_url = redis_url(settings) if settings["cache.backend"] == "redis" else None
+        metadata = CachedCatalog(catalog, make_stamp(stamp, signal_url))
         catalog.on_change = metadata.touch
         return cls(
             settings=settings,
             home=home,
             catalog=catalog,
-            pixels=pixels or PixelStore(home),
+            pixels=pixels or PixelStore(home, ObjectStore.from_settings(settings)),
             cache=cache or RenderCache.from_settings(home.cache, settings),
             metadata=metadata,
-            auth=Auth(settings, catalog, metadata, stamp=metadata.stamp.path),
+            auth=Auth(settings, catalog, metadata, stamp=stamp, signal_url=signal_url),
         )
 
     def importer(self) -> Importer:
@@ -67,6 +72,7 @@ class Services:
             codec=self.settings["pixels.codec"],
             thumbnailer=self.default_thumbnail if self.settings["imports.thumbnail"] else None,
             cache=self.cache,
+            objects=self.pixels.objects,
         )
 
     @cached_property
@@ -85,6 +91,22 @@ class Services:
                 self.settings["iiif.jpeg_chroma"] == "4:4:4",
             ),
         )
+
+    def original(self, image: Image) -> Path | str | None:
+        """Return where the original file of ``image`` is kept: a file, a store URL, or None.
+
+        A store URL is not checked here (that is a request to the store); the sender asks.
+        """
+        if not image.original_name:
+            return None
+        local = self.home.original_dir(image.id) / image.original_name
+        if local.is_file():
+            return local
+        objects = self.pixels.objects
+        fileset_id = self.catalog.fileset_of(image.id) if objects is not None else None
+        if objects is None or fileset_id is None:
+            return None
+        return join(objects.fileset(fileset_id), image.original_name)
 
     def default_thumbnail(self, pyramid: Pyramid, image: Image) -> None:
         """Render the thumbnail everyone gets before anyone saves settings, into the cache.
@@ -134,9 +156,10 @@ class DeleteFiles:
         for suffix in ("upload", "staged"):
             (home.staging / f"{job.image_id}.{suffix}").unlink(missing_ok=True)
         shutil.rmtree(home.staging / f"{job.image_id}.zarr", ignore_errors=True)
-        self.services.importer().remove_files(job.image_id)
+        importer = self.services.importer()
+        importer.remove_files(job.image_id)
         if job.input.get("fileset_id") is not None:
-            shutil.rmtree(home.fileset_dir(int(job.input["fileset_id"])), ignore_errors=True)
+            importer.remove_fileset_files(int(job.input["fileset_id"]))
 
     def abandon(self, job: Job, reason: str) -> None:
         """Nothing to undo: the files stay for `coverslip check` to report."""

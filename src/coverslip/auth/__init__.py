@@ -27,7 +27,7 @@ from typing import Any
 
 from coverslip.auth import policy
 from coverslip.auth.caller import ANONYMOUS, Caller, Group, User, anonymous
-from coverslip.auth.fresh import StampFile, signals
+from coverslip.auth.fresh import Stamp, make_stamp, signals
 from coverslip.auth.passwords import Passwords, generate
 from coverslip.auth.sessions import (
     Clock,
@@ -63,7 +63,10 @@ ACTIONS: dict[str, Callable[[Caller, Any, Group | None], bool]] = {
 
 
 def make_session_store(
-    settings: Any, engine: Any, clock: Clock | None = None, stamp: StampFile | None = None
+    settings: Any,
+    engine: Any,
+    clock: Clock | None = None,
+    stamp: Stamp | None = None,
 ) -> SessionStore:
     """Return the session store that sessions.backend names (SQL caches with ``stamp``)."""
     idle = settings["sessions.idle_timeout"]
@@ -90,6 +93,7 @@ class Auth:
         passwords: Passwords | None = None,
         clock: Clock | None = None,
         stamp: Any = None,
+        signal_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -101,9 +105,14 @@ class Auth:
         # The auth stamp moves on every sign-out, revocation and user or group change. SECURITY:
         # sessions and tokens are cached only where it reaches every process that shares them;
         # a catalog on a database server may serve several hosts, so those are read each time.
-        self.stamp = StampFile(Path(stamp).with_name("auth.stamp")) if stamp is not None else None
-        cache_stamp = self.stamp if one_host(catalog.engine) else None
-        catalog_stamp = StampFile(Path(stamp)) if stamp is not None else None
+        # With ``signal_url`` the stamps live in Redis and reach every host.
+        self.stamp = (
+            make_stamp(Path(stamp).with_name("auth.stamp"), signal_url)
+            if stamp is not None
+            else None
+        )
+        cache_stamp = self.stamp if signal_url or one_host(catalog.engine) else None
+        catalog_stamp = make_stamp(Path(stamp), signal_url) if stamp is not None else None
         self.directory = Directory(
             catalog.engine,
             passwords or Passwords(),

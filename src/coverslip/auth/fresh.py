@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -43,6 +43,102 @@ class StampFile:
         fresh = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         fresh.write_text(str(time.time_ns()))
         os.replace(fresh, self.path)
+
+
+class RedisStamp:
+    """A change signal that reaches every process on every host: a counter in Redis.
+
+    ``touch`` increments the counter and publishes it; each process listens in a thread of
+    its own (started on first use, again after a fork) and keeps the last value heard, so a
+    lookup costs no round trip. While it is not subscribed (starting, Redis away), every
+    lookup returns a new value: caches that watch it keep nothing rather than something stale.
+    """
+
+    def __init__(self, url: str, name: str, prefix: str = "coverslip:stamp:") -> None:
+        self.url = url
+        self.name = name
+        self.key = f"{prefix}{name}"
+        self._pid = -1
+        self._live = False
+        self._value: Hashable = None
+        self._lock = threading.Lock()
+        self._client_of: tuple[int, Any] | None = None
+
+    def _client(self) -> Any:
+        """Return this process's client (a forked process makes its own connections)."""
+        pid = os.getpid()
+        if self._client_of is None or self._client_of[0] != pid:
+            import redis
+
+            client = redis.Redis.from_url(
+                self.url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
+            )
+            self._client_of = (pid, client)
+        return self._client_of[1]
+
+    def __call__(self) -> Hashable:
+        if self._pid != os.getpid():
+            self._start()
+        return self._value if self._live else object()
+
+    def touch(self) -> None:
+        """Move the signal for every process: increment, publish, and take the value here too."""
+        import redis
+
+        try:
+            client = self._client()
+            value = client.incr(self.key)
+            client.publish(self.key, value)
+        except redis.RedisError:
+            return  # NOTE: listeners cut off from Redis keep nothing cached meanwhile
+        if self._live:
+            self._value = int(value)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._live = False
+            threading.Thread(target=self._listen, name=f"stamp-{self.name}", daemon=True).start()
+
+    def _listen(self) -> None:
+        import redis
+
+        pid = os.getpid()
+        while self._pid == pid:
+            try:
+                pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.key)
+                while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
+                    pass
+                # NOTE: read after subscribing, so a touch in between is heard one way or the other.
+                self._value = int(self._client().get(self.key) or 0)
+                self._live = True
+                while self._pid == pid:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._value = int(message["data"])
+            except (redis.RedisError, OSError, ValueError):
+                self._live = False
+                time.sleep(1.0)
+
+
+Stamp = StampFile | RedisStamp
+_REDIS_STAMPS: dict[tuple[str, str], RedisStamp] = {}
+
+
+def make_stamp(path: Path, redis_url: str | None = None) -> Stamp:
+    """Return the change signal named by ``path``'s file name: a stamp file, or in Redis.
+
+    One ``RedisStamp`` per (Redis, name) in a process, so each is listened to once.
+    """
+    if not redis_url:
+        return StampFile(path)
+    found = _REDIS_STAMPS.get((redis_url, path.name))
+    if found is None:
+        found = _REDIS_STAMPS[(redis_url, path.name)] = RedisStamp(redis_url, path.name)
+    return found
 
 
 def signals(first: Signal, second: Signal) -> Signal:

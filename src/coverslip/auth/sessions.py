@@ -6,7 +6,7 @@ A session ends at the first of: ``idle_timeout`` seconds without a request, ``ma
 seconds after login, logout, or revocation of all the user's sessions (password change,
 disabling). Each store takes a ``clock`` so that tests can move time instead of sleeping.
 
-The SQL store given a ``StampFile`` keeps what it read in-process for ``touch_every`` seconds
+The SQL store given a stamp (``StampFile`` or ``RedisStamp``) keeps what it read in-process for ``touch_every`` seconds
 at most, so most requests make no query; every revocation moves the stamp, and every process
 drops its cached sessions on its next request (one ``stat``). The stamp reaches the processes
 of one host only: sessions shared across hosts belong in Redis, which is read every time.
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.auth import tables as at
-from coverslip.auth.fresh import FreshCache, StampFile
+from coverslip.auth.fresh import FreshCache, Stamp
 
 Clock = Callable[[], float]
 
@@ -114,7 +114,7 @@ class SqlSessionStore(_Timing):
         idle_timeout: float,
         max_age: float,
         clock: Clock | None = None,
-        stamp: StampFile | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
         super().__init__(idle_timeout, max_age, clock)
         self.engine = engine

@@ -2,7 +2,7 @@
 
 Scripts send them as ``X-Auth-Token: <token>`` or ``Authorization: Bearer <token>``.
 A token acts as its user; it needs no CSRF token, since browsers never send it on their own.
-Given a ``StampFile``, what a token lookup read is kept in-process for ``ttl`` seconds at most;
+Given a stamp (``StampFile`` or ``RedisStamp``), what a token lookup read is kept in-process for ``ttl`` seconds at most;
 revoking moves the stamp, so every process sees it on its next request.
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.auth import tables as at
-from coverslip.auth.fresh import FreshCache, StampFile
+from coverslip.auth.fresh import FreshCache, Stamp
 from coverslip.auth.sessions import Clock, hash_key
 from coverslip.catalog import tables as t
 from coverslip.errors import BadParameter, NotFound
@@ -61,7 +61,7 @@ class Tokens:
         self,
         engine: Engine,
         clock: Clock | None = None,
-        stamp: StampFile | None = None,
+        stamp: Stamp | None = None,
         ttl: float = 60.0,
     ) -> None:
         self.engine = engine

@@ -2,8 +2,9 @@
 
 Every catalog write moves a stamp file in the instance's run/ folder; a lookup first
 compares the stamp (one stat call) and drops everything when another process changed the
-catalog. With a shared PostgreSQL catalog on several hosts, entries
-also expire after ``ttl`` seconds, which bounds how long another host's change can go unseen.
+catalog. With several hosts the stamp lives in Redis (``cache.backend = redis``) and reaches
+them all; entries also expire after ``ttl`` seconds, which bounds how long a change can go
+unseen where no signal reaches.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coverslip.auth.fresh import StampFile
+from coverslip.auth.fresh import Stamp, StampFile
 from coverslip.catalog import Catalog
 from coverslip.catalog.base import UNAVAILABLE
 from coverslip.catalog.records import Image
@@ -22,9 +23,15 @@ from coverslip.catalog.records import Image
 class CachedCatalog:
     """Read-through cache of ``get_image`` and ``get_rdef`` in front of a Catalog."""
 
-    def __init__(self, catalog: Catalog, stamp: Path, ttl: float = 5.0, size: int = 10_000) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        stamp: Path | Stamp,
+        ttl: float = 5.0,
+        size: int = 10_000,
+    ) -> None:
         self.catalog = catalog
-        self.stamp = StampFile(stamp)
+        self.stamp = StampFile(stamp) if isinstance(stamp, Path) else stamp
         self.ttl = ttl
         self.size = size
         self._seen = self.stamp()

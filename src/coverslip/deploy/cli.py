@@ -201,12 +201,36 @@ def _settings(state: _State) -> config.Settings:
 @_http
 @click.option("--servername", default="$hostname", show_default=True, help="server_name.")
 @_max_body
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A machine running `coverslip web` (repeat for each; default port web.port). "
+    "Default: this one.",
+)
+@click.option(
+    "--thumbs-node",
+    "thumbs_nodes",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="A machine running `coverslip thumbs` (repeat; default: each --node's host on "
+    "thumbs.port).",
+)
 @click.pass_obj
-def config_nginx(state: _State, http: int, servername: str, max_body_size: int | None) -> None:
-    """Print an nginx site for web and thumbs."""
-    click.echo(
-        configs.nginx(_settings(state), state.home, http, servername, max_body_size), nl=False
+def config_nginx(
+    state: _State,
+    http: int,
+    servername: str,
+    max_body_size: int | None,
+    nodes: tuple[str, ...],
+    thumbs_nodes: tuple[str, ...],
+) -> None:
+    """Print an nginx site for web and thumbs, on this machine or on several nodes."""
+    site = configs.nginx(
+        _settings(state), state.home, http, servername, max_body_size, nodes, thumbs_nodes or None
     )
+    click.echo(site, nl=False)
 
 
 @click.command("nginx-location")

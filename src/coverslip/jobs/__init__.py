@@ -397,9 +397,12 @@ class Jobs:
     def _recover_image(self, image_id: int, status: str) -> None:
         """Put back an image left saving or importing by a process that is gone."""
         from coverslip.imports import Importer
+        from coverslip.pixels.objects import ObjectStore
 
         log.warning("image left in flight", extra={"fields": {"image": image_id, "status": status}})
-        importer = Importer(self.home, self.catalog)
+        importer = Importer(
+            self.home, self.catalog, objects=ObjectStore.from_settings(self.settings)
+        )
         if status == "saving":
             importer.remove_files(image_id)
             for suffix in ("upload", "staged"):

@@ -14,14 +14,22 @@ import numpy as np
 import tensorstore as ts
 from numcodecs import Blosc
 
+from coverslip.pixels.objects import ObjectStore, StoreUnavailable, is_remote, join, split_url
+
 AXES = "TCZYX"
 # The group attribute where this store marks its own pyramids ({"every_chunk_stored": true}).
 OWN_ATTRIBUTES = "coverslip"
 
 # NOTE: no chunk cache: the render cache keeps what is worth keeping, and every worker
 # process would otherwise hold its own copy of the same chunks.
+# An object store that stops answering fails a read after two quick retries (then 503), not
+# after tensorstore's default of 32.
 _CONTEXT = ts.Context(
-    {"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 1}}
+    {
+        "cache_pool": {"total_bytes_limit": 0},
+        "data_copy_concurrency": {"limit": 1},
+        "s3_request_retries": {"max_retries": 2, "initial_delay": "20ms", "max_delay": "200ms"},
+    }
 )
 
 
@@ -61,6 +69,20 @@ def confined(root: Path, relative: object) -> Path:
     if not inside:
         raise PyramidError(f"the path {text[:80]!r} in the metadata leaves the image folder")
     return target
+
+
+def confined_key(url: str, relative: object) -> str:
+    """Return the store URL of ``relative`` below ``url``, refusing keys that leave it."""
+    text = str(relative)
+    if not isinstance(relative, str) or not text or text.startswith("/"):
+        raise PyramidError(f"the path {text[:80]!r} in the metadata is not a relative path")
+    try:
+        split_url(join(url, text))
+    except ValueError:
+        raise PyramidError(
+            f"the path {text[:80]!r} in the metadata leaves the image folder"
+        ) from None
+    return join(url, text)
 
 
 def escaping_links(root: Path) -> list[str]:
@@ -153,25 +175,39 @@ def ome_metadata(
     return meta
 
 
-def read_group(path: Path) -> tuple[str, dict[str, Any], bool]:
+def read_group(
+    path: Path | str, objects: ObjectStore | None = None
+) -> tuple[str, dict[str, Any], bool]:
     """Return (zarr format "2" or "3", the image attributes, whether every chunk is stored).
 
-    Only pyramids this store wrote say that every chunk is stored.
+    ``path`` is a folder, or an object-store URL read through ``objects``. Only pyramids this
+    store wrote say that every chunk is stored.
     """
-    v3 = path / "zarr.json"
-    v2 = path / ".zattrs"
     try:
-        if v3.exists():
-            attrs = json.loads(v3.read_text()).get("attributes", {})
+        v3 = _read_text(path, "zarr.json", objects)
+        if v3 is not None:
+            attrs = json.loads(v3).get("attributes", {})
             own = attrs.get(OWN_ATTRIBUTES)
             dense = isinstance(own, dict) and own.get("every_chunk_stored") is True
             return "3", attrs.get("ome", attrs), dense
-        if v2.exists():
-            return "2", json.loads(v2.read_text()), False
+        v2 = _read_text(path, ".zattrs", objects)
+        if v2 is not None:
+            return "2", json.loads(v2), False
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         raise PyramidError(f"unreadable group metadata ({reason})") from None
     raise PyramidError("not a Zarr group")
+
+
+def _read_text(where: Path | str, name: str, objects: ObjectStore | None) -> str | None:
+    """Return the text of the file ``name`` in the folder or store folder ``where``, or None."""
+    if is_remote(where):
+        if objects is None:
+            raise PyramidError("the pixels are in an object store this server is not set up for")
+        data = objects.get(join(str(where), name))
+        return None if data is None else data.decode()
+    target = Path(where) / name
+    return target.read_text() if target.exists() else None
 
 
 @dataclass(frozen=True)
@@ -196,6 +232,7 @@ class DirectChunks:
 
     def __init__(self, path: Path, meta: dict[str, Any], dense: bool = False) -> None:
         self.path = path
+        self.level_name = path.name
         self.dense = dense  # every chunk is stored: a missing one is damage
         # PERF: chunk names are built as text; six pathlib joins cost 20 µs a chunk.
         self._prefix = f"{path}{os.sep}c{os.sep}"
@@ -205,17 +242,13 @@ class DirectChunks:
         codecs = meta["codecs"]
         self.blosc = Blosc() if len(codecs) == 2 else None
 
-    @classmethod
-    def for_array(cls, path: Path, dense: bool = False) -> DirectChunks | None:
-        """Return a reader for the array at ``path`` if it is one this store wrote, else None."""
-        try:
-            meta = json.loads((path / "zarr.json").read_text())
-        except (OSError, ValueError):
-            return None
+    @staticmethod
+    def qualifies(meta: dict[str, Any]) -> bool:
+        """Return whether an array's metadata is of the kind this store writes."""
         codecs = [codec.get("name") for codec in meta.get("codecs", [])]
         chunk_shape = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
         bytes_codec = meta.get("codecs", [{}])[0].get("configuration", {})
-        if (
+        return not (
             meta.get("dimension_names") != list(AXES.lower())
             or meta.get("chunk_key_encoding", {}).get("name") != "default"
             or meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
@@ -224,9 +257,16 @@ class DirectChunks:
             or bytes_codec.get("endian", "little") != "little"
             or len(chunk_shape) != 5
             or chunk_shape[:3] != [1, 1, 1]
-        ):
+        )
+
+    @classmethod
+    def for_array(cls, path: Path, dense: bool = False) -> DirectChunks | None:
+        """Return a reader for the array at ``path`` if it is one this store wrote, else None."""
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+        except (OSError, ValueError):
             return None
-        return cls(path, meta, dense)
+        return cls(path, meta, dense) if cls.qualifies(meta) else None
 
     def read(
         self, plane: tuple[int, int, int], y: slice, x: slice, height: int, width: int
@@ -254,8 +294,14 @@ class DirectChunks:
         try:
             sep = os.sep
             with open(f"{self._prefix}{t}{sep}{c}{sep}{z}{sep}{cy}{sep}{cx}", "rb") as handle:
-                raw = handle.read()
+                raw: bytes | None = handle.read()
         except FileNotFoundError:
+            raw = None
+        return self._decode(raw, t, c, z, cy, cx)
+
+    def _decode(self, raw: bytes | None, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
+        """Return the chunk's pixels from its stored bytes (None: it is not stored)."""
+        if raw is None:
             if self.dense:
                 raise DamagedPixels(f"{self._name(t, c, z, cy, cx)} is missing") from None
             return np.full((self.chunk_y, self.chunk_x), self.fill, dtype=self.dtype)
@@ -266,15 +312,71 @@ class DirectChunks:
             raise DamagedPixels(f"{self._name(t, c, z, cy, cx)} does not decode ({exc})") from None
 
     def _name(self, t: int, c: int, z: int, cy: int, cx: int) -> str:
-        return f"chunk {cy},{cx} of plane t={t} c={c} z={z} at level {self.path.name}"
+        return f"chunk {cy},{cx} of plane t={t} c={c} z={z} at level {self.level_name}"
+
+    def read_planes(
+        self, planes: Sequence[tuple[int, int, int]], y: slice, x: slice, height: int, width: int
+    ) -> np.ndarray:
+        """Return an (N, Y, X) array: the region of each (t, c, z) plane."""
+        return np.stack([self.read(plane, y, x, height, width) for plane in planes])
+
+
+class StoredChunks(DirectChunks):
+    """Read the chunks of one of our own arrays from an object store: one GET per chunk.
+
+    # PERF: every chunk a request needs is asked for at once, so a tile of three channels
+    # waits for one round trip, not three; tensorstore's kvstore reuses its connections.
+    """
+
+    def __init__(self, kvstore: ts.KvStore, name: str, meta: dict[str, Any], dense: bool) -> None:
+        super().__init__(Path(name), meta, dense)
+        self.kvstore = kvstore
+
+    def read_planes(
+        self, planes: Sequence[tuple[int, int, int]], y: slice, x: slice, height: int, width: int
+    ) -> np.ndarray:
+        y0, y1, _ = y.indices(height)
+        x0, x1, _ = x.indices(width)
+        rows = range(y0 // self.chunk_y, (y1 - 1) // self.chunk_y + 1)
+        columns = range(x0 // self.chunk_x, (x1 - 1) // self.chunk_x + 1)
+        wanted = [(plane, cy, cx) for plane in planes for cy in rows for cx in columns]
+        futures = [self.kvstore.read(f"c/{t}/{c}/{z}/{cy}/{cx}") for (t, c, z), cy, cx in wanted]
+        out = np.empty((len(planes), y1 - y0, x1 - x0), dtype=self.dtype)
+        for number, ((plane, cy, cx), future) in enumerate(zip(wanted, futures, strict=True)):
+            try:
+                found = future.result()
+            except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+                raise StoreUnavailable(
+                    "the object store holding the pixels does not answer"
+                ) from None
+            raw = bytes(found.value) if found.state == "value" else None
+            chunk = self._decode(raw, *plane, cy, cx)
+            top, left = cy * self.chunk_y, cx * self.chunk_x
+            ya, yb = max(y0, top), min(y1, top + self.chunk_y)
+            xa, xb = max(x0, left), min(x1, left + self.chunk_x)
+            out[number // (len(rows) * len(columns)), ya - y0 : yb - y0, xa - x0 : xb - x0] = chunk[
+                ya - top : yb - top, xa - left : xb - left
+            ]
+        return out
+
+    def _chunk(self, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
+        return self.read_planes(
+            [(t, c, z)],
+            slice(cy * self.chunk_y, (cy + 1) * self.chunk_y),
+            slice(cx * self.chunk_x, (cx + 1) * self.chunk_x),
+            (cy + 1) * self.chunk_y,
+            (cx + 1) * self.chunk_x,
+        )[0]
 
 
 class Pyramid:
     """An open pyramid; cheap to read from many times, so keep it open."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str, objects: ObjectStore | None = None) -> None:
+        """Open the pyramid in the folder ``path``, or at the store URL ``path`` through ``objects``."""
         self.path = path
-        zarr_format, attrs, dense = read_group(path)
+        self.remote = is_remote(path)
+        zarr_format, attrs, dense = read_group(path, objects)
         multiscales = attrs.get("multiscales")
         if not multiscales:
             raise PyramidError("no multiscales metadata")
@@ -293,24 +395,34 @@ class Pyramid:
             raise PyramidError("multiscales metadata lists no datasets")
         for dataset in datasets:
             relative = dataset.get("path") if isinstance(dataset, dict) else None
-            folder = confined(path, relative)
+            if self.remote:
+                assert objects is not None  # read_group refused a store URL without one
+                kvstore = objects.kvstore(confined_key(str(path), relative))
+            else:
+                folder = confined(Path(path), relative)
+                kvstore = {"driver": "file", "path": str(folder)}
+            direct: DirectChunks | None = None
             try:
                 array = ts.open(
-                    {
-                        "driver": driver,
-                        "kvstore": {"driver": "file", "path": str(folder)},
-                        "open": True,
-                    },
+                    {"driver": driver, "kvstore": kvstore, "open": True},
                     context=_CONTEXT,
                     read=True,
                 ).result()
+                if driver == "zarr3" and self.remote and array.kvstore is not None:
+                    meta = json.loads(array.kvstore.read("zarr.json").result().value)
+                    if DirectChunks.qualifies(meta):
+                        direct = StoredChunks(array.kvstore, str(relative), meta, dense)
             except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+                if self.remote:
+                    assert objects is not None
+                    objects.ping()  # a store that does not answer is 503, not a bad pyramid
                 # SECURITY: tensorstore's message spells out the spec and absolute paths.
                 raise PyramidError(
                     f"level {relative!r} is not a Zarr array this server reads"
                 ) from None
             shape = array.shape
-            direct = DirectChunks.for_array(folder, dense) if driver == "zarr3" else None
+            if driver == "zarr3" and not self.remote:
+                direct = DirectChunks.for_array(folder, dense)
             self.levels.append(Level(array, dims, int(shape[dims[3]]), int(shape[dims[4]]), direct))
         full = self.levels[0].array.shape
         self.shape = tuple(int(full[d]) if d is not None else 1 for d in dims)
@@ -362,7 +474,7 @@ class Pyramid:
         """Return an (N, Y, X) array: the region of each (t, c, z) plane, read concurrently."""
         lv = self.levels[level]
         if lv.chunks is not None:
-            return np.stack([lv.chunks.read(plane, y, x, lv.height, lv.width) for plane in planes])
+            return lv.chunks.read_planes(planes, y, x, lv.height, lv.width)
         futures = []
         for plane in planes:
             index: list[Any] = [0] * lv.array.rank

@@ -14,6 +14,7 @@ import numpy as np
 import tensorstore as ts
 
 from coverslip.pixels.durable import sync_tree
+from coverslip.pixels.objects import ObjectStore, is_remote, join
 from coverslip.pixels.pyramid import AXES, OWN_ATTRIBUTES, level_shapes, ome_metadata
 
 CODECS: dict[str, list[dict[str, Any]]] = {
@@ -121,7 +122,7 @@ class PyramidWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         shape: Sequence[int],
         dtype: str,
         tile: int = 256,
@@ -130,15 +131,18 @@ class PyramidWriter:
         scale: Sequence[float | None] = (None, None, None),
         channels: Sequence[dict[str, Any]] = (),
         levels: Sequence[tuple[int, int]] = (),
+        objects: ObjectStore | None = None,
     ) -> None:
         """Create the arrays; ``levels`` are (height, width) of levels the file has after level 0.
 
         Those levels are written with ``write_band(..., level=n)`` exactly as the file stores
         them; further 2×2-mean levels follow the last of them until the longest side fits a tile.
+        ``path`` is a new folder, or a store URL (written through ``objects``).
         """
         if tile % 2:
             raise ValueError("tile must be even")
         self.path = path
+        self.objects = objects if is_remote(path) else None
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.tile = tile
@@ -149,9 +153,10 @@ class PyramidWriter:
         copied = [(height, width), *own_levels(height, width, levels)]
         self.copied = len(copied)
         self.shapes = copied[:-1] + level_shapes(*copied[-1], tile)
-        if path.exists():
-            raise FileExistsError(path)
-        path.mkdir(parents=True)
+        if self.objects is None:
+            if Path(path).exists():
+                raise FileExistsError(path)
+            Path(path).mkdir(parents=True)
         self._write_group_metadata()
         # PERF: no fsync per chunk write; ``finish`` flushes the whole pyramid once, and an
         # import that dies half-way is discarded whole anyway.
@@ -160,7 +165,7 @@ class PyramidWriter:
         for level, (height, width) in enumerate(self.shapes):
             spec = {
                 "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": str(path / str(level))},
+                "kvstore": self._kvstore(str(level)),
                 "metadata": {
                     "shape": [*self.shape[:3], height, width],
                     "chunk_grid": {
@@ -227,8 +232,10 @@ class PyramidWriter:
             self.channels = list(channels)
             self._write_group_metadata()
         # NOTE: on disk before the catalog calls the image active, so a crash never leaves an
-        # active image whose chunks were still only in memory.
-        sync_tree(self.path)
+        # active image whose chunks were still only in memory. An object store has every
+        # object once its PUT is answered.
+        if self.objects is None:
+            sync_tree(Path(self.path))
 
     def abort(self) -> None:
         """Drop everything written so far, once no write is running any more."""
@@ -236,7 +243,16 @@ class PyramidWriter:
             with contextlib.suppress(Exception):  # the pyramid is being thrown away
                 _wait(futures)
         self._bands.clear()
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.objects is not None:
+            with contextlib.suppress(Exception):  # an unreachable store keeps what it has
+                self.objects.delete_tree(str(self.path))
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _kvstore(self, relative: str) -> dict[str, Any]:
+        if self.objects is not None:
+            return self.objects.kvstore(join(str(self.path), relative))
+        return {"driver": "file", "path": str(Path(self.path) / relative)}
 
     def _write_group_metadata(self) -> None:
         attributes = {
@@ -244,7 +260,11 @@ class PyramidWriter:
             OWN_ATTRIBUTES: {"every_chunk_stored": True},
         }
         document = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
-        (self.path / "zarr.json").write_text(json.dumps(document, indent=2))
+        text = json.dumps(document, indent=2)
+        if self.objects is not None:
+            self.objects.put(join(str(self.path), "zarr.json"), text.encode())
+        else:
+            (Path(self.path) / "zarr.json").write_text(text)
 
 
 def _wait(futures: list[Any]) -> None:

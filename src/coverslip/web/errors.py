@@ -28,6 +28,7 @@ STATUS: tuple[tuple[type[Exception], str, str], ...] = (
     (errors.ImportFailed, falcon.HTTP_400, "Bad Request"),
     (errors.NoSpace, falcon.HTTP_507, "Insufficient Storage"),
     (errors.Damaged, falcon.HTTP_503, "Service Unavailable"),
+    (errors.StoreUnavailable, falcon.HTTP_503, "Service Unavailable"),
 )
 
 # What a catalog or session store that is down or not answering raises.

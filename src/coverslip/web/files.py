@@ -10,10 +10,13 @@ from urllib.parse import quote
 import falcon
 
 from coverslip.config import Settings
+from coverslip.errors import NotFound
+from coverslip.pixels.objects import ObjectStore
 
 CHUNK = 1024 * 1024
 INTERNAL_PREFIX = "/_coverslip_files"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+PRESIGNED_SECONDS = 300
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -52,6 +55,59 @@ def _stream(path: Path, first: int, length: int):  # type: ignore[no-untyped-def
             yield block
 
 
+def _download_headers(resp: falcon.Response, name: str, md5: str | None) -> None:
+    # SECURITY: an original is only for those allowed to download it; no shared cache keeps it.
+    resp.cache_control = ["private"]
+    resp.content_type = "application/octet-stream"
+    resp.downloadable_as = name
+    resp.accept_ranges = "bytes"
+    if md5:
+        resp.set_header("Content-MD5", base64.b64encode(bytes.fromhex(md5)).decode())
+
+
+def _span(req: falcon.Request, resp: falcon.Response, size: int) -> tuple[int, int]:
+    """Set the status and length for the request's Range; return (first, last) byte to send."""
+    span = parse_range(req.get_header("Range"), size)
+    first, last = span if span is not None else (0, size - 1)
+    if span is not None:
+        resp.status = falcon.HTTP_206
+        resp.content_range = (first, last, size)
+    resp.content_length = last - first + 1
+    return first, last
+
+
+def send_original(
+    req: falcon.Request,
+    resp: falcon.Response,
+    where: Path | str,
+    name: str,
+    md5: str | None,
+    settings: Settings,
+    objects: ObjectStore | None,
+) -> None:
+    """Answer with an original kept as a file, or in the object store (streamed or redirected)."""
+    if isinstance(where, Path):
+        send_file(req, resp, where, name, md5, settings)
+        return
+    assert objects is not None
+    size = objects.size(where)
+    if size is None:
+        raise NotFound("the original file is not in the object store")
+    _download_headers(resp, name, md5)
+    if size == 0:
+        resp.status = falcon.HTTP_204
+        return
+    if settings["downloads.from_store"] == "redirect":
+        # NOTE: the URL is good for anyone holding it for a few minutes: only the caller
+        # gets it, and a private response is never kept by a shared cache.
+        resp.status = falcon.HTTP_307
+        resp.location = objects.presign(where, name, PRESIGNED_SECONDS)
+        return
+    first, last = _span(req, resp, size)
+    if req.method != "HEAD":
+        resp.stream = objects.stream(where, first, last)
+
+
 def send_file(
     req: falcon.Request,
     resp: falcon.Response,
@@ -62,13 +118,7 @@ def send_file(
 ) -> None:
     """Answer with the file at ``path`` (206 for a satisfiable single Range, 416 otherwise)."""
     size = path.stat().st_size
-    # SECURITY: an original is only for those allowed to download it; no shared cache keeps it.
-    resp.cache_control = ["private"]
-    resp.content_type = "application/octet-stream"
-    resp.downloadable_as = name
-    resp.accept_ranges = "bytes"
-    if md5:
-        resp.set_header("Content-MD5", base64.b64encode(bytes.fromhex(md5)).decode())
+    _download_headers(resp, name, md5)
     if size == 0:
         resp.status = falcon.HTTP_204
         return
@@ -79,16 +129,11 @@ def send_file(
         location = quote(f"{INTERNAL_PREFIX}/{home_files.as_posix()}", safe="/")
         resp.set_header("X-Accel-Redirect", location)
         return
-    span = parse_range(req.get_header("Range"), size)
-    first, last = span if span is not None else (0, size - 1)
-    if span is not None:
-        resp.status = falcon.HTTP_206
-        resp.content_range = (first, last, size)
-    resp.content_length = last - first + 1
+    first, last = _span(req, resp, size)
     if req.method == "HEAD":
         return
     wrapper = req.env.get("wsgi.file_wrapper")
-    if wrapper is not None and span is None:
+    if wrapper is not None and req.get_header("Range") is None:
         resp.stream = wrapper(path.open("rb"), CHUNK)
     else:
         resp.stream = _stream(path, first, last - first + 1)

@@ -15,7 +15,7 @@ from coverslip.render.luts import LUT_NAMES
 from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids
-from coverslip.web.files import send_file
+from coverslip.web.files import send_original
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
 
 # OMERO's names of the pixel types (omero.model.enums.PixelsType*).
@@ -197,13 +197,12 @@ class ImageData:
         if len(image.dataset_ids) == 1:
             found = catalog.get_dataset(image.dataset_ids[0])
             dataset = (found.name, found.description)
-        original = services.home.original_dir(image.id) / image.original_name
         data: Any = image_data(
             view,
             self.permissions(req, image),
             author=author,
             dataset=dataset,
-            archived=bool(image.original_name) and original.is_file(),
+            archived=services.original(image) is not None,
             inverted=req.get_param("ia") == "1",
         )
         add_file_metadata(data, catalog.get_extras(iid), catalog.plate_of(iid))
@@ -345,11 +344,19 @@ class ArchivedFile:
         image = self.ctx.services.auth.visible_image(self.ctx.caller(req), iid)
         if not self.can_download(req, image):
             raise Forbidden("downloading the original of this image is not allowed")
-        folder = self.ctx.services.home.original_dir(image.id)
-        path = folder / image.original_name
-        if not path.is_file():
+        services = self.ctx.services
+        where = services.original(image)
+        if where is None:
             raise NotFound(f"image {iid} has no original file")
-        send_file(req, resp, path, image.original_name, image.md5, self.ctx.services.settings)
+        send_original(
+            req,
+            resp,
+            where,
+            image.original_name,
+            image.md5,
+            services.settings,
+            services.pixels.objects,
+        )
 
     on_head = on_get
 

@@ -21,7 +21,7 @@ from coverslip.uploads import Uploads
 from coverslip.web import datasets_api, images_import
 from coverslip.web.access import PRIVATE, Access, install_ids, parse_id
 from coverslip.web.body import read_json, require_media_type
-from coverslip.web.files import send_file
+from coverslip.web.files import send_original
 from coverslip.web.images_access import ImageAccess
 from coverslip.web.images_schema import (
     PATCH_MEDIA_TYPE,
@@ -384,11 +384,20 @@ class ImageFile:
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         image = self.docs.image(req, image_id)
         self.access.check_download(req, image)
-        path = self.services.home.original_dir(image.id) / image.original_name
-        if image.status != "active" or not image.original_name or not path.is_file():
+        services = self.services
+        where = services.original(image) if image.status == "active" else None
+        if where is None:
             resp.status = falcon.HTTP_204
             return
-        send_file(req, resp, path, image.original_name, image.md5, self.services.settings)
+        send_original(
+            req,
+            resp,
+            where,
+            image.original_name,
+            image.md5,
+            services.settings,
+            services.pixels.objects,
+        )
 
     on_head = on_get
 

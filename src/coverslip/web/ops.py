@@ -103,7 +103,7 @@ def from_this_host(req: falcon.Request) -> bool:
 
 
 class Ready:
-    """`/readyz`: the catalog and the session store answer in time; 503 naming what is down.
+    """`/readyz`: the catalog, the session store and the object store answer in time; 503 naming what is down.
 
     What went wrong (host, port, driver message) is shown only to administrators and to
     requests made on this host (not relayed by a proxy); anyone else learns only which part
@@ -118,6 +118,9 @@ class Ready:
             "catalog": Probe(services.catalog.ping, timeout),
             "sessions": Probe(self._ping_sessions, timeout),
         }
+        objects = services.pixels.objects
+        if objects is not None:
+            self.probes["objects"] = Probe(objects.ping, timeout)
 
     def _ping_sessions(self) -> None:
         store = _session_store(self.services)

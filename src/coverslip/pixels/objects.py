@@ -1,0 +1,259 @@
+"""Pixels and originals on an S3-compatible object store (``pixels.store = s3://bucket/prefix``).
+
+Pyramids are written and read by tensorstore's ``s3`` kvstore (one ranged GET per chunk, over
+reused connections); originals, group metadata, listings and deletions go through boto3, which
+streams large files in parts. Credentials come from the environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``) or the standard AWS files, never from the catalog: a store URL in
+the catalog names a bucket and a key, nothing that opens it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coverslip.errors import StoreUnavailable
+
+SCHEME = "s3://"
+# Bucket names as S3 allows them: 3-63 lowercase letters, digits, dots and hyphens.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PART_SIZE = 64 * 1024 * 1024  # originals go up in parts of this size, several at once
+READ_BLOCK = 1024 * 1024
+
+__all__ = ["ObjectStore", "StoreUnavailable", "is_remote", "join", "split_url"]
+
+
+def is_remote(location: str | Path | None) -> bool:
+    """Return whether ``location`` is an object-store URL rather than a local path."""
+    return isinstance(location, str) and location.startswith(SCHEME)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Return (bucket, key) of ``s3://bucket/key``; raise ValueError naming what is wrong."""
+    if not url.startswith(SCHEME):
+        raise ValueError(f"{url!r} is not an s3:// URL")
+    bucket, _, key = url[len(SCHEME) :].partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+    if ".." in key.split("/") or "\\" in key or "\0" in key:
+        raise ValueError(f"the key {key[:80]!r} leaves its prefix")
+    return bucket, key
+
+
+def join(url: str, relative: str) -> str:
+    """Return ``url`` with ``relative`` (a key below it) appended, one ``/`` between them."""
+    return f"{url.rstrip('/')}/{relative.lstrip('/')}"
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """One bucket and key prefix where new pyramids and originals go, and how to reach it."""
+
+    url: str  # s3://bucket/prefix
+    endpoint: str = ""  # empty: AWS itself
+    region: str = "us-east-1"
+    timeout: float = 10.0
+    _clients: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        split_url(self.url)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ObjectStore | None:
+        """Return the store ``pixels.store`` names, or None for files in the instance home."""
+        where = str(settings["pixels.store"])
+        if where == "file":
+            return None
+        return cls(
+            where.rstrip("/"),
+            endpoint=str(settings["pixels.s3_endpoint"]),
+            region=str(settings["pixels.s3_region"]),
+            timeout=float(settings["pixels.s3_timeout"]),
+        )
+
+    @property
+    def name(self) -> str:
+        """How messages name the store: its endpoint and bucket (no credentials, no keys)."""
+        bucket, _ = split_url(self.url)
+        return f"the object store {self.endpoint or 'S3'} (bucket {bucket})"
+
+    # -- where things go ------------------------------------------------------------------
+
+    def pyramid(self, image_id: int) -> str:
+        return join(self.url, f"pixels/{image_id}.ome.zarr")
+
+    def fileset(self, fileset_id: int) -> str:
+        return join(self.url, f"originals/fileset-{fileset_id}")
+
+    # -- tensorstore ----------------------------------------------------------------------
+
+    def kvstore(self, url: str) -> dict[str, Any]:
+        """Return tensorstore's kvstore spec for the keys under ``url`` (a folder)."""
+        bucket, key = split_url(url)
+        spec: dict[str, Any] = {
+            "driver": "s3",
+            "bucket": bucket,
+            "path": f"{key.rstrip('/')}/",
+            "aws_region": self.region,
+            # NOTE: "default" also reads the standard AWS files (and logs their absence).
+            "aws_credentials": {
+                "type": "environment" if os.environ.get("AWS_ACCESS_KEY_ID") else "default"
+            },
+        }
+        if self.endpoint:
+            spec["endpoint"] = self.endpoint
+        return spec
+
+    # -- objects --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """Return this process's boto3 client (a forked worker makes its own)."""
+        pid = os.getpid()
+        found = self._clients.get(pid)
+        if found is None:
+            with self._lock:
+                found = self._clients.get(pid)
+                if found is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    found = boto3.session.Session().client(
+                        "s3",
+                        endpoint_url=self.endpoint or None,
+                        region_name=self.region,
+                        config=Config(
+                            connect_timeout=self.timeout,
+                            read_timeout=self.timeout,
+                            retries={"max_attempts": 3, "mode": "standard"},
+                            max_pool_connections=32,
+                            s3={"addressing_style": "path"},
+                        ),
+                    )
+                    self._clients.clear()
+                    self._clients[pid] = found
+        return found
+
+    def _call(self, what: str, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(what) from None
+            raise StoreUnavailable(f"{self.name} refused to {what} ({code})") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"{self.name} does not answer ({type(exc).__name__})") from None
+
+    def get(self, url: str) -> bytes | None:
+        """Return the bytes of the object at ``url``, or None when there is none."""
+        bucket, key = split_url(url)
+        try:
+            body = self._call(f"read {key}", "get_object", Bucket=bucket, Key=key)["Body"]
+        except FileNotFoundError:
+            return None
+        return bytes(body.read())
+
+    def put(self, url: str, data: bytes) -> None:
+        bucket, key = split_url(url)
+        self._call(f"write {key}", "put_object", Bucket=bucket, Key=key, Body=data)
+
+    def upload(self, url: str, path: Path) -> None:
+        """Store the file at ``path`` as ``url``, in parts for large files."""
+        from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = split_url(url)
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
+        try:
+            self.client.upload_file(str(path), bucket, key, Config=config)
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+            raise StoreUnavailable(
+                f"{self.name} did not take {key} ({type(exc).__name__})"
+            ) from None
+
+    def size(self, url: str) -> int | None:
+        """Return the size of the object at ``url``, or None when there is none."""
+        bucket, key = split_url(url)
+        try:
+            return int(
+                self._call(f"read {key}", "head_object", Bucket=bucket, Key=key)["ContentLength"]
+            )
+        except FileNotFoundError:
+            return None
+
+    def stream(self, url: str, first: int, last: int) -> Iterator[bytes]:
+        """Yield bytes ``first``..``last`` (inclusive) of the object at ``url``, a block at a time."""
+        bucket, key = split_url(url)
+        body = self._call(
+            f"read {key}", "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{last}"
+        )["Body"]
+        try:
+            while block := body.read(READ_BLOCK):
+                yield block
+        finally:
+            body.close()
+
+    def open(self, url: str) -> Any:
+        """Return a readable file object of the whole object at ``url``."""
+        bucket, key = split_url(url)
+        return self._call(f"read {key}", "get_object", Bucket=bucket, Key=key)["Body"]
+
+    def keys(self, url: str) -> Iterator[tuple[str, int]]:
+        """Yield (key relative to ``url``, size) of every object under the folder ``url``."""
+        bucket, key = split_url(url)
+        prefix = f"{key.rstrip('/')}/"
+        token: dict[str, str] = {}
+        while True:
+            page = self._call(
+                f"list {prefix}", "list_objects_v2", Bucket=bucket, Prefix=prefix, **token
+            )
+            for item in page.get("Contents", []):
+                yield item["Key"][len(prefix) :], int(item["Size"])
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def delete_tree(self, url: str) -> None:
+        """Remove every object under the folder ``url`` (nothing there is not an error)."""
+        bucket, key = split_url(url)
+        names = [join(key, relative) for relative, _size in self.keys(url)]
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": name} for name in names[start : start + 1000]]
+            self._call(
+                f"delete under {key}",
+                "delete_objects",
+                Bucket=bucket,
+                Delete={"Objects": batch, "Quiet": True},
+            )
+
+    def presign(self, url: str, name: str, seconds: int) -> str:
+        """Return a URL that downloads ``url`` as ``name`` for ``seconds``, without credentials."""
+        from urllib.parse import quote
+
+        bucket, key = split_url(url)
+        return str(
+            self.client.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
+                },
+                ExpiresIn=seconds,
+            )
+        )
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the bucket answers."""
+        bucket, _ = split_url(self.url)
+        self._call("answer", "head_bucket", Bucket=bucket)
