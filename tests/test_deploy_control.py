@@ -265,9 +265,14 @@ class Store:
             raise self.error
 
 
-def ready_client(catalog: Store, sessions: Store | None) -> falcon.testing.TestClient:
+def ready_client(
+    catalog: Store, sessions: Store | None, objects: Store | None = None
+) -> falcon.testing.TestClient:
     services = SimpleNamespace(
-        catalog=catalog, sessions=sessions, settings={"db.connect_timeout": 5.0}
+        catalog=catalog,
+        sessions=sessions,
+        pixels=SimpleNamespace(objects=objects),
+        settings={"db.connect_timeout": 5.0},
     )
     app = falcon.App()
     ops.add_routes(app, services, "thumbs")  # type: ignore[arg-type]
@@ -285,6 +290,10 @@ def test_readyz_names_what_is_down() -> None:
     both = ready_client(Store(OSError("disk")), None).simulate_get("/readyz")
     assert both.status_code == 503 and list(both.json["down"]) == ["catalog"]
     assert ready_client(Store(), None).simulate_get("/healthz").json == {"status": "ok"}
+    # The object store is probed only when pixels live in one.
+    assert ready_client(Store(), None, Store()).simulate_get("/readyz").status_code == 200
+    gone = ready_client(Store(), None, Store(OSError("store"))).simulate_get("/readyz")
+    assert gone.status_code == 503 and gone.json["down"] == ["objects"]
 
 
 # -- the container entrypoint -----------------------------------------------------------
