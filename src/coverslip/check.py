@@ -38,13 +38,13 @@ def check_image(catalog: Catalog, pixels: PixelStore, home: Home, image: Image) 
     if fileset_id is not None:
         local = home.fileset_dir(fileset_id)
         if pixels.objects is not None and not local.is_dir():
-            finding.originals = _stored_originals_damage(catalog, pixels.objects, fileset_id)
+            finding.originals = stored_originals_damage(catalog, pixels.objects, fileset_id)
         else:
             finding.originals = _originals_damage(catalog, home, fileset_id)
     return finding
 
 
-def _stored_originals_damage(catalog: Catalog, objects: ObjectStore, fileset_id: int) -> list[str]:
+def stored_originals_damage(catalog: Catalog, objects: ObjectStore, fileset_id: int) -> list[str]:
     """Re-hash a fileset's originals as the object store holds them, in the import's order."""
     try:
         fileset = catalog.get_fileset(fileset_id)

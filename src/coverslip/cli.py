@@ -357,6 +357,59 @@ def check(state: State, image_ids: tuple[int, ...], as_json: bool) -> None:
 
 
 @main.group()
+def pixels() -> None:
+    """Where pyramids and originals live: move those kept in the home into an object store."""
+
+
+@pixels.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="s3://BUCKET/PREFIX",
+    help="The object store; with pixels.store = file, it is written to the settings file.",
+)
+@pass_state
+@guarded
+def pixels_migrate(state: State, target: str) -> None:
+    """Move every pyramid and original kept in the home into the object store.
+
+    Resumable: a run cut short goes on where it stopped when run again. Every object is
+    checked by the store against its MD5 and every fileset's originals are re-hashed from
+    the store against the sha512 recorded at import before the local copy goes.
+    """
+    from coverslip.migration import Migration
+    from coverslip.pixels.objects import ObjectStore
+
+    target = config.lookup("pixels.store").convert(target)
+    current = str(state.settings["pixels.store"])
+    if target == "file":
+        raise CoverslipError("--to names an object store: s3://bucket/prefix")
+    if current not in ("file", target):
+        raise CoverslipError(
+            f"pixels.store is {current}; this instance's files are moved only into that store"
+        )
+    if current == "file":
+        ObjectStore.at(target, state.settings).ping()
+        stored = config.read_file(state.home.config_file)
+        stored["pixels.store"] = target
+        config.write_file(state.home.config_file, stored)
+        if state.settings["pixels.store"] != target:
+            raise CoverslipError(
+                "pixels.store is set in the environment (COVERSLIP_PIXELS_STORE): change it there"
+            )
+        click.echo(f"pixels.store = {target!r}: restart web, thumbs and worker to import into it")
+    moved = Migration(state.services, click.echo).run()
+    click.echo(
+        f"moved {moved.images} pyramid{'s' if moved.images != 1 else ''} and "
+        f"{moved.filesets} fileset{'s' if moved.filesets != 1 else ''} of originals "
+        f"({moved.objects} objects, {moved.size / 1e6:.1f} MB) into {target}"
+    )
+    for line in moved.left:
+        click.echo(f"left in the home: {line}")
+
+
+@main.group()
 def datasets() -> None:
     """List, create and fill datasets."""
 

@@ -36,7 +36,7 @@ from coverslip.home import Home
 from coverslip.metrics import metrics
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 from coverslip.pixels.durable import sync_tree
-from coverslip.pixels.objects import ObjectStore, StoreUnavailable, join
+from coverslip.pixels.objects import ObjectStore, StoreUnavailable
 from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
@@ -518,14 +518,16 @@ class Importer:
         folder = self.home.fileset_dir(fileset_id)
         if self.objects is None or not folder.is_dir():
             return
-        target = self.objects.fileset(fileset_id)
-        for path in _tree_files(folder):
-            self.objects.upload(join(target, path.relative_to(folder).as_posix()), path)
+        self.objects.store_tree(self.objects.fileset(fileset_id), folder)
+        self.drop_local_originals(fileset_id, image_ids)
+
+    def drop_local_originals(self, fileset_id: int, image_ids: Iterable[int]) -> None:
+        """Remove a fileset's originals folder and its images' links to it from the home."""
         for image_id in image_ids:
             link = self.home.original_dir(image_id)
             if link.is_symlink():
                 link.unlink()
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(self.home.fileset_dir(fileset_id), ignore_errors=True)
 
     def _keep_and_build(
         self,

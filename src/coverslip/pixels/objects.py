@@ -9,10 +9,13 @@ the catalog names a bucket and a key, nothing that opens it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ SCHEME = "s3://"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 PART_SIZE = 64 * 1024 * 1024  # originals go up in parts of this size, several at once
 READ_BLOCK = 1024 * 1024
+TREE_WORKERS = 8  # files of a folder stored at once: chunks are small, round trips dominate
 
 __all__ = ["ObjectStore", "StoreUnavailable", "is_remote", "join", "split_url"]
 
@@ -50,6 +54,28 @@ def join(url: str, relative: str) -> str:
     return f"{url.rstrip('/')}/{relative.lstrip('/')}"
 
 
+def etag_of(path: Path) -> str:
+    """Return the ETag an S3 store gives ``path`` stored by ``ObjectStore``: the MD5 of a
+    file below PART_SIZE, the MD5 of its parts' MD5s and their count above it."""
+    parts = []
+    with path.open("rb") as source:
+        while block := source.read(PART_SIZE):
+            parts.append(hashlib.md5(block, usedforsecurity=False).digest())
+    if path.stat().st_size < PART_SIZE:
+        return (parts[0] if parts else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
+    whole = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
+    return f"{whole}-{len(parts)}"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ``ObjectStore.store_tree`` did: objects written, objects found already there."""
+
+    written: int
+    kept: int
+    size: int  # bytes written
+
+
 @dataclass(frozen=True)
 class ObjectStore:
     """One bucket and key prefix where new pyramids and originals go, and how to reach it."""
@@ -68,10 +94,13 @@ class ObjectStore:
     def from_settings(cls, settings: Mapping[str, Any]) -> ObjectStore | None:
         """Return the store ``pixels.store`` names, or None for files in the instance home."""
         where = str(settings["pixels.store"])
-        if where == "file":
-            return None
+        return None if where == "file" else cls.at(where, settings)
+
+    @classmethod
+    def at(cls, url: str, settings: Mapping[str, Any]) -> ObjectStore:
+        """Return the store at ``url``, reached with the endpoint and region of ``settings``."""
         return cls(
-            where.rstrip("/"),
+            url.rstrip("/"),
             endpoint=str(settings["pixels.s3_endpoint"]),
             region=str(settings["pixels.s3_region"]),
             timeout=float(settings["pixels.s3_timeout"]),
@@ -134,6 +163,7 @@ class ObjectStore:
                             retries={"max_attempts": 3, "mode": "standard"},
                             max_pool_connections=32,
                             s3={"addressing_style": "path"},
+                            signature_version="s3v4",
                         ),
                     )
                     self._clients.clear()
@@ -163,8 +193,12 @@ class ObjectStore:
         return bytes(body.read())
 
     def put(self, url: str, data: bytes) -> None:
+        """Store ``data`` as ``url``; the store checks it against the MD5 sent with it."""
         bucket, key = split_url(url)
-        self._call(f"write {key}", "put_object", Bucket=bucket, Key=key, Body=data)
+        digest = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        self._call(
+            f"write {key}", "put_object", Bucket=bucket, Key=key, Body=data, ContentMD5=digest
+        )
 
     def upload(self, url: str, path: Path) -> None:
         """Store the file at ``path`` as ``url``, in parts for large files."""
@@ -210,6 +244,10 @@ class ObjectStore:
 
     def keys(self, url: str) -> Iterator[tuple[str, int]]:
         """Yield (key relative to ``url``, size) of every object under the folder ``url``."""
+        for relative, size, _etag in self._listing(url):
+            yield relative, size
+
+    def _listing(self, url: str) -> Iterator[tuple[str, int, str]]:
         bucket, key = split_url(url)
         prefix = f"{key.rstrip('/')}/"
         token: dict[str, str] = {}
@@ -218,10 +256,36 @@ class ObjectStore:
                 f"list {prefix}", "list_objects_v2", Bucket=bucket, Prefix=prefix, **token
             )
             for item in page.get("Contents", []):
-                yield item["Key"][len(prefix) :], int(item["Size"])
+                yield item["Key"][len(prefix) :], int(item["Size"]), item["ETag"].strip('"')
             if not page.get("IsTruncated"):
                 return
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def store_tree(self, url: str, folder: Path) -> Stored:
+        """Store every file under ``folder`` below the folder ``url``, several at once.
+
+        A file already there with its size and ETag is left as it is, so a copy cut short
+        goes on where it stopped when run again.
+        """
+        there = {relative: (size, etag) for relative, size, etag in self._listing(url)}
+
+        def one(path: Path) -> int:
+            relative = path.relative_to(folder).as_posix()
+            size = path.stat().st_size
+            if there.get(relative, (-1, ""))[0] == size and there[relative][1] == etag_of(path):
+                return -1
+            target = join(url, relative)
+            if size < PART_SIZE:
+                self.put(target, path.read_bytes())
+            else:
+                self.upload(target, path)
+            return size
+
+        files = sorted(Path(top) / name for top, _, names in os.walk(folder) for name in names)
+        with ThreadPoolExecutor(TREE_WORKERS, thread_name_prefix="store") as pool:
+            sizes = list(pool.map(one, files))
+        written = [size for size in sizes if size >= 0]
+        return Stored(len(written), len(sizes) - len(written), sum(written))
 
     def delete_tree(self, url: str) -> None:
         """Remove every object under the folder ``url`` (nothing there is not an error)."""
