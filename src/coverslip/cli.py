@@ -136,21 +136,29 @@ def _progress() -> Progress:
 
 
 def import_files(
-    services: Services, paths: Sequence[Path], options: ImportOptions, quiet: bool = False
+    services: Services, paths: Sequence[Path | str], options: ImportOptions, quiet: bool = False
 ) -> tuple[list[int], int]:
-    """Import ``paths`` one by one with a progress bar each; return (new ids, number failed)."""
+    """Import ``paths`` one by one with a progress bar each; return (new ids, number failed).
+
+    A path given as text is a URL (s3://, http(s)://) of an OME-Zarr registered in place.
+    """
     importer = services.importer()
     ids: list[int] = []
     failed = 0
     with _progress() as progress:
         for path in paths:
-            task = progress.add_task(path.name, total=None, visible=not quiet)
+            label = path if isinstance(path, str) else path.name
+            task = progress.add_task(label, total=None, visible=not quiet)
 
             def update(done: int, total: int, task: Any = task) -> None:
                 progress.update(task, completed=done, total=total or None)
 
             try:
-                new_ids = importer.import_fileset(path, options, update)
+                new_ids = (
+                    importer.register_url(path, options, update)
+                    if isinstance(path, str)
+                    else importer.import_fileset(path, options, update)
+                )
             except Duplicate as exc:
                 failed += 1
                 progress.remove_task(task)
@@ -159,8 +167,8 @@ def import_files(
                 failed += 1
                 progress.remove_task(task)
                 message = str(exc)
-                if message.startswith(f"{path.name}: "):
-                    message = message.removeprefix(f"{path.name}: ")
+                if message.startswith(f"{label}: "):
+                    message = message.removeprefix(f"{label}: ")
                 if not message.startswith(str(path)):
                     message = f"{path}: {message}"
                 errors.print(f"[red]failed:[/red] {message}", highlight=False, soft_wrap=True)
@@ -173,7 +181,7 @@ def import_files(
             else:
                 ids.extend(new_ids)
                 made = ", ".join(map(str, new_ids))
-                progress.update(task, description=f"{path.name} → image {made}")
+                progress.update(task, description=f"{label} → image {made}")
                 if len(new_ids) > 1 and not quiet:
                     for image in map(services.catalog.get_image, new_ids):
                         errors.print(f"  image {image.id}: {image.name}", highlight=False)
@@ -181,7 +189,7 @@ def import_files(
 
 
 @main.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--dataset", help="Put the images in this dataset (created if missing).")
 @click.option("--name", help="Name of the image (default: from the file).")
 @click.option("--axes", help="Axes of a .npy file, e.g. ZYX or TCZYX.")
@@ -200,7 +208,7 @@ def import_files(
 @guarded
 def import_(
     state: State,
-    paths: tuple[Path, ...],
+    paths: tuple[str, ...],
     dataset: str | None,
     name: str | None,
     axes: str | None,
@@ -212,7 +220,8 @@ def import_(
 ) -> None:
     """Import image files: every series, scene or position of a file is an image.
 
-    `coverslip formats` lists what is read.
+    `coverslip formats` lists what is read. With --in-place, an OME-Zarr image at an
+    s3:// or http(s):// URL is registered where it is.
     """
     services = state.services
     owner_id, group_id = _owner_and_group(services, username, group_name)
@@ -228,7 +237,10 @@ def import_(
         in_place=in_place,
         allow_duplicate=allow_duplicate,
     )
-    ids, failed = import_files(services, paths, options, quiet=as_json)
+    from coverslip.pixels.objects import is_remote
+
+    where = [path if is_remote(path) else Path(path) for path in paths]
+    ids, failed = import_files(services, where, options, quiet=as_json)
     if as_json:
         click.echo(json.dumps({"imported": ids, "failed": failed}))
     else:

@@ -36,7 +36,7 @@ from coverslip.home import Home
 from coverslip.metrics import metrics
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 from coverslip.pixels.durable import sync_tree
-from coverslip.pixels.objects import ObjectStore, StoreUnavailable
+from coverslip.pixels.objects import SCHEME, ObjectStore, StoreUnavailable, check_key
 from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
@@ -388,6 +388,56 @@ class Importer:
         finally:
             fileset.close()
 
+    def register_url(
+        self, url: str, options: ImportOptions, progress: Progress | None = None
+    ) -> list[int]:
+        """Register the OME-Zarr image at an s3:// or http(s):// URL where it is; return its id.
+
+        Nothing is copied: the pixels are read from there whenever the image is shown (its
+        channel statistics and thumbnail are made now, reading it once).
+        """
+        from coverslip.formats.omezarr_remote import RemoteOmeZarr
+
+        url = url.rstrip("/")
+        try:
+            check_key(url)
+        except ValueError as exc:
+            raise ImportFailed(f"{url}: {exc}") from None
+        if not options.in_place:
+            raise ImportFailed(f"{url}: an OME-Zarr at a URL is registered in place (--in-place)")
+        if url.startswith(SCHEME) and self.objects is None:
+            raise ImportFailed(
+                f"{url}: an s3:// image is read through the object store of pixels.store "
+                "(its endpoint and credentials); set it, or register the image's https:// URL"
+            )
+        if self.objects is not None and f"{url}/".startswith(f"{self.objects.url}/"):
+            raise ImportFailed(f"{url}: this is where the server keeps its own pyramids")
+        if not options.allow_duplicate:
+            existing = self.catalog.find_by_pyramid_path(url)
+            if existing is not None:
+                raise Duplicate(existing)
+        owner_id, group_id = options.owner_id, options.group_id
+        if owner_id is None or group_id is None:
+            owner_id, group_id = self.catalog.ensure_local_admin()
+        reader = RemoteOmeZarr(url, self.objects)
+        fileset_id = self.catalog.create_fileset("ome-zarr", owner_id, group_id)
+        image_id = self.catalog.create_image(
+            (options.name or reader.meta.name)[:255],
+            owner_id,
+            group_id,
+            format="ome-zarr",
+            properties=options.properties,
+        )
+        try:
+            self.catalog.add_to_fileset(fileset_id, image_id, 0, None, "image")
+            self.build(image_id, reader, options, progress, source=url)
+        except BaseException:
+            self.discard(image_id)
+            raise
+        if options.dataset_id is not None:
+            self.catalog.add_to_dataset(options.dataset_id, [image_id])
+        return [image_id]
+
     def _import(
         self,
         path: Path,
@@ -678,7 +728,7 @@ class Importer:
         reader: formats.Reader,
         options: ImportOptions,
         progress: Progress | None = None,
-        source: Path | None = None,
+        source: Path | str | None = None,
         activate: bool = True,
     ) -> None:
         """Turn an image whose original is kept into an active one: pyramid, stats, thumbnail.
@@ -690,10 +740,14 @@ class Importer:
         meta = reader.meta
         target = self.pyramid_target(image_id)
         try:
-            if options.in_place and source is not None and source.is_dir():
+            # In place: a local OME-Zarr folder, or one at a URL (see register_url).
+            if options.in_place and (isinstance(source, str) or (source and source.is_dir())):
+                assert source is not None
                 stats = self._scan(reader, progress)
                 pyramid = self._open_pyramid(source)
-                pyramid_path: str | None = str(source.resolve())
+                pyramid_path: str | None = (
+                    source if isinstance(source, str) else str(source.resolve())
+                )
                 chunks = pyramid.levels[0].array.chunk_layout.read_chunk.shape
                 tile = int(chunks[-1] or self.tile) if chunks else self.tile
             else:

@@ -332,6 +332,16 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
                 )
             )
 
+    def find_by_pyramid_path(self, location: str) -> int | None:
+        """Return the id of the first image (not killed) served from ``location``."""
+        with self.engine.connect() as conn:
+            found = conn.scalar(
+                sa.select(t.images.c.id)
+                .where(t.images.c.pyramid_path == location, t.images.c.status != "killed")
+                .order_by(t.images.c.id)
+            )
+            return None if found is None else int(found)
+
     def original_size_exists(self, size: int) -> bool:
         """Return whether an image (not killed) has an original of exactly ``size`` bytes."""
         with self.engine.connect() as conn:

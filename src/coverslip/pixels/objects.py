@@ -29,12 +29,40 @@ PART_SIZE = 64 * 1024 * 1024  # originals go up in parts of this size, several a
 READ_BLOCK = 1024 * 1024
 TREE_WORKERS = 8  # files of a folder stored at once: chunks are small, round trips dominate
 
-__all__ = ["ObjectStore", "StoreUnavailable", "is_remote", "join", "split_url"]
+__all__ = [
+    "ObjectStore",
+    "StoreUnavailable",
+    "WebStore",
+    "check_key",
+    "is_remote",
+    "join",
+    "source_for",
+    "split_url",
+]
+
+
+WEB = ("https://", "http://")  # OME-Zarr registered in place on a web server
+# The most metadata (zarr.json, .zattrs, .zarray) read from a web server: a megabyte.
+METADATA_LIMIT = 1024 * 1024
 
 
 def is_remote(location: str | Path | None) -> bool:
-    """Return whether ``location`` is an object-store URL rather than a local path."""
-    return isinstance(location, str) and location.startswith(SCHEME)
+    """Return whether ``location`` is a URL (object store or web server), not a local path."""
+    return isinstance(location, str) and location.startswith((SCHEME, *WEB))
+
+
+def check_key(url: str) -> None:
+    """Raise ValueError unless ``url`` is an s3:// or http(s):// URL whose path stays below
+    its prefix: no ``..`` segment, no backslash, NUL, query or fragment."""
+    if url.startswith(SCHEME):
+        split_url(url)
+        return
+    rest = url.split("://", 1)[1] if url.startswith(WEB) else ""
+    host, _, path = rest.partition("/")
+    if not host or any(mark in url for mark in ("\\", "\0", "?", "#")):
+        raise ValueError(f"{url[:80]!r} is not a plain http(s) URL")
+    if ".." in path.split("/"):
+        raise ValueError(f"the key {path[:80]!r} leaves its prefix")
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -321,3 +349,45 @@ class ObjectStore:
         """Raise StoreUnavailable unless the bucket answers."""
         bucket, _ = split_url(self.url)
         self._call("answer", "head_bucket", Bucket=bucket)
+
+
+@dataclass(frozen=True)
+class WebStore:
+    """OME-Zarr on a web server, registered in place: read-only, one GET per chunk through
+    tensorstore's ``http`` kvstore; the metadata through urllib."""
+
+    timeout: float = 10.0
+    name = "the web server holding the pixels"
+
+    def get(self, url: str) -> bytes | None:
+        """Return the bytes at ``url`` (at most METADATA_LIMIT), or None when there are none."""
+        import urllib.error
+        import urllib.request
+
+        host = url.split("://", 1)[-1].split("/", 1)[0]
+        request = urllib.request.Request(url, headers={"User-Agent": "Coverslip"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return bytes(answer.read(METADATA_LIMIT))
+        except urllib.error.HTTPError as exc:
+            # NOTE: public buckets answer 403 for a key that is not there.
+            if exc.code in (403, 404):
+                return None
+            raise StoreUnavailable(f"{host} answered {exc.code} for {url[-80:]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StoreUnavailable(f"{host} does not answer ({reason})") from None
+
+    def kvstore(self, url: str) -> dict[str, Any]:
+        return {"driver": "http", "base_url": f"{url.rstrip('/')}/"}
+
+    def ping(self) -> None:
+        """Nothing to ask: each image names its own server, and its reads say if it is down."""
+
+
+def source_for(location: str, objects: ObjectStore | None) -> ObjectStore | WebStore | None:
+    """Return what reads the pyramid at the URL ``location``: the object store for s3://,
+    a web reader for http(s)://; None when it is in a store this server is not set up for."""
+    if location.startswith(WEB):
+        return WebStore(objects.timeout if objects is not None else 10.0)
+    return objects

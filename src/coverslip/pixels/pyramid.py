@@ -14,7 +14,15 @@ import numpy as np
 import tensorstore as ts
 from numcodecs import Blosc
 
-from coverslip.pixels.objects import ObjectStore, StoreUnavailable, is_remote, join, split_url
+from coverslip.pixels.objects import (
+    ObjectStore,
+    StoreUnavailable,
+    WebStore,
+    check_key,
+    is_remote,
+    join,
+    source_for,
+)
 
 AXES = "TCZYX"
 # The group attribute where this store marks its own pyramids ({"every_chunk_stored": true}).
@@ -77,7 +85,7 @@ def confined_key(url: str, relative: object) -> str:
     if not isinstance(relative, str) or not text or text.startswith("/"):
         raise PyramidError(f"the path {text[:80]!r} in the metadata is not a relative path")
     try:
-        split_url(join(url, text))
+        check_key(join(url, text))
     except ValueError:
         raise PyramidError(
             f"the path {text[:80]!r} in the metadata leaves the image folder"
@@ -202,12 +210,17 @@ def read_group(
 def _read_text(where: Path | str, name: str, objects: ObjectStore | None) -> str | None:
     """Return the text of the file ``name`` in the folder or store folder ``where``, or None."""
     if is_remote(where):
-        if objects is None:
-            raise PyramidError("the pixels are in an object store this server is not set up for")
-        data = objects.get(join(str(where), name))
+        data = _source(str(where), objects).get(join(str(where), name))
         return None if data is None else data.decode()
     target = Path(where) / name
     return target.read_text() if target.exists() else None
+
+
+def _source(url: str, objects: ObjectStore | None) -> ObjectStore | WebStore:
+    found = source_for(url, objects)
+    if found is None:
+        raise PyramidError("the pixels are in an object store this server is not set up for")
+    return found
 
 
 @dataclass(frozen=True)
@@ -377,6 +390,7 @@ class Pyramid:
         self.path = path
         self.remote = is_remote(path)
         zarr_format, attrs, dense = read_group(path, objects)
+        source = _source(str(path), objects) if self.remote else None
         multiscales = attrs.get("multiscales")
         if not multiscales:
             raise PyramidError("no multiscales metadata")
@@ -395,9 +409,8 @@ class Pyramid:
             raise PyramidError("multiscales metadata lists no datasets")
         for dataset in datasets:
             relative = dataset.get("path") if isinstance(dataset, dict) else None
-            if self.remote:
-                assert objects is not None  # read_group refused a store URL without one
-                kvstore = objects.kvstore(confined_key(str(path), relative))
+            if source is not None:
+                kvstore = source.kvstore(confined_key(str(path), relative))
             else:
                 folder = confined(Path(path), relative)
                 kvstore = {"driver": "file", "path": str(folder)}
@@ -413,9 +426,8 @@ class Pyramid:
                     if DirectChunks.qualifies(meta):
                         direct = StoredChunks(array.kvstore, str(relative), meta, dense)
             except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
-                if self.remote:
-                    assert objects is not None
-                    objects.ping()  # a store that does not answer is 503, not a bad pyramid
+                if source is not None:
+                    source.ping()  # a store that does not answer is 503, not a bad pyramid
                 # SECURITY: tensorstore's message spells out the spec and absolute paths.
                 raise PyramidError(
                     f"level {relative!r} is not a Zarr array this server reads"
@@ -500,11 +512,12 @@ def _level_damage(lv: Level, number: int, plane: tuple[int, int, int]) -> Iterat
     rows = int(lv.array.chunk_layout.read_chunk.shape[dims[3]] or 256)  # type: ignore[index]
     for y0 in range(0, lv.height, rows):
         index: list[Any] = [0] * lv.array.rank
-        for value, dim in zip((*plane, slice(y0, y0 + rows), slice(None)), dims, strict=True):
+        band = slice(y0, min(y0 + rows, lv.height))  # the last band stops at the edge
+        for value, dim in zip((*plane, band, slice(None)), dims, strict=True):
             if dim is not None:
                 index[dim] = value
         try:
             lv.array[tuple(index)].read().result()
         except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
             t, c, z = plane
-            yield f"rows {y0}:{y0 + rows} of plane t={t} c={c} z={z} at level {number} do not read"
+            yield f"rows {band.start}:{band.stop} of plane t={t} c={c} z={z} at level {number} do not read"

@@ -1,13 +1,17 @@
-"""`coverslip pixels migrate`: an instance's files move into a real S3 store (SeaweedFS), a
-run killed halfway goes on when run again, and every image ends readable and whole."""
+"""One instance and a real S3 store (SeaweedFS): `coverslip pixels migrate` moves the files
+of the home into it (a run killed halfway goes on when run again, every image ends whole),
+and OME-Zarr already in a bucket or on a web server is registered where it is."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 
-from tests.helpers import decode
+from tests.helpers import SAMPLES, decode
 from tests.servers import ObjectServer, object_server
 from tests.test_deploy_config import free_port
 from tests.test_deploy_servers import BOOT, Instance, get
@@ -35,19 +40,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
         yield server
 
 
-def stored_keys(store: ObjectServer) -> set[str]:
+def stored_keys(store: ObjectServer, prefix: str = "moved/") -> set[str]:
     client: Any = store.client()
     names: set[str] = set()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="moved/"):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         names.update(item["Key"] for item in page.get("Contents", []))
     return names
 
 
-def test_a_migration_killed_halfway_goes_on_and_every_image_ends_whole(
-    tmp_path: Path, store: ObjectServer
-) -> None:
-    node = Instance(
-        tmp_path / "home",
+def node_on(home: Path, store: ObjectServer, **settings: str) -> Instance:
+    return Instance(
+        home,
         {
             **store.env,
             "COVERSLIP_PIXELS_S3_ENDPOINT": store.endpoint,
@@ -55,8 +58,15 @@ def test_a_migration_killed_halfway_goes_on_and_every_image_ends_whole(
             "COVERSLIP_WEB_WORKERS": "1",
             "COVERSLIP_WEB_SENDFILE": "none",
             "PYTHONUNBUFFERED": "1",
+            **settings,
         },
     )
+
+
+def test_a_migration_killed_halfway_goes_on_and_every_image_ends_whole(
+    tmp_path: Path, store: ObjectServer
+) -> None:
+    node = node_on(tmp_path / "home", store)
     node.run("user", "ensure-admin")
     # Random planes do not compress: each pyramid is a few MB in a hundred-odd objects.
     planes = {}
@@ -148,5 +158,89 @@ def test_a_migration_killed_halfway_goes_on_and_every_image_ends_whole(
             assert (
                 hashlib.sha512(fetched).hexdigest() == hashlib.sha512(path.read_bytes()).hexdigest()
             )
+    finally:
+        node.run("web", "stop")
+
+
+# -- OME-Zarr registered where it is -----------------------------------------------------
+
+CMU = SAMPLES / "ome-zarr" / "CMU-1-Small-Region.ome.zarr"
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """A plain HTTP server on loopback serving the sample OME-Zarr layout."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(CMU))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def registered(node: Instance, url: str) -> int:
+    out = node.run("import", url, "--in-place", "--json")
+    line = next(line for line in out.splitlines() if line.startswith('{"imported"'))
+    return int(json.loads(line)["imported"][0])
+
+
+def test_ome_zarr_in_a_bucket_or_on_a_web_server_is_served_where_it_is(
+    tmp_path: Path, store: ObjectServer, web_server: str
+) -> None:
+    client: Any = store.client()
+    series = CMU / "0"
+    for path in sorted(p for p in series.rglob("*") if p.is_file()):
+        key = f"public/cmu/0/{path.relative_to(series).as_posix()}"
+        client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+    before = stored_keys(store, "public/")
+    node = node_on(tmp_path / "home", store, COVERSLIP_PIXELS_STORE=f"s3://{BUCKET}/inplace")
+    node.run("user", "ensure-admin")
+
+    bucket_url = f"s3://{BUCKET}/public/cmu/0"
+    copied = node.run("import", bucket_url, code=1)
+    assert "registered in place (--in-place)" in " ".join(copied.split())
+    in_bucket = registered(node, bucket_url)
+    on_web = registered(node, f"{web_server}/0/")
+    again = node.run("import", bucket_url, "--in-place", code=1)
+    assert f"image {in_bucket}" in again or "imported before" in again, again
+    # Nothing was copied: not into the home, not into the store, and the source is untouched.
+    assert not list((node.home / "pixels").glob("*"))
+    assert not stored_keys(store, "inplace/pixels/")
+    assert stored_keys(store, "public/") == before
+    for image_id in (in_bucket, on_web):
+        shown = json.loads(node.run("images", "show", str(image_id)))
+        assert shown["status"] == "active"
+        assert shown["size"] == {"t": 1, "c": 3, "z": 1, "y": 2967, "x": 2220}
+        assert shown["physical_size"]["x"] == pytest.approx(0.499)
+        assert shown["levels"] >= 2
+
+    checked = node.run("check", str(in_bucket), str(on_web))
+    assert checked.count(": ok") == 2, checked
+
+    source = np.asarray(zarr.open_array(str(series / "0"), mode="r")[0, :, 0])
+    token = json.loads(node.run("token", "create", "admin", "--name", "t", "--json"))["token"]
+    node.run("web", "start")
+    try:
+        for image_id in (in_bucket, on_web):
+            status, _h, body = get(
+                node.web_port,
+                f"/webgateway/pixel_values/{image_id}/0/0/?x=2156&y=2907&w=64&h=60",
+                headers={"X-Auth-Token": token},
+            )
+            assert status == 200, body[:300]
+            channels = json.loads(body)["channels"]
+            for c in range(3):
+                np.testing.assert_array_equal(
+                    np.array(channels[c]["values"]), source[c, 2907:2967, 2156:2220]
+                )
+            status, _h, body = get(
+                node.web_port,
+                f"/webgateway/render_thumbnail/{image_id}/",
+                headers={"X-Auth-Token": token},
+            )
+            assert status == 200 and body[:2] == b"\xff\xd8"
     finally:
         node.run("web", "stop")
