@@ -42,6 +42,17 @@ def main() -> None:
             ["thumbs_signed_in.py", *(["--runs", "1", "--seconds", "5"] if quick else [])],
         ),
         (
+            "Scale out: pixels in an object store and the render cache in Redis, two nodes",
+            [
+                "object_store.py",
+                *(
+                    ["--runs", "1", "--size", "4096", "--copies", "1", "--seconds", "5"]
+                    if quick
+                    else []
+                ),
+            ],
+        ),
+        (
             "Auth: what a session or token adds to a cached thumbnail",
             ["session_cost.py", *(["--requests", "1000"] if quick else [])],
         ),

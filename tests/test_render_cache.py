@@ -190,3 +190,34 @@ def test_settings_are_declared_and_validated(tmp_path: Path) -> None:
     assert cache.memory is not None and cache.memory.budget == 64 * 1024**2
     off = RenderCache.from_settings(tmp_path, settings.with_values({"cache.max_bytes": 0}))
     assert off.disk is None
+
+
+# -- the Redis tier every node shares ------------------------------------------------------
+
+
+def test_the_redis_tier_keeps_entries_per_image_and_outlives_a_dropped_connection(
+    redis_url: str,
+) -> None:
+    import redis
+
+    from coverslip.cache import RedisTier
+
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    redis.Redis.from_url(url).flushdb()
+    tier = RedisTier.from_url(url, ttl=60)
+    assert tier.get(5, "thumb") is None
+    tier.put(5, "thumb", b"jpeg bytes")
+    tier.put(6, "thumb", b"other")
+    assert tier.get(5, "thumb") == b"jpeg bytes"
+    assert 0 < redis.Redis.from_url(url).ttl("coverslip:render:5:thumb") <= 60
+    # Redis drops every client connection: a miss at worst, then served again.
+    redis.Redis.from_url(url).client_kill_filter(_type="normal", skipme=True)
+    first = tier.get(5, "thumb")
+    assert first in (None, b"jpeg bytes")
+    assert tier.get(5, "thumb") == b"jpeg bytes"
+    tier.purge_image(5)
+    assert tier.get(5, "thumb") is None and tier.get(6, "thumb") == b"other"
+    # A Redis that does not answer is a miss and a skipped put, not an error.
+    gone = RedisTier.from_url("redis://127.0.0.1:9/0", ttl=60)
+    gone.put(1, "k", b"x")
+    assert gone.get(1, "k") is None

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import falcon
 
 from coverslip.config import Settings
 from coverslip.errors import NotFound
-from coverslip.pixels.objects import ObjectStore
+from coverslip.model import Image
+
+if TYPE_CHECKING:
+    from coverslip.services import Services
 
 CHUNK = 1024 * 1024
 INTERNAL_PREFIX = "/_coverslip_files"
@@ -77,18 +81,15 @@ def _span(req: falcon.Request, resp: falcon.Response, size: int) -> tuple[int, i
 
 
 def send_original(
-    req: falcon.Request,
-    resp: falcon.Response,
-    where: Path | str,
-    name: str,
-    md5: str | None,
-    settings: Settings,
-    objects: ObjectStore | None,
+    req: falcon.Request, resp: falcon.Response, services: Services, image: Image, where: Path | str
 ) -> None:
-    """Answer with an original kept as a file, or in the object store (streamed or redirected)."""
+    """Answer with the original of ``image`` kept ``where`` (``services.original``): a file,
+    or an object in the store, streamed or redirected to."""
+    name, md5, settings = image.original_name, image.md5, services.settings
     if isinstance(where, Path):
         send_file(req, resp, where, name, md5, settings)
         return
+    objects = services.pixels.objects
     assert objects is not None
     size = objects.size(where)
     if size is None:

@@ -348,15 +348,7 @@ class ArchivedFile:
         where = services.original(image)
         if where is None:
             raise NotFound(f"image {iid} has no original file")
-        send_original(
-            req,
-            resp,
-            where,
-            image.original_name,
-            image.md5,
-            services.settings,
-            services.pixels.objects,
-        )
+        send_original(req, resp, services, image, where)
 
     on_head = on_get
 

@@ -389,15 +389,7 @@ class ImageFile:
         if where is None:
             resp.status = falcon.HTTP_204
             return
-        send_original(
-            req,
-            resp,
-            where,
-            image.original_name,
-            image.md5,
-            services.settings,
-            services.pixels.objects,
-        )
+        send_original(req, resp, services, image, where)
 
     on_head = on_get
 
