@@ -183,6 +183,14 @@ def copy_hashed(
             progress(digest.size, 0)
 
 
+def _registered(source: Path | str | None) -> str | None:
+    """Return where an image registered in place is read: its URL (see ``register_url``),
+    or its OME-Zarr folder resolved; None when ``source`` is neither."""
+    if isinstance(source, str):
+        return source
+    return str(source.resolve()) if source is not None and source.is_dir() else None
+
+
 def _tree_files(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -740,14 +748,11 @@ class Importer:
         meta = reader.meta
         target = self.pyramid_target(image_id)
         try:
-            # In place: a local OME-Zarr folder, or one at a URL (see register_url).
-            if options.in_place and (isinstance(source, str) or (source and source.is_dir())):
-                assert source is not None
+            registered = _registered(source) if options.in_place else None
+            if registered is not None:
                 stats = self._scan(reader, progress)
-                pyramid = self._open_pyramid(source)
-                pyramid_path: str | None = (
-                    source if isinstance(source, str) else str(source.resolve())
-                )
+                pyramid = self._open_pyramid(registered)
+                pyramid_path: str | None = registered
                 chunks = pyramid.levels[0].array.chunk_layout.read_chunk.shape
                 tile = int(chunks[-1] or self.tile) if chunks else self.tile
             else:

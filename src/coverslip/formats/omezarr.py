@@ -23,7 +23,7 @@ from coverslip.formats.omezarr_arrays import (
     own_levels,
 )
 from coverslip.formats.omezarr_xml import OmeImage, OmeXml, read_ome_xml
-from coverslip.pixels.pyramid import escaping_links
+from coverslip.pixels.pyramid import axis_names, escaping_links
 
 # The UDUNITS-2 length names OME-Zarr allows, in micrometres.
 LENGTH_UNITS = {
@@ -52,7 +52,17 @@ def physical_sizes(
     """Return (x, y, z) pixel sizes of level 0 in µm, from its scale and the axes' units.
 
     An axis without a unit has no physical size: a scale of 1 then means "one pixel".
+    Metadata that does not parse gives no sizes at all.
     """
+    try:
+        return _physical_sizes(multiscale, names)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return None, None, None
+
+
+def _physical_sizes(
+    multiscale: dict[str, Any], names: list[str]
+) -> tuple[float | None, float | None, float | None]:
     axes = multiscale.get("axes") or []
     units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
     units += [None] * (len(names) - len(units))
@@ -159,10 +169,7 @@ class OmeZarrReader:
         datasets = multiscale.get("datasets")
         if not isinstance(datasets, list) or not datasets:
             raise ImportFailed("multiscales metadata lists no datasets")
-        names = [
-            str(a.get("name") if isinstance(a, dict) else a).lower()
-            for a in multiscale.get("axes") or ["t", "c", "z", "y", "x"]
-        ]
+        names = axis_names(multiscale)
         if "y" not in names or "x" not in names:
             raise ImportFailed(f"multiscales axes {names} lack y or x")
         self.levels = open_levels(folder, datasets, names)
@@ -176,10 +183,7 @@ class OmeZarrReader:
             raise ImportFailed(f"the image is empty (shape {level0.shape})")
         self.levels = own_levels(self.levels)
         t, c, z, y, x = level0.shape
-        try:
-            psx, psy, psz = physical_sizes(multiscale, names)
-        except (TypeError, ValueError, AttributeError):
-            psx = psy = psz = None
+        psx, psy, psz = physical_sizes(multiscale, names)
         ome = ome or OmeImage()
         stored_name = str(multiscale.get("name") or "").strip("/")
         default_name = default_name or folder.name.removesuffix(".zarr").removesuffix(".ome")

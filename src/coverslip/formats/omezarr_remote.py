@@ -7,9 +7,9 @@ import numpy as np
 
 from coverslip.errors import ImportFailed, StoreUnavailable, UnsupportedFormat
 from coverslip.formats import ImageMeta, check_pixel_type
-from coverslip.formats.omezarr import merge_channels, omero_channels, physical_sizes
+from coverslip.formats.omezarr import omero_channels, physical_sizes
 from coverslip.pixels.objects import ObjectStore
-from coverslip.pixels.pyramid import Pyramid, PyramidError, read_group
+from coverslip.pixels.pyramid import Pyramid, PyramidError, axis_names, read_group
 
 
 class RemoteOmeZarr:
@@ -30,14 +30,7 @@ class RemoteOmeZarr:
         except PyramidError as exc:
             raise ImportFailed(str(exc)) from None
         multiscale = attrs["multiscales"][0]
-        names = [
-            str(a.get("name") if isinstance(a, dict) else a).lower()
-            for a in multiscale.get("axes") or ["t", "c", "z", "y", "x"]
-        ]
-        try:
-            psx, psy, psz = physical_sizes(multiscale, names)
-        except (TypeError, ValueError, AttributeError, KeyError):
-            psx = psy = psz = None
+        psx, psy, psz = physical_sizes(multiscale, axis_names(multiscale))
         t, c, z, y, x = self.pyramid.shape
         if 0 in self.pyramid.shape:
             raise ImportFailed(f"the image is empty (shape {self.pyramid.shape})")
@@ -52,7 +45,7 @@ class RemoteOmeZarr:
             size_y=y,
             size_x=x,
             pixel_type=check_pixel_type(self.pyramid.dtype),
-            channels=merge_channels(omero_channels(attrs, c), [], c),
+            channels=omero_channels(attrs, c),
             physical_size_x=psx,
             physical_size_y=psy,
             physical_size_z=psz,

@@ -183,6 +183,14 @@ def ome_metadata(
     return meta
 
 
+def axis_names(multiscale: dict[str, Any]) -> list[str]:
+    """Return the lower-case axis names of a multiscales entry (t, c, z, y, x when it has none)."""
+    return [
+        str(axis.get("name") if isinstance(axis, dict) else axis).lower()
+        for axis in multiscale.get("axes") or ["t", "c", "z", "y", "x"]
+    ]
+
+
 def read_group(
     path: Path | str, objects: ObjectStore | None = None
 ) -> tuple[str, dict[str, Any], bool]:
@@ -395,10 +403,7 @@ class Pyramid:
         if not multiscales:
             raise PyramidError("no multiscales metadata")
         first = multiscales[0]
-        names = [
-            axis["name"].lower() if isinstance(axis, dict) else str(axis).lower()
-            for axis in first.get("axes", ["t", "c", "z", "y", "x"])
-        ]
+        names = axis_names(first)
         dims = tuple(names.index(a.lower()) if a.lower() in names else None for a in AXES)
         if dims[3] is None or dims[4] is None:
             raise PyramidError(f"multiscales axes {names} lack y or x")
