@@ -33,6 +33,23 @@ def chunk_files(pyramid: Path) -> list[Path]:
     return sorted(p for p in pyramid.rglob("*") if p.is_file() and "/c/" in str(p))
 
 
+def stored_chunks(level: Path) -> int:
+    """Count the chunks the shards of one level store, from their indexes (Zarr v3 sharding).
+
+    An index is at the end of its shard: an (offset, size) pair of little-endian uint64 per
+    chunk, 2⁶⁴−1 for a chunk not stored, then a 4-byte CRC32C.
+    """
+    meta = json.loads((level / "zarr.json").read_text())
+    shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    inner = meta["codecs"][0]["configuration"]["chunk_shape"]
+    slots = int(np.prod(shard)) // int(np.prod(inner))
+    count = 0
+    for path in chunk_files(level):
+        index = np.frombuffer(path.read_bytes()[-(16 * slots + 4) : -4], "<u8").reshape(-1, 2)
+        count += int((index[:, 0] != 2**64 - 1).sum())
+    return count
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
@@ -44,7 +61,8 @@ def test_every_chunk_is_stored_zeros_included(home: Path, tmp_path: Path) -> Non
     tifffile.imwrite(tmp_path / "dark.tif", plane)
     image_id = imported(home, tmp_path / "dark.tif")
     level0 = home / "pixels" / f"{image_id}.ome.zarr" / "0"
-    assert len(chunk_files(level0)) == 3 * 3  # ceil(600/256) × ceil(700/256)
+    assert len(chunk_files(level0)) == 3  # a shard per row of chunks
+    assert stored_chunks(level0) == 3 * 3  # ceil(600/256) × ceil(700/256)
 
 
 def test_the_pyramid_and_the_original_are_flushed_before_the_image_is_active(
@@ -72,13 +90,16 @@ def test_the_pyramid_and_the_original_are_flushed_before_the_image_is_active(
 
 @pytest.fixture
 def damaged(home: Path, tmp_path: Path) -> tuple[int, np.ndarray, Path, bytes]:
-    """An active 2-channel image with one chunk of channel 2 removed; its bytes are returned."""
+    """An active 2-channel image with the shard of channel 2's first chunk row removed.
+
+    The shard holds chunks 0,0 and 0,1 of that plane; its bytes are returned.
+    """
     made = CliRunner().invoke(main, ["--home", str(home), "user", "ensure-admin"])
     assert made.exit_code == 0, made.output  # makes the Public group
     data = np.random.default_rng(1).integers(0, 4000, (2, 300, 300), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "two.tif", data, metadata={"axes": "CYX"})
     image_id = imported(home, tmp_path / "two.tif", "--group", "Public")
-    chunk = home / "pixels" / f"{image_id}.ome.zarr" / "0" / "c" / "0" / "1" / "0" / "0" / "1"
+    chunk = home / "pixels" / f"{image_id}.ome.zarr" / "0" / "c" / "0" / "1" / "0" / "0" / "0"
     saved = chunk.read_bytes()
     chunk.unlink()
     return image_id, data, chunk, saved
@@ -110,7 +131,7 @@ def test_a_missing_chunk_answers_503_naming_the_image_and_caches_nothing(
 def test_check_reports_missing_and_corrupt_chunks_and_changed_originals(
     home: Path, damaged: tuple[int, np.ndarray, Path, bytes], tmp_path: Path
 ) -> None:
-    image_id, _data, chunk, _saved = damaged
+    image_id, _data, chunk, saved = damaged
     tifffile.imwrite(tmp_path / "fine.tif", np.ones((40, 50), np.uint8))
     fine = imported(home, tmp_path / "fine.tif")
 
@@ -125,9 +146,12 @@ def test_check_reports_missing_and_corrupt_chunks_and_changed_originals(
     assert (
         f"image {image_id}: pixels: chunk 0,1 of plane t=0 c=1 z=0 at level 0 is missing" in output
     )
-    chunk.write_bytes(b"not a blosc chunk")
+    chunk.write_bytes(bytes(16) + saved[16:])  # the head of chunk 0,0 wiped, the index intact
     code, output = check(image_id)
-    assert code == 1 and "does not decode" in output
+    assert code == 1 and "chunk 0,0 of plane t=0 c=1 z=0 at level 0 does not decode" in output
+    chunk.write_bytes(saved[-100:])  # a shard cut short: its index cannot be read
+    code, output = check(image_id)
+    assert code == 1 and "the shard index of chunk 0,0 of plane t=0 c=1 z=0" in output
     original = next(p for p in (home / "originals").rglob("fine.tif") if p.is_file())
     kept = original.read_bytes()
     original.write_bytes(kept[:-1] + bytes([kept[-1] ^ 0xFF]))  # one byte changed

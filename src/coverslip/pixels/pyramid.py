@@ -242,43 +242,81 @@ class Level:
     chunks: DirectChunks | None = None
 
 
+# An empty slot of a shard index: that chunk is not stored.
+_EMPTY = 2**64 - 1
+# Shard indexes kept per level; a 32-chunk index is 516 bytes.
+_INDEXES = 4096
+
+
+def _layout(meta: dict[str, Any]) -> tuple[list[int], list[int], list[dict[str, Any]]] | None:
+    """Return (shard shape, chunk shape, chunk codecs) if we read this array directly, else None.
+
+    An unsharded array is its own shard of one chunk. A sharded one must keep its index at
+    the end, as little-endian (offset, size) pairs followed by a CRC32C, as we write them.
+    """
+    grid = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
+    codecs = meta.get("codecs", [])
+    chunk, inner = grid, codecs
+    if len(codecs) == 1 and codecs[0].get("name") == "sharding_indexed":
+        conf = codecs[0].get("configuration", {})
+        chunk, inner = conf.get("chunk_shape", []), conf.get("codecs", [])
+        index = conf.get("index_codecs", [])
+        if (
+            conf.get("index_location", "end") != "end"
+            or [codec.get("name") for codec in index] != ["bytes", "crc32c"]
+            or index[0].get("configuration", {}).get("endian", "little") != "little"
+            or len(chunk) != len(grid)
+            or any(whole % part for whole, part in zip(grid, chunk, strict=False))
+        ):
+            return None
+    encoding = meta.get("chunk_key_encoding", {})
+    if (
+        meta.get("dimension_names") != list(AXES.lower())
+        or encoding.get("name") != "default"
+        or encoding.get("configuration", {}).get("separator", "/") != "/"
+        or [codec.get("name") for codec in inner] not in (["bytes"], ["bytes", "blosc"])
+        or inner[0].get("configuration", {}).get("endian", "little") != "little"
+        or len(grid) != 5
+        or grid[:3] != [1, 1, 1]
+        or chunk[:3] != [1, 1, 1]
+    ):
+        return None
+    return grid, chunk, inner
+
+
 class DirectChunks:
     """Read the chunks of one of our own Zarr v3 arrays straight from their files.
 
     # PERF: a 256² tile is one chunk; opening its file and decompressing it here takes about
     # 80 µs, where a tensorstore read costs 150 µs idle and much more under load (thread
     # hand-offs). Only arrays this store wrote qualify: TCZYX, default chunk keys, chunks
-    # of one plane, and the bytes codec optionally followed by blosc.
+    # of one plane, and the bytes codec optionally followed by blosc, in shards of a row of
+    # chunks or not sharded. A shard's index is read once and kept, so a chunk in a shard
+    # is one ranged read.
     """
 
     def __init__(self, path: Path, meta: dict[str, Any], dense: bool = False) -> None:
+        layout = _layout(meta)
+        assert layout is not None, "check qualifies() first"
+        shard, chunk, codecs = layout
         self.path = path
         self.level_name = path.name
         self.dense = dense  # every chunk is stored: a missing one is damage
         # PERF: chunk names are built as text; six pathlib joins cost 20 µs a chunk.
         self._prefix = f"{path}{os.sep}c{os.sep}"
-        self.chunk_y, self.chunk_x = meta["chunk_grid"]["configuration"]["chunk_shape"][3:]
+        self.chunk_y, self.chunk_x = chunk[3:]
+        self.per_y, self.per_x = shard[3] // chunk[3], shard[4] // chunk[4]
+        self.sharded = shard != chunk
+        self.index_bytes = self.per_y * self.per_x * 16 + 4
+        self._indexes: dict[str, np.ndarray] = {}
         self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
         self.fill = meta.get("fill_value", 0) or 0
-        codecs = meta["codecs"]
         self.blosc = Blosc() if len(codecs) == 2 else None
 
     @staticmethod
     def qualifies(meta: dict[str, Any]) -> bool:
         """Return whether an array's metadata is of the kind this store writes."""
-        codecs = [codec.get("name") for codec in meta.get("codecs", [])]
-        chunk_shape = meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
-        bytes_codec = meta.get("codecs", [{}])[0].get("configuration", {})
-        return not (
-            meta.get("dimension_names") != list(AXES.lower())
-            or meta.get("chunk_key_encoding", {}).get("name") != "default"
-            or meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/")
-            != "/"
-            or codecs not in (["bytes"], ["bytes", "blosc"])
-            or bytes_codec.get("endian", "little") != "little"
-            or len(chunk_shape) != 5
-            or chunk_shape[:3] != [1, 1, 1]
-        )
+        return _layout(meta) is not None
 
     @classmethod
     def for_array(cls, path: Path, dense: bool = False) -> DirectChunks | None:
@@ -289,6 +327,31 @@ class DirectChunks:
             return None
         return cls(path, meta, dense) if cls.qualifies(meta) else None
 
+    def _key(self, t: int, c: int, z: int, cy: int, cx: int) -> tuple[str, int]:
+        """Return the key of the object holding chunk (cy, cx), and its slot in the shard."""
+        sy, iy = divmod(cy, self.per_y)
+        sx, ix = divmod(cx, self.per_x)
+        return f"{t}/{c}/{z}/{sy}/{sx}", iy * self.per_x + ix
+
+    def _keep_index(self, key: str, data: bytes, where: str) -> np.ndarray:
+        """Return a shard's (offset, size) pairs from the bytes at its end, and keep them."""
+        if len(data) != self.index_bytes:
+            raise DamagedPixels(f"the shard index of {where} is truncated")
+        index = np.frombuffer(data, dtype="<u8", count=(self.index_bytes - 4) // 8).reshape(-1, 2)
+        if len(self._indexes) >= _INDEXES:
+            self._indexes.clear()
+        self._indexes[key] = index
+        return index
+
+    def _slot(self, index: np.ndarray, slot: int, size: int, where: str) -> tuple[int, int] | None:
+        """Return (offset, size) of a chunk in a shard of ``size`` bytes; None: not stored."""
+        offset, length = (int(v) for v in index[slot])
+        if offset == _EMPTY:
+            return None
+        if offset + length > size:
+            raise DamagedPixels(f"{where} points past the end of its shard")
+        return offset, length
+
     def read(
         self, plane: tuple[int, int, int], y: slice, x: slice, height: int, width: int
     ) -> np.ndarray:
@@ -296,9 +359,11 @@ class DirectChunks:
         y0, y1, _ = y.indices(height)
         x0, x1, _ = x.indices(width)
         t, c, z = plane
-        cy, cx = divmod(y0, self.chunk_y), divmod(x0, self.chunk_x)
-        if cy[1] == cx[1] == 0 and (y1 - y0, x1 - x0) == (self.chunk_y, self.chunk_x):
-            return self._chunk(t, c, z, cy[0], cx[0])  # a whole chunk, as tiles are
+        if (
+            y0 % self.chunk_y == x0 % self.chunk_x == 0
+            and (y1 - y0, x1 - x0) == (self.chunk_y, self.chunk_x)
+        ):  # a whole chunk, as tiles are
+            return self._chunk(t, c, z, y0 // self.chunk_y, x0 // self.chunk_x)
         out = np.empty((y1 - y0, x1 - x0), dtype=self.dtype)
         for cy in range(y0 // self.chunk_y, (y1 - 1) // self.chunk_y + 1):
             for cx in range(x0 // self.chunk_x, (x1 - 1) // self.chunk_x + 1):
@@ -312,13 +377,32 @@ class DirectChunks:
         return out
 
     def _chunk(self, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
+        return self._decode(self._stored(t, c, z, cy, cx), t, c, z, cy, cx)
+
+    def _stored(self, t: int, c: int, z: int, cy: int, cx: int) -> bytes | None:
+        """Return the stored bytes of one chunk, None when it is not stored."""
+        key, slot = self._key(t, c, z, cy, cx)
+        name = self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
+        if not self.sharded:
+            try:
+                with open(name, "rb") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                return None
         try:
-            sep = os.sep
-            with open(f"{self._prefix}{t}{sep}{c}{sep}{z}{sep}{cy}{sep}{cx}", "rb") as handle:
-                raw: bytes | None = handle.read()
+            fd = os.open(name, os.O_RDONLY)
         except FileNotFoundError:
-            raw = None
-        return self._decode(raw, t, c, z, cy, cx)
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            index = self._indexes.get(name)
+            if index is None:
+                tail = os.pread(fd, self.index_bytes, max(0, size - self.index_bytes))
+                index = self._keep_index(name, tail, self._name(t, c, z, cy, cx))
+            found = self._slot(index, slot, size, self._name(t, c, z, cy, cx))
+            return None if found is None else os.pread(fd, found[1], found[0])
+        finally:
+            os.close(fd)
 
     def _decode(self, raw: bytes | None, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
         """Return the chunk's pixels from its stored bytes (None: it is not stored)."""
@@ -361,16 +445,13 @@ class StoredChunks(DirectChunks):
         rows = range(y0 // self.chunk_y, (y1 - 1) // self.chunk_y + 1)
         columns = range(x0 // self.chunk_x, (x1 - 1) // self.chunk_x + 1)
         wanted = [(plane, cy, cx) for plane in planes for cy in rows for cx in columns]
-        futures = [self.kvstore.read(f"c/{t}/{c}/{z}/{cy}/{cx}") for (t, c, z), cy, cx in wanted]
+        keys = [self._key(*plane, cy, cx) for plane, cy, cx in wanted]
+        if self.sharded:
+            self._fetch_indexes({key for key, _slot in keys})
+        futures = [self._request(key, slot) for key, slot in keys]
         out = np.empty((len(planes), y1 - y0, x1 - x0), dtype=self.dtype)
         for number, ((plane, cy, cx), future) in enumerate(zip(wanted, futures, strict=True)):
-            try:
-                found = future.result()
-            except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
-                raise StoreUnavailable(
-                    "the object store holding the pixels does not answer"
-                ) from None
-            raw = bytes(found.value) if found.state == "value" else None
+            raw = None if future is None else _answer(future)
             chunk = self._decode(raw, *plane, cy, cx)
             top, left = cy * self.chunk_y, cx * self.chunk_x
             ya, yb = max(y0, top), min(y1, top + self.chunk_y)
@@ -380,6 +461,28 @@ class StoredChunks(DirectChunks):
             ]
         return out
 
+    def _fetch_indexes(self, keys: set[str]) -> None:
+        """Read the index of every shard in ``keys`` not yet known, all at once."""
+        missing = sorted(key for key in keys if key not in self._indexes)
+        tail = slice(-self.index_bytes, None)
+        reads = [self.kvstore.read(f"c/{key}", byte_range=tail) for key in missing]
+        for key, future in zip(missing, reads, strict=True):
+            found = _answer(future)
+            if found is not None:
+                self._keep_index(key, found, f"shard {key} at level {self.level_name}")
+
+    def _request(self, key: str, slot: int) -> Any:
+        """Start the read of one chunk; None when it is not stored."""
+        if not self.sharded:
+            return self.kvstore.read(f"c/{key}")
+        index = self._indexes.get(key)
+        where = f"slot {slot} of shard {key} at level {self.level_name}"
+        found = None if index is None else self._slot(index, slot, _EMPTY, where)
+        if found is None:
+            return None
+        offset, length = found
+        return self.kvstore.read(f"c/{key}", byte_range=slice(offset, offset + length))
+
     def _chunk(self, t: int, c: int, z: int, cy: int, cx: int) -> np.ndarray:
         return self.read_planes(
             [(t, c, z)],
@@ -388,6 +491,15 @@ class StoredChunks(DirectChunks):
             (cy + 1) * self.chunk_y,
             (cx + 1) * self.chunk_x,
         )[0]
+
+
+def _answer(future: Any) -> bytes | None:
+    """Return the bytes a kvstore read found, None for a missing key; a failure is 503."""
+    try:
+        found = future.result()
+    except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+        raise StoreUnavailable("the object store holding the pixels does not answer") from None
+    return bytes(found.value) if found.state == "value" else None
 
 
 class Pyramid:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
-from coverslip.pixels.durable import sync_tree
+from coverslip.pixels.durable import sync_files, sync_tree
 from coverslip.pixels.objects import ObjectStore, is_remote, join
 from coverslip.pixels.pyramid import AXES, OWN_ATTRIBUTES, level_shapes, ome_metadata
 
@@ -39,6 +41,24 @@ CODECS: dict[str, list[dict[str, Any]]] = {
     ],
     "none": [{"name": "bytes", "configuration": {"endian": "little"}}],
 }
+
+
+# PERF: chunks go into shards of one row of up to this many chunks. A file per 256² chunk
+# made an import spend more time creating files than encoding them; a reader keeps a
+# shard's index and reads a chunk with one ranged read.
+SHARD_CHUNKS = 32
+_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+
+
+def sharded(codecs: list[dict[str, Any]], tile: int) -> list[dict[str, Any]]:
+    """Return the codecs of a sharded array whose chunks are ``tile``² and coded by ``codecs``."""
+    configuration = {
+        "chunk_shape": [1, 1, 1, tile, tile],
+        "codecs": codecs,
+        "index_codecs": _INDEX_CODECS,
+        "index_location": "end",
+    }
+    return [{"name": "sharding_indexed", "configuration": configuration}]
 
 
 def downsample(rows: np.ndarray) -> np.ndarray:
@@ -170,12 +190,12 @@ class PyramidWriter:
                     "shape": [*self.shape[:3], height, width],
                     "chunk_grid": {
                         "name": "regular",
-                        "configuration": {"chunk_shape": [1, 1, 1, tile, tile]},
+                        "configuration": {"chunk_shape": [1, 1, 1, tile, tile * SHARD_CHUNKS]},
                     },
                     "chunk_key_encoding": {"name": "default"},
                     "data_type": self.dtype.name,
                     "fill_value": 0,
-                    "codecs": CODECS[codec],
+                    "codecs": sharded(CODECS[codec], tile),
                     "dimension_names": list(AXES.lower()),
                 },
                 "create": True,
@@ -185,7 +205,15 @@ class PyramidWriter:
             }
             self.arrays.append(ts.open(spec, context=context).result())
         self._planes: dict[tuple[int, int, int, int], _Level] = {}
-        self._bands: collections.deque[list[Any]] = collections.deque()
+        # Each band in flight: its write futures and the shard files it writes.
+        self._bands: collections.deque[tuple[list[Any], list[str]]] = collections.deque()
+        # PERF: a band's shards are flushed to disk while the next bands are read and
+        # encoded, not all at the end; ``finish`` then only flushes folders and metadata.
+        self._flusher = (
+            ThreadPoolExecutor(1, thread_name_prefix="flush") if self.objects is None else None
+        )
+        self._flushing: list[Future[None]] = []
+        self._flushed: set[str] = set()
 
     def write_band(
         self, t: int, c: int, z: int, rows: np.ndarray, final: bool, level: int = 0
@@ -207,25 +235,33 @@ class PyramidWriter:
     def _write(self, level: int, index: tuple[int, int, int], y0: int, band: np.ndarray) -> None:
         t, c, z = index
         rows = self.arrays[level][t, c, z, y0 : y0 + band.shape[0], :]
-        tile, width = self.tile, band.shape[1]
-        # NOTE: one write per chunk. A write spanning several chunks reports its first failure
+        step, width = self.tile * SHARD_CHUNKS, band.shape[1]
+        # NOTE: one write per shard, each the whole shard (bands are a row of chunks), so no
+        # shard is ever read back. A write spanning several shards reports its first failure
         # while the others still go on, and they would recreate files of a pyramid already
-        # removed; one future per chunk lets a failure wait for every write still running.
+        # removed; one future per shard lets a failure wait for every write still running.
         # PERF: let tensorstore encode and write while the next band is read; two bands in
         # flight keep memory bounded.
-        self._bands.append(
-            [
-                rows[:, x : min(x + tile, width)].write(band[:, x : x + tile])
-                for x in range(0, width, tile)
-            ]
-        )
+        starts = range(0, width, step)
+        futures = [rows[:, x : min(x + step, width)].write(band[:, x : x + step]) for x in starts]
+        folder = os.path.join(str(self.path), str(level), "c", str(t), str(c), str(z))
+        row = str(y0 // self.tile)
+        self._bands.append((futures, [os.path.join(folder, row, str(x // step)) for x in starts]))
         if len(self._bands) > 2:
-            _wait(self._bands.popleft())
+            self._written(*self._bands.popleft())
+
+    def _written(self, futures: list[Any], files: list[str]) -> None:
+        """Wait for a band's writes, then have its files flushed in the background."""
+        _wait(futures)
+        if self._flusher is not None:
+            self._flushing.append(self._flusher.submit(sync_files, files))
+            self._flushed.update(files)
 
     def finish(self, channels: Sequence[dict[str, Any]] | None = None) -> None:
         """Wait for every write, record the final channel metadata and flush it all to disk."""
         while self._bands:
-            _wait(self._bands.popleft())
+            self._written(*self._bands.popleft())
+        self._stop_flushing()
         if self._planes:
             raise RuntimeError(f"planes not finished: {sorted(self._planes)}")
         if channels is not None:
@@ -235,19 +271,29 @@ class PyramidWriter:
         # active image whose chunks were still only in memory. An object store has every
         # object once its PUT is answered.
         if self.objects is None:
-            sync_tree(Path(self.path))
+            sync_tree(Path(self.path), self._flushed)
 
     def abort(self) -> None:
         """Drop everything written so far, once no write is running any more."""
-        for futures in self._bands:
+        for futures, _files in self._bands:
             with contextlib.suppress(Exception):  # the pyramid is being thrown away
                 _wait(futures)
         self._bands.clear()
+        with contextlib.suppress(Exception):  # flushing what is thrown away may fail
+            self._stop_flushing()
         if self.objects is not None:
             with contextlib.suppress(Exception):  # an unreachable store keeps what it has
                 self.objects.delete_tree(str(self.path))
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+    def _stop_flushing(self) -> None:
+        """Wait for the background flushes; raise the first that failed."""
+        if self._flusher is None:
+            return
+        self._flusher.shutdown(wait=True)
+        self._flusher = None
+        _wait(self._flushing)
 
     def _kvstore(self, relative: str) -> dict[str, Any]:
         if self.objects is not None:
