@@ -359,9 +359,9 @@ class DirectChunks:
         y0, y1, _ = y.indices(height)
         x0, x1, _ = x.indices(width)
         t, c, z = plane
-        if (
-            y0 % self.chunk_y == x0 % self.chunk_x == 0
-            and (y1 - y0, x1 - x0) == (self.chunk_y, self.chunk_x)
+        if y0 % self.chunk_y == x0 % self.chunk_x == 0 and (y1 - y0, x1 - x0) == (
+            self.chunk_y,
+            self.chunk_x,
         ):  # a whole chunk, as tiles are
             return self._chunk(t, c, z, y0 // self.chunk_y, x0 // self.chunk_x)
         out = np.empty((y1 - y0, x1 - x0), dtype=self.dtype)
