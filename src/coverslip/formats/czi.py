@@ -94,6 +94,36 @@ def _plan(document: pyczi.CziReader, directory: Directory) -> _Plan:
     return _Plan(sizes, folded, channels, np.result_type(*dtypes))
 
 
+def _compose(
+    document: pyczi.CziReader,
+    roi: tuple[int, int, int, int],
+    plane: dict[str, int],
+    scene: int | None,
+    pixel_type: str,
+) -> np.ndarray:
+    """Return the ``roi`` of ``plane`` as libCZI composes it, (rows, width, samples).
+
+    # PERF: ``CziReader.read`` copies the whole composed bitmap once only to look at its
+    # shape, then wraps it without copying: a third of the time of reading an uncompressed
+    # CZI. The same calls without that copy, where this pylibCZIrw has them.
+    """
+    reader = getattr(document, "_czi_reader", None)
+    steps = ("_create_plane_coords", "_format_roi", "_format_background_pixel", "_format_plane")
+    if reader is None or not all(
+        hasattr(document, step) for step in (*steps, "_format_pixel_type")
+    ):
+        return document.read(roi=roi, plane=plane, scene=scene, zoom=1.0, pixel_type=pixel_type)
+    bitmap = reader.GetSingleChannelScalingTileAccessorData(
+        document._format_pixel_type(pixel_type),
+        document._format_roi(pyczi.Rectangle(*roi)),
+        document._format_background_pixel(pyczi.Color(0.0, 0.0, 0.0)),
+        1.0,
+        document._format_plane(document._create_plane_coords(plane)),
+        "" if scene is None else str(scene),
+    )
+    return np.asarray(bitmap)
+
+
 class CziScene:
     """One scene of an open CZI (or the whole file when it has none), read band by band."""
 
@@ -150,13 +180,7 @@ class CziScene:
         roi = (self.rect.x, self.rect.y + y0, self.rect.w, y1 - y0)
         try:
             with self.lock:
-                band = self.document.read(
-                    roi=roi,
-                    plane=plane,
-                    scene=self.scene,
-                    zoom=1.0,
-                    pixel_type=source.pixel_type,
-                )
+                band = _compose(self.document, roi, plane, self.scene, source.pixel_type)
         except MemoryError:
             raise ImportFailed("a band of the CZI is too large to decode") from None
         except Exception as exc:  # noqa: BLE001 - libCZI raises RuntimeError, ValueError…
