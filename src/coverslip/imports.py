@@ -6,6 +6,7 @@ no image is left active, and no half-written pyramid or original stays behind.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -42,6 +43,7 @@ from coverslip.render.settings import default_colors
 RGB = ("FF0000", "00FF00", "0000FF")
 COPY_BLOCK = 4 * 1024 * 1024
 WRITEBACK = 64 * 1024 * 1024
+READ_AHEAD = 4  # bands read ahead of the one being written
 HASH_BATCH = 4 * 1024 * 1024
 
 T = TypeVar("T")
@@ -279,22 +281,24 @@ def extras_of(meta: formats.ImageMeta) -> ImageExtras:
     )
 
 
-def _ahead(read: Callable[[T], np.ndarray], steps: Iterable[T]) -> Iterator[np.ndarray]:
-    """Yield ``read(step)`` for each step, reading the next one while the caller works.
+def _ahead(
+    read: Callable[[T], np.ndarray], steps: Iterable[T], depth: int = READ_AHEAD
+) -> Iterator[np.ndarray]:
+    """Yield ``read(step)`` for each step, reading up to ``depth`` steps ahead meanwhile.
 
-    # PERF: decoders (libCZI, imagecodecs, zlib) release the GIL, so the next band is read
+    # PERF: decoders (libCZI, imagecodecs, zlib) release the GIL, so the next bands are read
     # on the second core while this one is downsampled and written. One reading thread
-    # calls the reader, in order, one band ahead; memory holds one band more.
+    # calls the reader, in order. Several steps ahead, because their costs alternate: the
+    # red band of a slide decodes its JPEG tiles, green and blue are cut from it.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
-        pending: Future[np.ndarray] | None = None
+        pending: collections.deque[Future[np.ndarray]] = collections.deque()
         for step in steps:
-            future = pool.submit(read, step)
-            if pending is not None:
-                yield pending.result()
-            pending = future
-        if pending is not None:
-            yield pending.result()
+            pending.append(pool.submit(read, step))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _stats_dtype(values: np.ndarray) -> tuple[float, float] | None:

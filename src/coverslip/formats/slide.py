@@ -28,6 +28,7 @@ from coverslip.errors import ImportFailed, UnsupportedFormat
 from coverslip.formats import ChannelMeta, Fileset, ImageMeta, Reader, check_pixel_type
 from coverslip.formats.meta import RGB_CHANNELS, positive
 from coverslip.formats.tiff import page_chain_checked, plan_axes
+from coverslip.formats.tiles import tile_rows, tiled_page
 
 # tifffile's names of a slide's associated images, and the kind each becomes.
 ASSOCIATED = {"Label": "label", "Macro": "macro", "Thumbnail": "thumbnail"}
@@ -186,6 +187,7 @@ class _Level:
         self.series = series
         self.level = level
         self.array: Any = None
+        self.page = tiled_page(stored)  # decoded here, not through zarr, when it qualifies
         # PERF: the samples of a pixel (RGB) are decoded together; the last band is kept with
         # all of them, so reading its channels one after another decodes its tiles once.
         self._last: tuple[tuple[Any, ...], np.ndarray] | None = None
@@ -198,11 +200,17 @@ class _Level:
         """Return the sizes of the axes other than Y and X (equal across a series' levels)."""
         return tuple(n for axis, n in zip(self.axes, self.shape, strict=True) if axis not in "YX")
 
-    def band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+    def _rows(self, index: tuple[Any, ...], y0: int, y1: int) -> np.ndarray:
+        """Return the rows ``index`` selects (Y and X sliced, S whole when there is one)."""
+        if self.page is not None:
+            return tile_rows(self.page, y0, y1)
         if self.array is None:
             self.array = zarr.open_array(
                 self.series.aszarr(level=self.level), mode="r", zarr_format=2
             )
+        return np.asarray(self.array[index])
+
+    def band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         index: list[int | slice] = [0] * len(self.shape)
         for target, value in (("T", t), ("C", c), ("Z", z)):
             axes = self.groups[target]
@@ -214,14 +222,14 @@ class _Level:
         index[self.axes.index("X")] = slice(None)
         samples = self.axes.find("S")
         if samples < 0:
-            return np.asarray(self.array[tuple(index)])
+            return self._rows(tuple(index), y0, y1)
         sample = index[samples]
         assert isinstance(sample, int)  # S is a channel axis: set above
         index[samples] = slice(None)
         key = tuple((i.start, i.stop) if isinstance(i, slice) else i for i in index)
         if self._last is None or self._last[0] != key:
             self._last = None  # NOTE: free the old band before decoding the next
-            self._last = (key, np.asarray(self.array[tuple(index)]))
+            self._last = (key, self._rows(tuple(index), y0, y1))
         # The band keeps the sliced axes (Y, X, S in the stored order); take the sample.
         kept = sum(isinstance(i, slice) for i in index[:samples])
         # PERF: a strided slice copies a full-width band 4 × faster than np.take does.

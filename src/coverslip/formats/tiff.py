@@ -45,6 +45,7 @@ from coverslip.formats.ome_tiff import (
     resolve_tiff,
 )
 from coverslip.formats.tiff_meta import Found
+from coverslip.formats.tiles import tile_rows, tiled_page
 
 __all__ = [
     "TiffReader",
@@ -214,6 +215,7 @@ class TiffReader:
         self.tif: tifffile.TiffFile | None = tif
         self.series = entry.series
         self.arrays: dict[int, Any] = {}
+        self.pages: dict[int, tifffile.TiffPage | None] = {}
         with _tiff_errors():
             self._open(entry, fmt)
 
@@ -322,6 +324,20 @@ class TiffReader:
             )
         return self.arrays[level]
 
+    def _tiled_band(
+        self, level: int, index: tuple[int | slice, ...], y0: int, y1: int
+    ) -> np.ndarray:
+        """Return the band ``index`` selects: tile rows decoded here when the level is one
+        tiled page, else through tifffile's Zarr view."""
+        if level not in self.pages:
+            self.pages[level] = tiled_page(self.series.levels[level])
+        page = self.pages[level]
+        if page is None:
+            return np.asarray(self._array(level)[index])
+        rows = tile_rows(page, y0, y1)
+        samples = self.axes.find("S")
+        return rows if samples < 0 else np.ascontiguousarray(rows[:, :, index[samples]])
+
     def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         return self.read_level_band(0, t, c, z, y0, y1)
 
@@ -341,7 +357,7 @@ class TiffReader:
                 with self.tif.filehandle.lock:
                     band = read_stored_band(self.tif.filehandle, offset, dtype, self.shape, index)
             else:
-                band = np.asarray(self._array(level)[index])
+                band = self._tiled_band(level, index, y0, y1)
         except ImportFailed:
             raise
         except MemoryError:
@@ -356,6 +372,7 @@ class TiffReader:
     def close(self) -> None:
         # NOTE: the TiffFile is the fileset's, shared by its images; the fileset closes it.
         self.arrays.clear()
+        self.pages.clear()
         self.tif = None
 
 
