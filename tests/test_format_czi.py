@@ -4,14 +4,18 @@ with pylibCZIrw (many scenes, tiled mosaics, every pixel type) must come back ex
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import zarr
+from click.testing import CliRunner
 from pylibCZIrw import czi as pyczi
 
+from coverslip.cli import main
 from coverslip.errors import ImportFailed
 from coverslip.formats import Fileset, Reader, detect, open_fileset
 from coverslip.formats.czi_meta import czi_color, parse_metadata
@@ -348,3 +352,100 @@ def test_dimensions_that_do_not_start_at_zero(tmp_path: Path, opened: Any) -> No
     [reader] = opened(path)
     assert reader.meta.shape == (1, 2, 1, 10, 12)
     np.testing.assert_array_equal(read_all(reader)[0, :, 0], np.stack([first, second]))
+
+
+SEGMENT = struct.Struct("<16sqq")  # a ZISRAW segment's id, allocated and used size
+
+
+def _segment(ident: bytes, body: bytes) -> bytes:
+    """Return a ZISRAW segment holding ``body``, padded to the 32 bytes segments align to."""
+    allocated = -(-len(body) // 32) * 32
+    return SEGMENT.pack(ident, allocated, len(body)) + body + bytes(allocated - len(body))
+
+
+def _entries(directory: bytes) -> list[bytearray]:
+    """Return the DirectoryEntryDV records of a subblock directory segment's body."""
+    (count,) = struct.unpack_from("<i", directory, 0)
+    found, offset = [], 128
+    for _ in range(count):
+        (dims,) = struct.unpack_from("<i", directory, offset + 28)
+        found.append(bytearray(directory[offset : offset + 32 + 20 * dims]))
+        offset += 32 + 20 * dims
+    return found
+
+
+def _dimensions(entry: bytes) -> dict[bytes, int]:
+    """Return where each DimensionEntryDV of a directory entry starts, by dimension name."""
+    (count,) = struct.unpack_from("<i", entry, 28)
+    return {bytes(entry[32 + 20 * i : 33 + 20 * i]): 32 + 20 * i for i in range(count)}
+
+
+def write_pyramid_czi(path: Path, level0: np.ndarray, layers: dict[int, np.ndarray]) -> None:
+    """Write a mosaic CZI of 512² frames, then add pyramid subblocks as ZEN stores them.
+
+    pylibCZIrw writes no pyramids, so each layer is appended by hand: a subblock whose X and
+    Y have the mosaic's logical size and the layer's stored size (PyramidType 2, several
+    subblocks), then a new directory listing every subblock, which the file header points to.
+    """
+    height, width = level0.shape
+    with pyczi.create_czi(str(path)) as czi:
+        for y0 in range(0, height, 512):
+            for x0 in range(0, width, 512):
+                frame = np.ascontiguousarray(level0[y0 : y0 + 512, x0 : x0 + 512])
+                czi.write(frame[:, :, None], location=(x0, y0), plane={"C": 0})
+    raw = bytearray(path.read_bytes())
+    (directory_at,) = struct.unpack_from("<q", raw, SEGMENT.size + 52)
+    _ident, allocated, used = SEGMENT.unpack_from(raw, directory_at)
+    start = directory_at + SEGMENT.size
+    entries = _entries(bytes(raw[start : start + (used or allocated)]))
+    # Each pyramid subblock gets an M index of its own, after the frames'.
+    mosaic = 1 + max(struct.unpack_from("<i", e, _dimensions(e)[b"M"] + 4)[0] for e in entries)
+    for number, stored in enumerate(layers.values()):
+        entry = bytearray(entries[0])
+        entry[22] = 2  # PyramidType: built from several subblocks
+        struct.pack_into("<q", entry, 6, len(raw))  # where the subblock segment starts
+        where = _dimensions(entry)
+        struct.pack_into("<4siifi", entry, where[b"X"], b"X", 0, width, 0.0, stored.shape[1])
+        struct.pack_into("<4siifi", entry, where[b"Y"], b"Y", 0, height, 0.0, stored.shape[0])
+        struct.pack_into("<4siifi", entry, where[b"M"], b"M", mosaic + number, 1, 0.0, 1)
+        data = np.ascontiguousarray(stored, dtype=level0.dtype).tobytes()
+        fields = struct.pack("<iiq", 0, 0, len(data)) + bytes(entry)
+        raw += _segment(b"ZISRAWSUBBLOCK\0\0", fields + bytes(max(0, 256 - len(fields))) + data)
+        entries.append(entry)
+    listing = struct.pack("<i", len(entries)) + bytes(124) + b"".join(map(bytes, entries))
+    struct.pack_into("<q", raw, SEGMENT.size + 52, len(raw))
+    raw += _segment(b"ZISRAWDIRECTORY\0", listing)
+    path.write_bytes(bytes(raw))
+
+
+def test_the_files_own_pyramid_is_copied_as_it_is(tmp_path: Path, opened: Any) -> None:
+    level0 = RNG.integers(0, 4000, (1024, 1536), dtype=np.uint16)
+    # Layers that are not 2 × 2 means of the level above: copied, they stay as they are.
+    layers = {f: (level0[::f, ::f] + 7).astype(np.uint16) for f in (2, 4)}
+    write_pyramid_czi(tmp_path / "pyramid.czi", level0, layers)
+    (reader,) = opened(tmp_path / "pyramid.czi")
+    assert reader.meta.levels == [(512, 768), (256, 384)]
+    assert np.array_equal(read_plane(reader, 0, 0, 0, BAND), level0)  # layers left out
+    np.testing.assert_array_equal(reader.read_level_band(1, 0, 0, 0, 100, 356), layers[2][100:356])
+    with pytest.raises(ValueError):
+        reader.read_level_band(3, 0, 0, 0, 0, 1)
+
+    home = tmp_path / "home"
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "import", str(tmp_path / "pyramid.czi"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    group = zarr.open_group(str(home / "pixels" / "1.ome.zarr"), mode="r")
+    stored = [np.asarray(group[str(n)])[0, 0, 0] for n in range(4)]
+    assert [s.shape for s in stored] == [(1024, 1536), (512, 768), (256, 384), (128, 192)]
+    np.testing.assert_array_equal(stored[0], level0)
+    np.testing.assert_array_equal(stored[1], layers[2])
+    np.testing.assert_array_equal(stored[2], layers[4])
+    quads = layers[4].astype(np.int64).reshape(128, 2, 192, 2).sum(axis=(1, 3))
+    np.testing.assert_array_equal(stored[3], (quads + 2) // 4)  # computed below the file's own
+
+
+@pytest.mark.parametrize("path", SAMPLE_PARAMS)
+def test_a_czi_without_pyramid_subblocks_lists_no_levels(path: Path, opened: Any) -> None:
+    for reader in opened(path):
+        assert reader.meta.levels == []

@@ -100,8 +100,9 @@ def _compose(
     plane: dict[str, int],
     scene: int | None,
     pixel_type: str,
+    zoom: float = 1.0,
 ) -> np.ndarray:
-    """Return the ``roi`` of ``plane`` as libCZI composes it, (rows, width, samples).
+    """Return the ``roi`` of ``plane`` as libCZI composes it at ``zoom``, (rows, width, samples).
 
     # PERF: ``CziReader.read`` copies the whole composed bitmap once only to look at its
     # shape, then wraps it without copying: a third of the time of reading an uncompressed
@@ -112,12 +113,12 @@ def _compose(
     if reader is None or not all(
         hasattr(document, step) for step in (*steps, "_format_pixel_type")
     ):
-        return document.read(roi=roi, plane=plane, scene=scene, zoom=1.0, pixel_type=pixel_type)
+        return document.read(roi=roi, plane=plane, scene=scene, zoom=zoom, pixel_type=pixel_type)
     bitmap = reader.GetSingleChannelScalingTileAccessorData(
         document._format_pixel_type(pixel_type),
         document._format_roi(pyczi.Rectangle(*roi)),
         document._format_background_pixel(pyczi.Color(0.0, 0.0, 0.0)),
-        1.0,
+        zoom,
         document._format_plane(document._create_plane_coords(plane)),
         "" if scene is None else str(scene),
     )
@@ -143,7 +144,9 @@ class CziScene:
         self.starts = directory.starts
         self.scene = scene
         self.rect = rect
-        self.meta = meta
+        # The file's own pyramid layers, least minified first, as levels after level 0.
+        self.factors = [f for f in sorted(directory.factors) if rect.h // f and rect.w // f]
+        self.meta = replace(meta, levels=[(rect.h // f, rect.w // f) for f in self.factors])
         samples = 3 if any(source.rgb for source in plan.channels) else 1
         # Rows read at once; the bands asked for are sliced out of them.
         self.rows = max(1, CHUNK_BYTES // max(1, rect.w * samples * plan.dtype.itemsize))
@@ -168,19 +171,44 @@ class CziScene:
         if last is None or last[0] != key or not last[1] <= y0 < y1 <= last[1] + len(last[2]):
             bottom = min(self.meta.size_y, max(y1, y0 + self.rows))
             last = self._last = (key, y0, self._read(plane, source, (t, c, z), y0, bottom))
-        band = last[2][y0 - last[1] : y1 - last[1]]
+        return self._sample(last[2][y0 - last[1] : y1 - last[1]], source)
+
+    def read_level_band(self, level: int, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        """Return rows ``y0:y1`` of the file's own pyramid layer ``level`` (1 = least minified).
+
+        libCZI composes the layer's subblocks at their own scale (zoom 1/factor, over a
+        region that is a whole number of layer pixels), so their pixels come as stored.
+        """
+        if not 1 <= level <= len(self.factors):
+            raise ValueError(f"level {level} is not one of the file's (1 to {len(self.factors)})")
+        source = self.plan.channels[c]
+        plane = self._coords(t, c, z)
+        band = self._read(plane, source, (t, c, z), y0, y1, level)
+        return self._sample(band, source)
+
+    def _sample(self, band: np.ndarray, source: _Source) -> np.ndarray:
         # NOTE: libCZI stores colour as B, G, R; channel 0 of the image is red.
         index = 2 - source.sample if source.rgb else 0
         return np.ascontiguousarray(band[:, :, index], dtype=self.plan.dtype)
 
     def _read(
-        self, plane: dict[str, int], source: _Source, tcz: tuple[int, int, int], y0: int, y1: int
+        self,
+        plane: dict[str, int],
+        source: _Source,
+        tcz: tuple[int, int, int],
+        y0: int,
+        y1: int,
+        level: int = 0,
     ) -> np.ndarray:
-        """Return rows y0:y1 of a plane as libCZI composes them, (rows, width, samples)."""
-        roi = (self.rect.x, self.rect.y + y0, self.rect.w, y1 - y0)
+        """Return rows y0:y1 of a plane of ``level`` as libCZI composes them, (rows, width, samples)."""
+        factor = self.factors[level - 1] if level else 1
+        width = self.meta.levels[level - 1][1] if level else self.meta.size_x
+        roi = (self.rect.x, self.rect.y + y0 * factor, width * factor, (y1 - y0) * factor)
         try:
             with self.lock:
-                band = _compose(self.document, roi, plane, self.scene, source.pixel_type)
+                band = _compose(
+                    self.document, roi, plane, self.scene, source.pixel_type, 1.0 / factor
+                )
         except MemoryError:
             raise ImportFailed("a band of the CZI is too large to decode") from None
         except Exception as exc:  # noqa: BLE001 - libCZI raises RuntimeError, ValueError…
@@ -191,9 +219,10 @@ class CziScene:
                 f"rows {y0}:{y1} of plane t={t} c={c} z={z}{where} cannot be read "
                 f"({why}{' '.join(str(exc).split())})"
             ) from None
-        if band.shape[:2] != (y1 - y0, self.meta.size_x):
+        if band.shape[:2] != (y1 - y0, width):
             raise ImportFailed(
                 f"libCZI returned a band of shape {band.shape[:2]} for rows {y0}:{y1}"
+                + (f" of level {level}" if level else "")
             )
         return band
 

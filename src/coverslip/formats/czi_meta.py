@@ -32,6 +32,9 @@ class Directory:
 
     pixel_types: dict[int, int] = field(default_factory=dict)  # C index -> libCZI pixel type
     starts: dict[str, int] = field(default_factory=dict)
+    # How much the file's pyramid subblocks are minified (2, 4, 8… or 3, 9…): their logical
+    # size over their stored size, in X and Y alike.
+    factors: set[int] = field(default_factory=set)
 
 
 def _segment_end(handle: Any, position: int, size: int, ident: bytes, what: str) -> int:
@@ -80,10 +83,18 @@ def read_directory(path: Path) -> Directory:
             (dims,) = struct.unpack_from("<i", data, offset + 28)
             offset += 32
             coords: dict[str, int] = {}
+            minified: dict[str, float] = {}
             for _dim in range(dims):
-                name, start = struct.unpack_from("<4si", data, offset)
-                coords[name.rstrip(b"\x00 ").decode("ascii", "replace")] = start
+                name, start, logical, _at, stored = struct.unpack_from("<4siifi", data, offset)
+                axis = name.rstrip(b"\x00 ").decode("ascii", "replace")
+                coords[axis] = start
+                if axis in "XY" and 0 < stored < logical:
+                    minified[axis] = logical / stored
                 offset += 20
+            factor = round(minified.get("X", 1.0))
+            close = all(abs(value - factor) < 0.5 for value in minified.values())
+            if factor > 1 and set(minified) == {"X", "Y"} and close:
+                found.factors.add(factor)
             for name, start in coords.items():
                 if name not in "XYMS":
                     found.starts[name] = min(start, found.starts.get(name, start))
