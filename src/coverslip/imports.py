@@ -43,7 +43,7 @@ from coverslip.render.settings import default_colors
 RGB = ("FF0000", "00FF00", "0000FF")
 COPY_BLOCK = 4 * 1024 * 1024
 WRITEBACK = 64 * 1024 * 1024
-READ_AHEAD = 4  # bands read ahead of the one being written
+READ_AHEAD = 1  # bands read ahead of the one being written (4 measured no faster)
 HASH_BATCH = 4 * 1024 * 1024
 
 T = TypeVar("T")
@@ -286,10 +286,9 @@ def _ahead(
 ) -> Iterator[np.ndarray]:
     """Yield ``read(step)`` for each step, reading up to ``depth`` steps ahead meanwhile.
 
-    # PERF: decoders (libCZI, imagecodecs, zlib) release the GIL, so the next bands are read
+    # PERF: decoders (libCZI, imagecodecs, zlib) release the GIL, so the next band is read
     # on the second core while this one is downsampled and written. One reading thread
-    # calls the reader, in order. Several steps ahead, because their costs alternate: the
-    # red band of a slide decodes its JPEG tiles, green and blue are cut from it.
+    # calls the reader, in order; memory holds ``depth`` bands more.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
         pending: collections.deque[Future[np.ndarray]] = collections.deque()
