@@ -129,6 +129,36 @@ def reference_runs(source: Path, runs: int, code: str, what: str) -> Figures:
     return Figures(what, walls, peaks)
 
 
+COPY = """
+import os, shutil, sys
+shutil.copyfile(sys.argv[1], sys.argv[2])
+with open(sys.argv[2], "rb") as copied:
+    os.fsync(copied.fileno())
+os.unlink(sys.argv[2])
+"""
+
+
+def disk_runs(source: Path, runs: int, work: Path) -> Figures:
+    """Copy ``source`` into ``work`` and fsync it ``runs`` times: what the disk gives now."""
+    walls, peaks = [], []
+    for _ in range(runs):
+        wall, peak = measure([sys.executable, "-c", COPY, str(source), str(work / "copy")])
+        walls.append(wall)
+        peaks.append(peak)
+    return Figures(f"cp {source.name} and fsync", walls, peaks)
+
+
+def print_disk(source: Path, disk: Figures) -> None:
+    """Print, under the table, how fast the disk wrote a copy of ``source`` in the same run."""
+    megabytes = source.stat().st_size / 1e6
+    print(
+        f"\nThe disk in the same run: `{disk.command}` (×{len(disk.walls)}) took "
+        f"{disk.wall:.1f} s, {megabytes / disk.wall:,.0f} MB/s of the file's "
+        f"{megabytes:,.0f} MB (an import writes the original and its pyramid).",
+        flush=True,
+    )
+
+
 def print_header() -> None:
     """Print the head of the table that print_row adds to."""
     print()
@@ -172,8 +202,10 @@ def main() -> None:
         print(f"wrote {source.name}: {megabytes:,.0f} MB in {time.perf_counter() - started:.1f} s")
         imported = import_runs(source, args.runs, work)
         reference = reference_runs(source, args.runs, READ_TIFF, "tifffile decoding it")
+        disk = disk_runs(source, args.runs, work)
         print_header()
         print_row(f"{args.size}² uint16", megabytes, imported, reference)
+        print_disk(source, disk)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from import_memory import READ_TIFF, import_runs, print_header, print_row, reference_runs
+from import_memory import (
+    READ_TIFF,
+    disk_runs,
+    import_runs,
+    print_disk,
+    print_header,
+    print_row,
+    reference_runs,
+)
 from pylibCZIrw import czi as pyczi
 
 HERE = Path(__file__).resolve().parent
@@ -174,6 +182,7 @@ def main() -> None:
         for source, what, megabytes, code, name in inputs:
             imported = import_runs(source, args.runs, work)
             print_row(what, megabytes, imported, reference_runs(source, args.runs, code, name))
+        print_disk(inputs[0][0], disk_runs(inputs[0][0], args.runs, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
