@@ -46,3 +46,10 @@ def test_strips_and_stacks_are_left_to_zarr(tmp_path: Path) -> None:
     for name in ("strips.tif", "stack.tif"):
         with tifffile.TiffFile(tmp_path / name) as tif:
             assert tiled_page(tif.series[0]) is None
+
+
+def test_packed_bits_are_left_to_zarr(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "bits.tif", np.ones((300, 300), bool), tile=(256, 256))
+    with tifffile.TiffFile(tmp_path / "bits.tif") as tif:
+        assert tif.pages[0].bitspersample == 1  # type: ignore[union-attr]
+        assert tiled_page(tif.series[0]) is None

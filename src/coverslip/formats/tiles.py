@@ -34,6 +34,8 @@ def tiled_page(series: tifffile.TiffPageSeries) -> tifffile.TiffPage | None:
     contiguous = page.samplesperpixel == 1 or page.planarconfig == 1
     if not page.is_tiled or page.imagedepth != 1 or page.tiledepth != 1 or not contiguous:
         return None
+    if page.bitspersample not in (8, 16, 32, 64):  # packed bits stay with tifffile's view
+        return None
     if series.axes.upper() not in ("YX", "YXS"):
         return None
     return page
