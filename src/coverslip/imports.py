@@ -283,21 +283,23 @@ def extras_of(meta: formats.ImageMeta) -> ImageExtras:
 
 def _ahead(
     read: Callable[[T], np.ndarray], steps: Iterable[T], depth: int = READ_AHEAD
-) -> Iterator[np.ndarray]:
-    """Yield ``read(step)`` for each step, reading up to ``depth`` steps ahead meanwhile.
+) -> Iterator[tuple[T, np.ndarray]]:
+    """Yield (step, ``read(step)``) for each step, reading up to ``depth`` steps ahead meanwhile.
 
     # PERF: decoders (libCZI, imagecodecs, zlib) release the GIL, so the next band is read
     # on the second core while this one is downsampled and written. One reading thread
     # calls the reader, in order; memory holds ``depth`` bands more.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="read") as pool:
-        pending: collections.deque[Future[np.ndarray]] = collections.deque()
+        pending: collections.deque[tuple[T, Future[np.ndarray]]] = collections.deque()
         for step in steps:
-            pending.append(pool.submit(read, step))
+            pending.append((step, pool.submit(read, step)))
             if len(pending) > depth:
-                yield pending.popleft().result()
+                done, future = pending.popleft()
+                yield done, future.result()
         while pending:
-            yield pending.popleft().result()
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _stats_dtype(values: np.ndarray) -> tuple[float, float] | None:
@@ -960,20 +962,20 @@ class Importer:
         size_c = meta.size_c
         imported = metrics().imported
         groups = [list(range(size_c))] if _is_rgb(meta) else [[c] for c in range(size_c)]
-        plan = [
+        plan = (
             (t, c, z, y0, min(height, y0 + band))
             for t in range(meta.size_t)
             for channels in groups
             for z in range(meta.size_z)
             for y0 in range(0, height, band)
             for c in channels
-        ]
+        )
 
         def rows_of(step: tuple[int, int, int, int, int]) -> np.ndarray:
             t, c, z, y0, y1 = step
             return _read_checked(read, (t, c, z), y0, y1, width, where)
 
-        for (t, c, z, _y0, y1), rows in zip(plan, _ahead(rows_of, plan), strict=True):
+        for (t, c, z, _y0, y1), rows in _ahead(rows_of, plan):
             yield t, c, z, rows, y1 == height
             done += rows.nbytes
             imported.inc(rows.nbytes)

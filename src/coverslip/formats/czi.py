@@ -109,10 +109,14 @@ def _compose(
     # CZI. The same calls without that copy, where this pylibCZIrw has them.
     """
     reader = getattr(document, "_czi_reader", None)
-    steps = ("_create_plane_coords", "_format_roi", "_format_background_pixel", "_format_plane")
-    if reader is None or not all(
-        hasattr(document, step) for step in (*steps, "_format_pixel_type")
-    ):
+    steps = (
+        "_create_plane_coords",
+        "_format_roi",
+        "_format_background_pixel",
+        "_format_plane",
+        "_format_pixel_type",
+    )
+    if reader is None or not all(hasattr(document, step) for step in steps):
         return document.read(roi=roi, plane=plane, scene=scene, zoom=zoom, pixel_type=pixel_type)
     bitmap = reader.GetSingleChannelScalingTileAccessorData(
         document._format_pixel_type(pixel_type),

@@ -343,14 +343,11 @@ class DirectChunks:
         self._indexes[key] = index
         return index
 
-    def _slot(self, index: np.ndarray, slot: int, size: int, where: str) -> tuple[int, int] | None:
-        """Return (offset, size) of a chunk in a shard of ``size`` bytes; None: not stored."""
+    @staticmethod
+    def _slot(index: np.ndarray, slot: int) -> tuple[int, int] | None:
+        """Return (offset, size) of a chunk in its shard; None: not stored."""
         offset, length = (int(v) for v in index[slot])
-        if offset == _EMPTY:
-            return None
-        if offset + length > size:
-            raise DamagedPixels(f"{where} points past the end of its shard")
-        return offset, length
+        return None if offset == _EMPTY else (offset, length)
 
     def read(
         self, plane: tuple[int, int, int], y: slice, x: slice, height: int, width: int
@@ -399,8 +396,14 @@ class DirectChunks:
             if index is None:
                 tail = os.pread(fd, self.index_bytes, max(0, size - self.index_bytes))
                 index = self._keep_index(name, tail, self._name(t, c, z, cy, cx))
-            found = self._slot(index, slot, size, self._name(t, c, z, cy, cx))
-            return None if found is None else os.pread(fd, found[1], found[0])
+            found = self._slot(index, slot)
+            if found is None:
+                return None
+            if sum(found) > size:
+                raise DamagedPixels(
+                    f"{self._name(t, c, z, cy, cx)} points past the end of its shard"
+                )
+            return os.pread(fd, found[1], found[0])
         finally:
             os.close(fd)
 
@@ -476,8 +479,7 @@ class StoredChunks(DirectChunks):
         if not self.sharded:
             return self.kvstore.read(f"c/{key}")
         index = self._indexes.get(key)
-        where = f"slot {slot} of shard {key} at level {self.level_name}"
-        found = None if index is None else self._slot(index, slot, _EMPTY, where)
+        found = None if index is None else self._slot(index, slot)
         if found is None:
             return None
         offset, length = found
