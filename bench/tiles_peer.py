@@ -4,13 +4,15 @@
     python bench/tiles_peer.py --profile 600     # cProfile of uncached IIIF tiles in-process
 
 A seeded H&E-like 8-bit RGB slide (see synthetic.py) is written as a tiled (256) JPEG
-pyramid TIFF at quality 90, one page per level, and --copies hard links of it are served by
+pyramid TIFF at quality 75, one page per level, and --copies hard links of it are served by
 IIPImage and imported into Coverslip. IIPImage (Debian's iipimage-server) runs as two
 FastCGI processes sharing one listening socket behind nginx, with its tile cache off
-(MAX_IMAGE_CACHE_SIZE=0, no memcached) and its default JPEG quality 75. Coverslip runs
-under Granian with its defaults and `cache.enabled = false`: `coverslip serve` on its own,
-and `coverslip web start` behind the nginx site that `coverslip config nginx` writes; and
-`coverslip serve` once more with IIIF JPEG at IIPImage's quality 75 and 4:2:0 chroma.
+(MAX_IMAGE_CACHE_SIZE=0, no memcached) and its default JPEG quality 75: it decodes each
+tile and encodes it again. Coverslip runs under Granian with its defaults and
+`cache.enabled = false`: `coverslip serve` on its own, which sends the file's own tiles as
+stored (`render.source_tiles`), and `coverslip web start` behind the nginx site that
+`coverslip config nginx` writes; and `coverslip serve` once more rendering and encoding every
+tile as IIPImage does, at quality 75 and 4:2:0 chroma (`render.source_tiles = false`).
 
 Every tile of every level of every copy is asked exactly once per run, in a shuffled order
 that is the same for every server of the run (unique_urls.lua), by `wrk -t2 -c50`. The same
@@ -234,7 +236,7 @@ def prepare(work: Path, home: Path, size: int, copies: int) -> tuple[list[int], 
     """Write the slide and the mosaic, link ``copies`` of each, import them; return the ids."""
     started = time.monotonic()
     section = fields(size, seed=0)
-    write_jpeg_pyramid(work / "slide.tif", slide_rgb(section, seed=0), quality=90)
+    write_jpeg_pyramid(work / "slide.tif", slide_rgb(section, seed=0), quality=IIP_QUALITY)
     write_mosaic(work / "mosaic.ome.tif", mosaic16(section, seed=0))
     del section
     print(f"images written in {time.monotonic() - started:.0f} s", flush=True)
@@ -278,9 +280,11 @@ def measure(args: argparse.Namespace) -> None:
     work.chmod(0o755)  # nginx workers and IIPImage run unprivileged and read the slides here
     home = work / "home"
     off = {"COVERSLIP_CACHE_ENABLED": "false", "COVERSLIP_WEB_ENV": "production"}
+    # Every tile encoded again, as IIPImage does: the file's own tiles not sent as stored.
     like_iip = {
         "COVERSLIP_IIIF_JPEG_QUALITY": str(IIP_QUALITY),
         "COVERSLIP_IIIF_JPEG_CHROMA": "4:2:0",
+        "COVERSLIP_RENDER_SOURCE_TILES": "false",
     }
     try:
         slides, mosaics = prepare(work, home, args.size, args.copies)
@@ -312,8 +316,12 @@ def measure(args: argparse.Namespace) -> None:
             load = f"wrk -t{THREADS} -c{args.connections}, each tile once"
             names = (
                 ("IIPImage 1.1, 2 FastCGI processes behind nginx, IIIF", iip_urls, iip),
-                ("Coverslip `serve` (Granian), IIIF", cs_urls, direct),
-                ("Coverslip `serve`, IIIF at quality 75, 4:2:0 as IIPImage", cs_urls, direct_q75),
+                ("Coverslip `serve` (Granian), IIIF, the file's tiles as stored", cs_urls, direct),
+                (
+                    "Coverslip `serve`, IIIF encoded again at quality 75, 4:2:0 as IIPImage",
+                    cs_urls,
+                    direct_q75,
+                ),
                 ("Coverslip `web start` (Granian) behind nginx, IIIF", cs_urls, proxied),
                 ("Coverslip `serve`, 3×uint16 mosaic, webgateway `tile=`", gw_urls, direct),
             )

@@ -597,6 +597,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     _s(
+        "render.source_tiles",
+        "bool",
+        True,
+        "Send a slide's own JPEG tiles as its file stores them when a request asks for exactly "
+        "one of them with settings that change no pixel (8-bit RGB, full windows): the same "
+        "pixels, without decoding and encoding them again.",
+    ),
+    _s(
         "iiif.aliases",
         "list",
         [],

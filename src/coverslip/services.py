@@ -21,6 +21,7 @@ from coverslip.jobs import Attempt, Jobs
 from coverslip.pixels import PixelStore, Pyramid
 from coverslip.pixels.objects import ObjectStore, join
 from coverslip.render.app import RenderService
+from coverslip.render.source import Sources
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Services:
                 self.settings["iiif.jpeg_quality"] / 100,
                 self.settings["iiif.jpeg_chroma"] == "4:4:4",
             ),
+            sources=Sources(self.original) if self.settings["render.source_tiles"] else None,
         )
 
     def original(self, image: Image) -> Path | str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,3 +77,67 @@ def tile_rows(page: tifffile.TiffPage, y0: int, y1: int) -> np.ndarray:
         pass
     band = out[y0 - first * height : y1 - first * height, : page.imagewidth]
     return band if samples > 1 else band[:, :, 0]
+
+
+# JPEG markers: start of image, and the Adobe segment that says the samples are RGB, not YCbCr.
+_SOI = b"\xff\xd8"
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+
+
+@dataclass(frozen=True)
+class JpegLevel:
+    """One tiled page of 8-bit RGB JPEG tiles, each tile a JPEG stream as the file stores it."""
+
+    height: int
+    width: int
+    tile: int
+    offsets: tuple[int, ...]  # per tile, rows first
+    counts: tuple[int, ...]
+    tables: bytes  # the page's shared tables, spliced into every tile after its SOI
+
+    @property
+    def across(self) -> int:
+        return -(-self.width // self.tile)
+
+    def stream(self, raw: bytes, adobe: bool) -> bytes:
+        """Return the tile ``raw`` as a JPEG a browser decodes on its own.
+
+        With ``adobe`` it says that its samples are RGB, as a TIFF says by its photometric tag
+        (some slide scanners' tiles), where a decoder would otherwise take them for YCbCr.
+        """
+        if not raw.startswith(_SOI):
+            return raw
+        return _SOI + (_ADOBE_RGB if adobe else b"") + self.tables + raw[2:]
+
+
+def jpeg_levels(tif: tifffile.TiffFile) -> list[JpegLevel]:
+    """Return every page of the file that is one plane of 8-bit RGB JPEG tiles, square and whole.
+
+    These are the tiles a server may send as they are: the level they are of was imported by
+    decoding exactly these streams.
+    """
+    found = []
+    for series in tif.series:
+        for level in series.levels:
+            page = tiled_page(level)
+            if (
+                page is None
+                or page.compression != 7
+                or page.samplesperpixel != 3
+                or page.bitspersample != 8
+                or page.tilewidth != page.tilelength
+                or page.jpegheader is not None  # NDPI's tiles are not JPEG streams of their own
+            ):
+                continue
+            tables = page.jpegtables or b""
+            found.append(
+                JpegLevel(
+                    page.imagelength,
+                    page.imagewidth,
+                    page.tilewidth,
+                    tuple(page.dataoffsets),
+                    tuple(page.databytecounts),
+                    tables[2:-2] if tables.startswith(_SOI) else b"",
+                )
+            )
+    return found

@@ -28,6 +28,7 @@ from coverslip.metrics import metrics
 from coverslip.model import Image
 from coverslip.pixels import DamagedPixels, PixelStore, Pyramid, PyramidError
 from coverslip.render.encode import content_type, encode
+from coverslip.render.kernel import unchanged_rgb
 from coverslip.render.service import (
     MAX_PLANE_HEIGHT,
     MAX_PLANE_WIDTH,
@@ -40,6 +41,7 @@ from coverslip.render.service import (
     tile_region,
 )
 from coverslip.render.settings import RenderingDef, apply_query, default_def
+from coverslip.render.source import Sources
 
 # The rendering query parameters of the gateway; routes pass the ones they take.
 RENDER_PARAMS = ("c", "m", "maps", "p")
@@ -104,6 +106,7 @@ class Output:
     key: str
     media_type: str
     make: Callable[[], bytes]
+    cached: bool = True  # False: as cheap to make as to read from the cache (a stored tile)
 
 
 class RenderService:
@@ -119,6 +122,7 @@ class RenderService:
         max_pixels: int = 64 * 1024 * 1024,
         thumbnail_default: int = 96,
         iiif_jpeg: tuple[float, bool] = (0.9, True),
+        sources: Sources | None = None,
     ) -> None:
         self.records = records
         self.pixels = pixels
@@ -129,6 +133,7 @@ class RenderService:
         self.thumbnail_default = thumbnail_default
         # IIIF's JPEG quality (0..1) and whether it keeps full chroma (iiif.jpeg_*)
         self.iiif_jpeg = iiif_jpeg
+        self.sources = sources  # the files' own JPEG tiles (render.source_tiles); None: off
         self._parsed: dict[tuple[int, int | None, int, int], RenderingDef] = {}
 
     # -- resolving ----------------------------------------------------------------------
@@ -210,6 +215,8 @@ class RenderService:
 
     def fetch(self, output: Output) -> bytes:
         """Return the bytes of ``output`` from the render cache, rendering and storing them once."""
+        if not output.cached:
+            return output.make()
         data = self.cache.get(output.view.image.id, output.key)
         found = metrics()
         if data is None:
@@ -253,12 +260,20 @@ class RenderService:
         size: tuple[int, int],
         fmt: str,
         quality: float,
+        as_stored: bool = False,
     ) -> Output:
-        """Return tile (tx, ty) of ``level`` (``size`` 0, 0: the image's tile size)."""
+        """Return tile (tx, ty) of ``level`` (``size`` 0, 0: the image's tile size).
+
+        With ``as_stored`` (no quality asked) a JPEG tile may be the file's own (``stored_tile``).
+        """
         level, area = tile_region(view.image, view.pyramid, level, tx, ty, *size)
         # SECURITY: the renderer bounds render.max_pixels only for output sizes; a tile is read
         # as it is from its level, so its size is bounded here, before any cache or ETag.
         self.check_area("tile", area)
+        if as_stored and fmt == "jpeg":
+            stored = self.stored_tile(view, level, area, (area.width, area.height))
+            if stored is not None:
+                return stored
         key = view.key("tile", level, area.x, area.y, area.width, area.height, fmt, quality)
         return Output(
             view,
@@ -331,6 +346,12 @@ class RenderService:
         fmt: str,
     ) -> Output:
         """Return an IIIF image: ``area`` at ``size``, mirrored, turned clockwise, in ``quality``."""
+        jpeg = content_type(fmt) == content_type("jpeg")
+        if jpeg and quality == "color" and not mirror and not angle:
+            level, at = self.renderer.level_region(view.image, view.pyramid, area, size)
+            stored = self.stored_tile(view, level, at, size)
+            if stored is not None:
+                return stored
         key = view.key(
             "iiif",
             area.x,
@@ -400,6 +421,27 @@ class RenderService:
             values, bins=bins, range=(meta.min, meta.max if meta.max > meta.min else meta.min + 1)
         )
         return [int(count) for count in counts]
+
+    def stored_tile(
+        self, view: View, level: int, area: Region, size: tuple[int, int]
+    ) -> Output | None:
+        """Return the file's own JPEG tile when ``area`` of ``level`` at ``size`` is exactly one
+        of them and the view's settings change no pixel (``coverslip.render.source``), else None.
+        """
+        if self.sources is None or not unchanged_rgb(view.rdef, view.image.pixel_type):
+            return None
+        sources = self.sources.of(view.image, view.pyramid)
+        side = sources.tile_size(level) if sources is not None else None
+        if side is None or size != (side, side) or (area.width, area.height) != size:
+            return None
+        if area.x % side or area.y % side:
+            return None
+        assert sources is not None
+        data = sources.read(level, area.x // side, area.y // side)
+        if data is None:
+            return None
+        key = view.key("stored", level, area.x, area.y)
+        return Output(view, key, content_type("jpeg"), lambda: data, cached=False)
 
     # -- pixel work ------------------------------------------------------------------------
 

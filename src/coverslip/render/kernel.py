@@ -310,6 +310,27 @@ def _primary_lanes(
     return found
 
 
+def unchanged_rgb(rdef: RenderingDef, pixel_type: str) -> bool:
+    """Return whether ``rdef`` renders 8-bit red, green and blue channels as they are stored.
+
+    That is channels 1, 2 and 3 on, pure red, green and blue in that order, each with a window
+    and curve that map every value to itself: the picture is the stored RGB pixels.
+    """
+    if pixel_type != "uint8" or rdef.model != "color" or rdef.projection != "normal":
+        return False
+    if len(rdef.channels) != 3:
+        return False
+    dtype = np.dtype(np.uint8)
+    for lane, ch in enumerate(rdef.channels):
+        if not ch.active or ch.lut is not None or ch.alpha != 255:
+            return False
+        if PRIMARIES.get(ch.color.upper()) != lane:
+            return False
+        if not _level_table(dtype, _settings_key(_rendered(ch, pixel_type)))[1]:
+            return False
+    return True
+
+
 @lru_cache(maxsize=64)
 def _level_table(
     dtype: np.dtype, settings: tuple[float, float, str, float, bool]

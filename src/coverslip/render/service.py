@@ -281,6 +281,29 @@ class Renderer:
             planes[c] = data[index]
         return planes
 
+    def level_region(
+        self,
+        image: Image,
+        pyramid: Pyramid,
+        region: Region,
+        size: tuple[int, int] | None = None,
+    ) -> tuple[int, Region]:
+        """Return the level ``rgb`` reads for ``region`` (full-resolution pixels) at ``size``,
+        and the region of that level it reads: the coarsest level with the output's resolution."""
+        out_w, out_h = size or (region.width, region.height)
+        if out_w * out_h > self.max_pixels:
+            raise BadParameter(
+                "size",
+                f"{out_w}×{out_h} is larger than {self.max_pixels} pixels; ask for a region or tiles",
+            )
+        level = pyramid.level_for(max(out_w / region.width, out_h / region.height))
+        lv = pyramid.levels[level]
+        fx, fy = lv.width / image.size_x, lv.height / image.size_y
+        x0, y0 = math.floor(region.x * fx), math.floor(region.y * fy)
+        x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.width) * fx)))
+        y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.height) * fy)))
+        return level, Region(x0, y0, x1 - x0, y1 - y0)
+
     def rgb(
         self,
         image: Image,
@@ -298,19 +321,7 @@ class Renderer:
         """
         check_plane(image, z, t)
         if level is None:
-            out_w, out_h = size or (region.width, region.height)
-            if out_w * out_h > self.max_pixels:
-                raise BadParameter(
-                    "size",
-                    f"{out_w}×{out_h} is larger than {self.max_pixels} pixels; ask for a region or tiles",
-                )
-            level = pyramid.level_for(max(out_w / region.width, out_h / region.height))
-            lv = pyramid.levels[level]
-            fx, fy = lv.width / image.size_x, lv.height / image.size_y
-            x0, y0 = math.floor(region.x * fx), math.floor(region.y * fy)
-            x1 = min(lv.width, max(x0 + 1, math.ceil((region.x + region.width) * fx)))
-            y1 = min(lv.height, max(y0 + 1, math.ceil((region.y + region.height) * fy)))
-            region = Region(x0, y0, x1 - x0, y1 - y0)
+            level, region = self.level_region(image, pyramid, region, size)
         found = metrics()
         started = time.perf_counter()
         planes = self.planes(image, pyramid, rdef, z, t, level, region)

@@ -88,7 +88,9 @@ class RenderImageRegion:
             parts = _ints("tile", tile, (3, 5))
             level, tx, ty = parts[:3]
             size = (parts[3], parts[4]) if len(parts) == 5 else (0, 0)
-            output = self.ctx.render.tile(view, level, tx, ty, size, fmt, quality)
+            # Without q= the quality is the server's to choose: a tile the file stores may be sent as stored.
+            as_stored = not req.get_param("q")
+            output = self.ctx.render.tile(view, level, tx, ty, size, fmt, quality, as_stored)
         elif req.get_param("region") is None:
             raise BadParameter("region", "region=x,y,w,h or tile=level,x,y is required")
         else:
