@@ -22,6 +22,7 @@ from coverslip.imports import ImportOptions
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
 from tests.helpers import decode
+from tests.servers import object_server
 
 RNG = np.random.default_rng(11)
 
@@ -208,3 +209,24 @@ def test_shared_tables_and_rgb_samples_are_spliced_into_each_tile() -> None:
     assert np.array_equal(rgb, expected)
     # Without the Adobe segment a decoder takes the samples for YCbCr: other colours.
     assert not np.array_equal(imagecodecs.jpeg8_decode(level.stream(abbreviated, False)), expected)
+
+
+@pytest.mark.slow
+def test_an_original_in_an_object_store_sends_its_own_tiles(
+    tmp_path: Path, slide: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with object_server(tmp_path) as server:
+        server.client().create_bucket(Bucket="coverslip-source")  # type: ignore[attr-defined]
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        settings = {
+            "pixels.store": "s3://coverslip-source/i",
+            "pixels.s3_endpoint": server.endpoint,
+        }
+        http, image_id = served(tmp_path / "home", slide, **settings)
+        assert not list((tmp_path / "home").rglob("slide.tif"))  # kept in the store only
+        data = get(http, f"/iiif/3/{image_id}/768,256,256,256/256,256/0/default.jpg")
+        assert data == file_tile(slide, 0, 1 * 4 + 3)
+        assert get(http, f"/webgateway/render_image_region/{image_id}/0/0/?tile=0,2,1") == (
+            file_tile(slide, 0, 1 * 4 + 2)
+        )

@@ -91,7 +91,11 @@ class Services:
                 self.settings["iiif.jpeg_quality"] / 100,
                 self.settings["iiif.jpeg_chroma"] == "4:4:4",
             ),
-            sources=Sources(self.original) if self.settings["render.source_tiles"] else None,
+            sources=(
+                Sources(self.original, self.pixels.objects)
+                if self.settings["render.source_tiles"]
+                else None
+            ),
         )
 
     def original(self, image: Image) -> Path | str | None:

@@ -7,54 +7,57 @@ encoded again or sent as the file stores it; sent as stored it costs one read an
 to a second encoding. Before any tile of a level is sent, its first and last tiles are decoded
 and compared with the pyramid: a level that differs in any pixel is always rendered.
 
-# PERF: a tile sent this way is one ``pread`` of the kept original (about 20 µs), against
-# reading three chunks, rendering and encoding (about 1 ms for a 256² tile).
+# PERF: a tile sent this way is one ``pread`` of the kept original (about 20 µs), or one
+# ranged GET in an object store, against reading three chunks, rendering and encoding
+# (about 1 ms for a 256² tile).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import imagecodecs
 import numpy as np
 import tifffile
 
+from coverslip.errors import StoreUnavailable
 from coverslip.formats.tiles import JpegLevel, jpeg_levels
 from coverslip.model import Image
 from coverslip.pixels import DamagedPixels, Pyramid
+from coverslip.pixels.objects import READ_BLOCK, ObjectStore, RangedFile
 
 # Originals kept open, one file each; past this many the oldest is let go.
 MAX_OPEN = 64
 
 
 class SourceTiles:
-    """The levels of one image whose tiles are the original's JPEG streams, verified."""
+    """The levels of one image whose tiles are the original's JPEG streams, verified.
 
-    def __init__(self, path: Path, pyramid: Pyramid, tile: int) -> None:
-        # NOTE: a file object, never closed by hand: a tile read on another thread keeps it
-        # open, so a descriptor is never read after it was closed and reused for another file.
-        self.file = path.open("rb", buffering=0)
+    ``read(offset, length)`` reads the original; ``file`` is the same bytes as a file object,
+    for tifffile to find the tiles in.
+    """
+
+    def __init__(
+        self, read: Callable[[int, int], bytes], file: BinaryIO, pyramid: Pyramid, tile: int
+    ) -> None:
+        self._read = read
         self.levels: dict[int, tuple[JpegLevel, bool]] = {}
-        try:
-            with tifffile.TiffFile(path) as tif:
-                stored = jpeg_levels(tif)
-            for index, level in enumerate(pyramid.levels):
-                for candidate in stored:
-                    if (candidate.height, candidate.width, candidate.tile) != (
-                        level.height,
-                        level.width,
-                        tile,
-                    ):
-                        continue
-                    adobe = self._verified(candidate, pyramid, index)
-                    if adobe is not None:
-                        self.levels[index] = (candidate, adobe)
-                        break
-        except (OSError, ValueError, tifffile.TiffFileError, DamagedPixels):
-            self.levels.clear()
+        with tifffile.TiffFile(file) as tif:
+            stored = jpeg_levels(tif)
+        for index, level in enumerate(pyramid.levels):
+            for candidate in stored:
+                size = (candidate.height, candidate.width, candidate.tile)
+                if size != (level.height, level.width, tile):
+                    continue
+                adobe = self._verified(candidate, pyramid, index)
+                if adobe is not None:
+                    self.levels[index] = (candidate, adobe)
+                    break
 
     def _verified(self, stored: JpegLevel, pyramid: Pyramid, index: int) -> bool | None:
         """Return whether tiles of ``stored`` need the Adobe segment to decode to level ``index``
@@ -81,7 +84,7 @@ class SourceTiles:
     def _raw(self, stored: JpegLevel, number: int) -> bytes | None:
         if not 0 <= number < len(stored.offsets) or not stored.counts[number]:
             return None
-        raw = os.pread(self.file.fileno(), stored.counts[number], stored.offsets[number])
+        raw = self._read(stored.offsets[number], stored.counts[number])
         return raw if raw.startswith(b"\xff\xd8") else None
 
     def tile_size(self, level: int) -> int | None:
@@ -115,8 +118,11 @@ def _decodes_to(stream: bytes, pixels: np.ndarray, tile: int) -> bool:
 class Sources:
     """The source tiles of every image this process has served, opened once per image version."""
 
-    def __init__(self, original: Callable[[Image], Path | str | None]) -> None:
+    def __init__(
+        self, original: Callable[[Image], Path | str | None], objects: ObjectStore | None = None
+    ) -> None:
         self.original = original
+        self.objects = objects
         self._found: dict[tuple[int, object, str | None], SourceTiles | None] = {}
         self._lock = threading.Lock()
 
@@ -137,12 +143,30 @@ class Sources:
             return self._found[key]
 
     def _open(self, image: Image, pyramid: Pyramid) -> SourceTiles | None:
-        path = self.original(image)
-        if not isinstance(path, Path) or path.suffix.lower() not in _TIFF_SUFFIXES:
+        where = self.original(image)
+        if where is None or PurePosixPath(str(where)).suffix.lower() not in _TIFF_SUFFIXES:
             return None
         try:
-            found = SourceTiles(path, pyramid, image.tile_size)
-        except OSError:
+            if isinstance(where, Path):
+                # NOTE: a file object, never closed by hand: a tile read on another thread
+                # keeps it open, so no descriptor is read after it was closed and reused.
+                kept = where.open("rb", buffering=0)
+                found = SourceTiles(
+                    lambda offset, length: os.pread(kept.fileno(), length, offset),
+                    kept,
+                    pyramid,
+                    image.tile_size,
+                )
+            elif self.objects is not None:
+                size = self.objects.size(where)
+                if size is None:
+                    return None
+                read = self.objects.ranges(where)
+                file = io.BufferedReader(RangedFile(read, size), READ_BLOCK)
+                found = SourceTiles(read, file, pyramid, image.tile_size)
+            else:
+                return None
+        except (OSError, ValueError, tifffile.TiffFileError, DamagedPixels, StoreUnavailable):
             return None
         return found if found.levels else None
 
