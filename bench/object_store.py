@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -117,7 +118,7 @@ def serving(nodes: list[Node], work: Path, **settings: str) -> Iterator[str]:
             logs = Path(node.env["COVERSLIP_HOME"]) / "log"
             for log in sorted(logs.glob("*.log")):
                 lines = log.read_text(errors="replace").splitlines()
-                failed = [line for line in lines if " status=5" in line or "level=error" in line]
+                failed = [line for line in lines if re.search(r" status=[45]|level=error", line)]
                 for line in failed[-5:]:
                     print(f"{log.name}: {line[:400]}", file=sys.stderr)
         raise

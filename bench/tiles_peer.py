@@ -366,7 +366,9 @@ def profile(args: argparse.Namespace) -> None:
         write_jpeg_pyramid(work / "slide.tif", slide_rgb(fields(args.size, seed=0)), quality=90)
         image_id = imported(home, work / "slide.tif")
         instance = Home(home)
-        app = create_app(instance.settings({}, {"cache.enabled": False}), instance)
+        # The rendering path: tiles the file stores would otherwise be sent as stored.
+        settings = {"cache.enabled": False, "render.source_tiles": False}
+        app = create_app(instance.settings({}, settings), instance)
         client = testing.TestClient(app)
         info = client.simulate_get(f"/iiif/3/{image_id}/info.json").json
         sizes = [(s["width"], s["height"]) for s in reversed(info["sizes"])]

@@ -213,12 +213,42 @@ async function load(imported = false) {
   applyInfo(await (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json());
 }
 
+// Step Z or T; false when the image has no such axis (the key then does what it did before).
 function stepPlane(input, key, delta) {
-  if (!input) return;
+  if (!input) return false;
   const next = Math.min(Number(input.max), Math.max(0, state[key] + delta));
-  if (next === state[key]) return;
-  input.value = next;
-  input.dispatchEvent(new Event("input"));
+  if (next !== state[key]) {
+    input.value = next;
+    input.dispatchEvent(new Event("input"));
+  }
+  return true;
+}
+
+// Plane keys, and "?" for the list of shortcuts. They are taken in the capture phase, before
+// OpenSeadragon's own keys on the image (which pan with the arrows) or the page's scrolling,
+// so a key that steps a plane does nothing else.
+function addShortcuts() {
+  const dialog = document.getElementById("shortcuts");
+  const help = () => { if (!dialog.open) dialog.showModal(); return true; };
+  document.getElementById("show-shortcuts").addEventListener("click", help);
+  const keys = {
+    PageUp: () => stepPlane(zInput, "z", 1),
+    ArrowUp: () => stepPlane(zInput, "z", 1),
+    PageDown: () => stepPlane(zInput, "z", -1),
+    ArrowDown: () => stepPlane(zInput, "z", -1),
+    ArrowRight: () => stepPlane(tInput, "t", 1),
+    ArrowLeft: () => stepPlane(tInput, "t", -1),
+    "?": help,
+  };
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || dialog.open) return;
+    if (event.target.closest?.("input, select, textarea, button, summary")) return;
+    const action = keys[event.key];
+    if (action && action()) {
+      event.preventDefault();
+      event.stopPropagation();
+    }
+  }, { capture: true });
 }
 
 async function main() {
@@ -256,13 +286,7 @@ async function main() {
   }
   greyInput.addEventListener("change", () => { state.model = greyInput.checked ? "greyscale" : "color"; refresh(); });
   projectionInput?.addEventListener("change", () => { state.projection = projectionInput.checked ? "intmax" : "normal"; refresh(); });
-  document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea, button")) return;
-    if (event.key === "PageUp" || event.key === "ArrowUp") { stepPlane(zInput, "z", 1); event.preventDefault(); }
-    if (event.key === "PageDown" || event.key === "ArrowDown") { stepPlane(zInput, "z", -1); event.preventDefault(); }
-    if (event.key === "ArrowRight") stepPlane(tInput, "t", 1);
-    if (event.key === "ArrowLeft") stepPlane(tInput, "t", -1);
-  });
+  addShortcuts();
   addViewTools();
   document.getElementById("save")?.addEventListener("click", async () => {
     try {
