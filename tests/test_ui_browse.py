@@ -20,6 +20,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from tests import test_ui as ui
+from tests.helpers import decode
 
 browser = ui.browser  # the same headless Chromium as the other UI tests
 PASSWORD = "ann-secret-pass-1"
@@ -68,6 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         np.save(folder / f"{name}.npy", ((xx + value * 37) % 251).astype(np.uint8))
     checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
     np.save(folder / "checker.npy", checker)
+    np.save(folder / "zebra.npy", (np.indices((64, 64))[1] % 2 * 255).astype(np.uint8))
     as_ann = ("--user", "ann", "--group", "lab")
     ids = {
         "stack": _import(home, folder / "stack.ome.tif", *as_ann, "--dataset", "Stack"),
@@ -77,12 +79,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         ),
         "secret": _import(home, folder / "secret.npy"),
         "checker": _import(home, folder / "checker.npy", *as_ann, "--dataset", "Patterns"),
+        "zebra": _import(home, folder / "zebra.npy", *as_ann, "--dataset", "Patterns"),
     }
     datasets = {
         d["name"]: d["id"] for d in json.loads(ui.coverslip(home, "datasets", "list", "--json"))
     }
     # An image Ann may not see, in a dataset she may: her card must not count it.
     ui.coverslip(home, "datasets", "add", str(datasets["Stack"]), str(ids["secret"]))
+    # Between checker and zebra by name, and not Ann's to see: never her neighbour.
+    ui.coverslip(home, "datasets", "add", str(datasets["Patterns"]), str(ids["secret"]))
     with ui.served(home) as url:
         yield Site(url, ids, datasets, stack)
 
@@ -119,9 +124,9 @@ def test_home_counts_only_what_ann_sees_and_links_images_in_no_dataset(
     assert cards(page) == {
         "Stack": "1 image",  # not the administrator's private image linked into it
         "Team set": "1 image",
-        "Patterns": "1 image",
+        "Patterns": "2 images",
         "Images in no dataset": "1 image",
-        "All images": "4 images",
+        "All images": "5 images",
     }
     ui.shot(page, "browse-home")
     page.get_by_role("link", name="Images in no dataset").click()
@@ -142,7 +147,7 @@ def test_the_group_switcher_shows_one_group(browser: object, site: Site) -> None
     with page.expect_navigation():
         page.select_option("#group-switch", label="All my groups")
     page.goto(site.base + "/")
-    assert cards(page)["All images"] == "4 images"
+    assert cards(page)["All images"] == "5 images"
 
 
 def api_json(page, path: str):  # type: ignore[no-untyped-def]
@@ -435,3 +440,184 @@ def test_window_values_typed_and_presets(browser: object, site: Site) -> None:
         arg=given[1],
     )
     assert float(start.input_value()) == given[0]
+
+
+def test_plane_keys_step_z_on_the_image_without_panning_and_are_listed(
+    browser: object, site: Site
+) -> None:
+    stack = f"{site.base}/images/{site.ids['stack']}"
+    by_slider = signed_in(browser, site)
+    by_slider.goto(stack)
+    by_slider.wait_for_function("() => document.querySelector('#channels .channel')")
+    by_slider.get_by_label("Z plane").fill("2")
+    settled(by_slider)
+    expected = canvas_grey(by_slider, "browse-keys-slider")
+    page = signed_in(browser, site)
+    page.goto(stack)
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    settled(page)
+    # Keys on the image itself, where OpenSeadragon would pan with the arrows.
+    page.locator("#osd .openseadragon-canvas").first.click()
+    for key in ("ArrowUp", "PageUp", "PageUp", "ArrowDown"):
+        page.keyboard.press(key)
+    assert page.get_by_label("Z plane").input_value() == "2"
+    settled(page)
+    shown = canvas_grey(page, "browse-keys")
+    assert shown.shape == expected.shape
+    assert np.abs(shown - expected).mean() < 1, np.abs(shown - expected).mean()  # not panned
+    assert page.evaluate("() => [scrollX, scrollY]") == [0, 0]
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    dialog.wait_for(state="visible")
+    ui.shot(page, "browse-keys-help")
+    assert "Next Z plane" in dialog.inner_text() and "Next time point" not in dialog.inner_text()
+    page.keyboard.press("ArrowUp")  # keys stay with the list while it is open
+    assert page.get_by_label("Z plane").input_value() == "2"
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    page.get_by_role("button", name="Shortcuts").click()
+    dialog.wait_for(state="visible")
+    dialog.get_by_role("button", name="Close").click()
+    dialog.wait_for(state="hidden")
+
+
+def test_previous_and_next_in_the_dataset_and_back_to_it(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/datasets/{site.datasets['Patterns']}")
+    page.locator(f"#grid .tile[data-id='{site.ids['checker']}'] a").click()
+    page.wait_for_url(f"**/images/{site.ids['checker']}?dataset={site.datasets['Patterns']}")
+    nav = page.get_by_role("navigation", name="In this dataset")
+    assert nav.get_by_role("link", name="Previous").count() == 0
+    nav.get_by_role("link", name="Next").click()  # zebra: the hidden image between is skipped
+    page.wait_for_url(f"**/images/{site.ids['zebra']}?dataset={site.datasets['Patterns']}")
+    assert page.locator("h1.image-name").inner_text() == "zebra"
+    assert nav.get_by_role("link", name="Next").count() == 0
+    ui.shot(page, "browse-neighbours")
+    nav.get_by_role("link", name="Previous").click()
+    page.wait_for_url(f"**/images/{site.ids['checker']}?dataset={site.datasets['Patterns']}")
+    nav.get_by_role("link", name="Patterns").click()
+    page.wait_for_url(f"**/datasets/{site.datasets['Patterns']}")
+    # Opened without ?dataset=, the image's own dataset; an image in none has no such links.
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    assert nav.get_by_role("link", name="Stack").count() == 1
+    assert nav.get_by_role("link", name="Previous").count() == 0
+    page.goto(f"{site.base}/images/{site.ids['loose']}")
+    assert nav.count() == 0
+
+
+def test_export_the_view_at_full_and_screen_resolution(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['checker']}")
+    ui.wait_for_tiles(page)
+    settled(page)
+    checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+
+    def exported(fmt: str, scope: str) -> tuple[str, np.ndarray]:
+        page.get_by_label("Export format").select_option(fmt)
+        page.get_by_label("Export resolution").select_option(scope)
+        with page.expect_download() as waiting:
+            page.get_by_role("button", name="Export", exact=True).click()
+        download = waiting.value
+        path = download.path()
+        assert path is not None
+        return download.suggested_filename, decode(Path(path).read_bytes())
+
+    name, full = exported("png", "full")
+    assert name == "checker-z1-t1.png"
+    assert full.shape == (64, 64, 3) and (full == checker[:, :, None]).all()
+    name, tiff = exported("tif", "full")
+    assert name.endswith(".tif") and (tiff == checker[:, :, None]).all()
+    assert page.get_by_label("Export resolution").input_value() == "full"  # TIFF: no screen
+    name, shown = exported("png", "screen")
+    assert name == "checker-z1-t1-screen.png"
+    size = page.evaluate(
+        "() => { const c = document.querySelector('#osd .openseadragon-canvas canvas');"
+        " return [c.height, c.width]; }"
+    )
+    assert list(shown.shape[:2]) == size
+    assert shown.min() < 30 and shown.max() > 225  # the black and white cells, as shown
+
+
+def test_undo_redo_and_settings_pasted_on_another_image(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['checker']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    end = page.locator("#channels input.end-num")
+    given = float(end.input_value())
+    undo = page.get_by_role("button", name="Undo", exact=True)
+    redo = page.get_by_role("button", name="Redo", exact=True)
+    assert undo.is_disabled() and redo.is_disabled()
+    for value in ("200", "120"):
+        end.fill(value)
+        end.press("Enter")
+        page.wait_for_function(
+            "(v) => decodeURIComponent(location.search).includes(v)", arg=f":{value}$"
+        )
+    undo.click()
+    page.wait_for_function("() => decodeURIComponent(location.search).includes(':200$')")
+    assert float(end.input_value()) == 200
+    undo.click()
+    page.wait_for_function(
+        "(v) => Number(document.querySelector('#channels input.end-num').value) === v", arg=given
+    )
+    assert undo.is_disabled() and not redo.is_disabled()
+    redo.click()
+    page.wait_for_function("() => decodeURIComponent(location.search).includes(':200$')")
+    assert float(end.input_value()) == 200
+    page.get_by_role("button", name="Copy settings").click()
+    # On zebra (one 8-bit channel too) the copied window shows, and Undo takes it back.
+    page.goto(f"{site.base}/images/{site.ids['zebra']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    own = float(end.input_value())
+    assert own != 200
+    page.get_by_role("button", name="Paste settings").click()
+    page.wait_for_function(
+        "() => Number(document.querySelector('#channels input.end-num').value) === 200"
+    )
+    page.wait_for_function(
+        "(id) => performance.getEntriesByType('resource').some(e =>"
+        " e.name.includes(`render_image_region/${id}/`) && decodeURIComponent(e.name).includes(':200$'))",
+        arg=site.ids["zebra"],
+    )
+    assert "pasted" in page.locator("#status").inner_text()
+    undo.click()
+    page.wait_for_function(
+        "(v) => Number(document.querySelector('#channels input.end-num').value) === v", arg=own
+    )
+    # Another browser has nothing copied.
+    other = signed_in(browser, site)
+    other.goto(f"{site.base}/images/{site.ids['zebra']}")
+    other.wait_for_function("() => document.querySelector('#channels .channel')")
+    other.get_by_role("button", name="Paste settings").click()
+    assert "No settings copied" in other.locator("#status").inner_text()
+
+
+def test_histogram_follows_the_plane_and_shows_the_window(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels canvas.histogram[data-plane]')")
+    page.get_by_label("Z plane").fill("2")
+    page.wait_for_function(
+        "() => document.querySelector('#channels canvas.histogram').dataset.plane === '2,0'"
+    )
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e =>"
+        " e.name.includes('histogram_json') && e.name.includes('theZ=2'))"
+    )
+    end = page.locator("#channels input.end-num")
+    end.fill("1500")
+    end.press("Enter")
+    low, high = float(site.stack.min()), float(site.stack.max())
+    page.wait_for_function(
+        "() => document.querySelector('#channels canvas.histogram').dataset.window.endsWith(':1500')"
+    )
+    red = page.evaluate(
+        "() => { const c = document.querySelector('#channels canvas.histogram');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, 1).data; const xs = [];"
+        " for (let x = 0; x < c.width; x++) if (d[4 * x] > 200 && d[4 * x + 1] < 120) xs.push(x);"
+        " return [xs, c.width]; }"
+    )
+    xs, width = red
+    start = float(page.locator("#channels input.start-num").input_value())
+    expected = {round((v - low) / (high - low) * (width - 1)) for v in (start, 1500.0)}
+    assert set(xs) == {x for x in expected if 0 <= x < width}, (xs, expected)

@@ -12,6 +12,7 @@ import jinja2
 
 from coverslip.catalog.records import Dataset
 from coverslip.errors import NotFound
+from coverslip.model import Image
 from coverslip.services import Services
 from coverslip.web.access import PRIVATE, Access, install_ids
 
@@ -163,6 +164,7 @@ class ImagePage:
         if not access.visible(req, image) or image.status != "active":
             self.pages.not_found(req, resp)
             return
+        dataset, before, after = self._neighbours(req, image)
         self.pages.render(
             req,
             resp,
@@ -170,7 +172,38 @@ class ImagePage:
             image=image,
             can_save=access.can_annotate(req, image),
             can_download=access.can_download(req, image),
+            dataset=dataset,
+            previous=before,
+            next=after,
         )
+
+    def _neighbours(
+        self, req: falcon.Request, image: Image
+    ) -> tuple[Dataset | None, Image | None, Image | None]:
+        """Return the dataset the viewer came from (``?dataset=``, else the image's first one
+        the caller may see) and the images before and after this one there, as its grid lists
+        them (by name, only what the caller may see)."""
+        services, access = self.pages.services, self.pages.access
+        wanted = req.get_param_as_int("dataset")
+        candidates = [wanted] if wanted in image.dataset_ids else list(image.dataset_ids)
+        for dataset_id in candidates:
+            try:
+                dataset = services.catalog.get_dataset(dataset_id)
+            except NotFound:
+                continue
+            if not access.can_see_dataset(req, dataset):
+                continue
+            scope = {**access.listing(req), "dataset_id": dataset_id}
+            listed = services.catalog.list_images(status="active", sort="name", **scope)
+            ids = [found.id for found in listed if access.visible(req, found)]
+            if image.id not in ids:
+                continue
+            at = ids.index(image.id)
+            by_id = {found.id: found for found in listed}
+            before = by_id[ids[at - 1]] if at > 0 else None
+            after = by_id[ids[at + 1]] if at + 1 < len(ids) else None
+            return dataset, before, after
+        return None, None, None
 
 
 class UploadPage:

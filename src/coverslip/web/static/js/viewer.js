@@ -2,6 +2,7 @@
 // greyscale and projection controls that re-render the view without reloading the page.
 
 import { api, prefix } from "./common.js";
+import { addExport } from "./export.js";
 import { showMetadata } from "./metadata.js";
 import { addReadout, addScaleBar } from "./overlays.js";
 
@@ -58,6 +59,7 @@ function tileSource() {
 
 let pending = null;
 function refresh() {
+  for (const c of histograms.keys()) paintHistogram(c);
   clearTimeout(pending);
   pending = setTimeout(() => {
     const previous = viewer.world.getItemAt(0);
@@ -70,25 +72,122 @@ function refresh() {
       },
     });
     history.replaceState(null, "", `?${renderQuery()}&z=${state.z}&t=${state.t}`);
+    changes.record();
   }, 120);
 }
 
+// Undo and redo of rendering changes, and settings copied from one image to paste on another:
+// each is a rendering query (c, m, p) shown as the page shows a link's.
+const changes = {
+  past: [],
+  future: [],
+  shown: null,
+  record() {
+    const query = renderQuery();
+    if (this.shown !== null && query !== this.shown) {
+      this.past.push(this.shown);
+      this.future.length = 0;
+    }
+    this.shown = query;
+    this.buttons();
+  },
+  buttons() {
+    document.getElementById("undo-change").disabled = !this.past.length;
+    document.getElementById("redo-change").disabled = !this.future.length;
+  },
+  async show(query) {
+    history.replaceState(null, "", `${location.pathname}?${query}&z=${state.z}&t=${state.t}`);
+    const { z, t } = state;
+    await load();
+    state.z = z;
+    state.t = t;
+    this.shown = renderQuery();
+    this.buttons();
+    refresh();
+  },
+  async step(from, to) {
+    if (!from.length) return;
+    to.push(this.shown);
+    await this.show(from.pop());
+  },
+};
+
+const COPIED = "coverslip.copied-settings";
+
+function addSettingsHistory() {
+  changes.shown = renderQuery();
+  changes.buttons();
+  document.getElementById("undo-change").addEventListener("click", () => changes.step(changes.past, changes.future));
+  document.getElementById("redo-change").addEventListener("click", () => changes.step(changes.future, changes.past));
+  document.getElementById("copy-settings").addEventListener("click", () => {
+    const copied = { query: renderQuery(), channels: state.channels.length, name: info.meta.imageName };
+    localStorage.setItem(COPIED, JSON.stringify(copied));
+    say(`Settings copied; Paste settings applies them to another image of ${copied.channels} channel${copied.channels === 1 ? "" : "s"}.`);
+  });
+  document.getElementById("paste-settings").addEventListener("click", async () => {
+    let copied = null;
+    try { copied = JSON.parse(localStorage.getItem(COPIED)); } catch (_) { copied = null; }
+    if (!copied) { say("No settings copied yet: Copy settings on another image first."); return; }
+    if (copied.channels !== state.channels.length) {
+      say(`Not pasted: the settings are for ${copied.channels} channels, this image has ${state.channels.length}.`);
+      return;
+    }
+    changes.past.push(changes.shown);
+    changes.future.length = 0;
+    try {
+      await changes.show(copied.query);
+      say(`Settings of ${copied.name} pasted${canSave ? "; Save keeps them" : ""}.`);
+    } catch (error) {
+      say(`Not pasted: ${error.message}`);
+    }
+  });
+}
+
+// Each channel's histogram on the shown plane (log counts over the data's min..max), with its
+// window drawn over it; fetched again when Z or T changes, redrawn when the window moves.
+const histograms = new Map();
+
 function drawHistogram(canvas, c) {
   const bins = 128;
+  const plane = `${state.z},${state.t}`;
+  const known = histograms.get(c);
+  histograms.set(c, { canvas, data: known && known.plane === plane ? known.data : null, plane });
+  if (known && known.plane === plane && known.data) { paintHistogram(c); return; }
   api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}`)
     .then((r) => r.json())
     .then(({ data }) => {
-      const g = canvas.getContext("2d");
-      const peak = Math.log1p(Math.max(...data, 1));
-      g.clearRect(0, 0, canvas.width, canvas.height);
-      g.fillStyle = "#8aa0b8";
-      const w = canvas.width / data.length;
-      data.forEach((count, i) => {
-        const h = (Math.log1p(count) / peak) * canvas.height;
-        g.fillRect(i * w, canvas.height - h, Math.max(1, w), h);
-      });
+      const found = histograms.get(c);
+      if (found && found.plane === plane) { found.data = data; paintHistogram(c); }
     })
     .catch(() => {});
+}
+
+function paintHistogram(c) {
+  const { canvas, data } = histograms.get(c);
+  const ch = state.channels[c];
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  if (data) {
+    const peak = Math.log1p(Math.max(...data, 1));
+    g.fillStyle = "#8aa0b8";
+    const w = canvas.width / data.length;
+    data.forEach((count, i) => {
+      const h = (Math.log1p(count) / peak) * canvas.height;
+      g.fillRect(i * w, canvas.height - h, Math.max(1, w), h);
+    });
+  }
+  const span = ch.max - ch.min || 1;
+  g.fillStyle = "#d9534f";
+  for (const value of [ch.start, ch.end]) {
+    const x = Math.round(((value - ch.min) / span) * (canvas.width - 1));
+    if (x >= 0 && x < canvas.width) g.fillRect(x, 0, 1, canvas.height);
+  }
+  canvas.dataset.window = `${ch.start}:${ch.end}`;
+  canvas.dataset.plane = histograms.get(c).plane;
+}
+
+function redrawHistograms() {
+  for (const [c, { canvas }] of histograms) drawHistogram(canvas, c);
 }
 
 let imported = null;
@@ -100,6 +199,7 @@ function importedSettings() {
 
 function channelControls() {
   channelBox.replaceChildren();
+  histograms.clear();
   state.channels.forEach((ch, c) => {
     const box = document.createElement("div");
     box.className = "channel";
@@ -281,12 +381,16 @@ async function main() {
     input?.addEventListener("input", () => {
       state[key] = Number(input.value);
       document.getElementById(`${key}-out`).value = state[key] + 1;
+      redrawHistograms();
       refresh();
     });
   }
   greyInput.addEventListener("change", () => { state.model = greyInput.checked ? "greyscale" : "color"; refresh(); });
   projectionInput?.addEventListener("change", () => { state.projection = projectionInput.checked ? "intmax" : "normal"; refresh(); });
   addShortcuts();
+  addSettingsHistory();
+  const baseName = document.querySelector("h1.image-name").textContent.trim().replace(/[^\w.-]+/g, "_");
+  addExport(viewer, imageId, baseName, () => ({ query: renderQuery(), z: state.z, t: state.t }), say);
   addViewTools();
   document.getElementById("save")?.addEventListener("click", async () => {
     try {
