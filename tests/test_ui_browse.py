@@ -20,7 +20,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from tests import test_ui as ui
-from tests.helpers import decode
+from tests.helpers import decode, quantize
 
 browser = ui.browser  # the same headless Chromium as the other UI tests
 PASSWORD = "ann-secret-pass-1"
@@ -621,3 +621,34 @@ def test_histogram_follows_the_plane_and_shows_the_window(browser: object, site:
     start = float(page.locator("#channels input.start-num").input_value())
     expected = {round((v - low) / (high - low) * (width - 1)) for v in (start, 1500.0)}
     assert set(xs) == {x for x in expected if 0 <= x < width}, (xs, expected)
+
+
+def test_mean_projection_over_a_z_range(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    assert page.get_by_label("First plane of the projection").is_disabled()
+    page.get_by_label("Greyscale").check()  # the channel's level itself in every lane
+    page.get_by_label("Projection over Z").select_option("intmean")
+    assert page.get_by_label("Z plane").is_disabled()  # one plane does not apply
+    page.get_by_label("First plane of the projection").fill("2")
+    page.get_by_label("First plane of the projection").press("Enter")
+    page.get_by_label("Last plane of the projection").fill("3")
+    page.get_by_label("Last plane of the projection").press("Enter")
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e =>"
+        " decodeURIComponent(e.name).includes('p=intmean|1:2'))"
+    )
+    start = float(page.locator("#channels input.start-num").input_value())
+    end = float(page.locator("#channels input.end-num").input_value())
+    page.get_by_label("Export format").select_option("png")
+    page.get_by_label("Export resolution").select_option("full")
+    with page.expect_download() as waiting:
+        page.get_by_role("button", name="Export", exact=True).click()
+    path = waiting.value.path()
+    assert path is not None
+    shown = decode(Path(path).read_bytes())[:, :, 0].astype(int)
+    # OMERO's mean: the sum over planes 2 and 3, divided by 2, truncated; then the window.
+    mean = site.stack[1:3].astype(np.int64).sum(axis=0) // 2
+    expected = quantize(mean, start, end)
+    assert np.array_equal(shown, expected), np.abs(shown - expected).max()

@@ -16,7 +16,9 @@ const greyInput = document.getElementById("greyscale");
 const projectionInput = document.getElementById("projection");
 const channelBox = document.getElementById("channels");
 
-const state = { z: 0, t: 0, model: "color", projection: "normal", channels: [], format: "jpeg" };
+const state = {
+  z: 0, t: 0, model: "color", projection: "normal", projectionRange: null, channels: [], format: "jpeg",
+};
 let info = null;
 let luts = [];
 let viewer = null;
@@ -34,7 +36,9 @@ function renderQuery() {
     .map((ch, i) => `${ch.active ? "" : "-"}${i + 1}|${ch.start}:${ch.end}$${colorOrLut(ch)}`)
     .join(",");
   const m = state.model === "greyscale" ? "g" : "c";
-  return `c=${encodeURIComponent(c)}&m=${m}&p=${state.projection}`;
+  const range = state.projection !== "normal" && state.projectionRange
+    ? `|${state.projectionRange[0]}:${state.projectionRange[1]}` : "";
+  return `c=${encodeURIComponent(c)}&m=${m}&p=${encodeURIComponent(state.projection + range)}`;
 }
 
 function tileSource() {
@@ -291,7 +295,9 @@ function applyInfo(data) {
   state.z = Number(new URLSearchParams(location.search).get("z") ?? data.rdefs.defaultZ);
   state.t = Number(new URLSearchParams(location.search).get("t") ?? data.rdefs.defaultT);
   state.model = data.rdefs.model;
-  state.projection = String(data.rdefs.projection).split("|")[0];
+  const [method, range] = String(data.rdefs.projection).split("|");
+  state.projection = method;
+  state.projectionRange = range ? range.split(":").map(Number) : null;
   state.channels = data.channels.map((ch) => ({
     label: ch.label, active: ch.active, color: ch.color, lut: ch.lut || "",
     start: ch.window.start, end: ch.window.end, min: ch.window.min, max: ch.window.max,
@@ -299,7 +305,13 @@ function applyInfo(data) {
   if (zInput) { zInput.value = state.z; document.getElementById("z-out").value = state.z + 1; }
   if (tInput) { tInput.value = state.t; document.getElementById("t-out").value = state.t + 1; }
   greyInput.checked = state.model === "greyscale";
-  if (projectionInput) projectionInput.checked = state.projection === "intmax";
+  if (projectionInput) {
+    projectionInput.value = state.projection;
+    const [first, last] = state.projectionRange || [0, info.size.z - 1];
+    document.getElementById("projection-start").value = first + 1;
+    document.getElementById("projection-end").value = last + 1;
+    projectionControls();
+  }
   channelControls();
 }
 
@@ -327,6 +339,32 @@ function stepPlane(input, key, delta) {
 // Plane keys, and "?" for the list of shortcuts. They are taken in the capture phase, before
 // OpenSeadragon's own keys on the image (which pan with the arrows) or the page's scrolling,
 // so a key that steps a plane does nothing else.
+// Projection over a Z range (1-based in the page, 0-based in the query, as OMERO's p=).
+function projectionControls() {
+  const off = state.projection === "normal";
+  for (const id of ["projection-start", "projection-end"]) document.getElementById(id).disabled = off;
+  if (zInput) zInput.disabled = !off;
+}
+
+function addProjection() {
+  const first = document.getElementById("projection-start");
+  const last = document.getElementById("projection-end");
+  const apply = () => {
+    const a = Math.round(Number(first.value));
+    const b = Math.round(Number(last.value));
+    const ok = a >= 1 && b <= info.size.z && a <= b;
+    last.setCustomValidity(ok ? "" : `from 1 to ${info.size.z}, the first at most the last`);
+    if (!ok) return;
+    state.projection = projectionInput.value;
+    state.projectionRange = a === 1 && b === info.size.z ? null : [a - 1, b - 1];
+    projectionControls();
+    refresh();
+  };
+  projectionInput.addEventListener("change", apply);
+  first.addEventListener("change", apply);
+  last.addEventListener("change", apply);
+}
+
 function addShortcuts() {
   const dialog = document.getElementById("shortcuts");
   const help = () => { if (!dialog.open) dialog.showModal(); return true; };
@@ -386,7 +424,7 @@ async function main() {
     });
   }
   greyInput.addEventListener("change", () => { state.model = greyInput.checked ? "greyscale" : "color"; refresh(); });
-  projectionInput?.addEventListener("change", () => { state.projection = projectionInput.checked ? "intmax" : "normal"; refresh(); });
+  if (projectionInput) addProjection();
   addShortcuts();
   addSettingsHistory();
   const baseName = document.querySelector("h1.image-name").textContent.trim().replace(/[^\w.-]+/g, "_");
