@@ -181,6 +181,14 @@ def test_luts(client: testing.TestClient, stack: tuple[int, np.ndarray], lut: st
     np.testing.assert_array_equal(got, expected)
 
 
+def test_luts_png_is_every_table_in_the_order_of_luts(client: testing.TestClient) -> None:
+    names = [lut["name"] for lut in client.simulate_get("/webgateway/luts/").json["luts"]]
+    got = get_png(client, "/webgateway/luts_png/")
+    assert got.shape == (10 * len(names), 256, 3)
+    for row, name in enumerate(names):
+        assert (got[10 * row : 10 * row + 10] == get_lut(name.removesuffix(".lut"))).all(), name
+
+
 def test_greyscale_renders_the_first_active_channel(
     client: testing.TestClient, stack: tuple[int, np.ndarray]
 ) -> None:

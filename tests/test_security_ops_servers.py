@@ -312,9 +312,15 @@ def test_metrics_add_up_across_workers_and_stay_off_the_proxy(tmp_path: Path) ->
     try:
         port = instance.web_port
         upload_and_wait(instance, port)
-        # The job ran in the worker process; the web's /metrics adds in its folder.
-        jobs = samples(port, "coverslip_job_seconds")
+        # The job ran in the worker process; the web's /metrics adds in its folder. The job's
+        # time is recorded just after the image turns active, so it may show a moment later.
         done = (("sample", "coverslip_job_seconds_count"), ("kind", "import_upload"))
+        deadline = time.monotonic() + 10
+        while (*done, ("outcome", "succeeded")) not in (
+            jobs := samples(port, "coverslip_job_seconds")
+        ):
+            assert time.monotonic() < deadline, jobs
+            time.sleep(0.1)
         assert jobs[(*done, ("outcome", "succeeded"))] == 1, jobs
         imported = samples(port, "coverslip_import_bytes")
         assert imported[(("sample", "coverslip_import_bytes_total"),)] == 300 * 200 * 2

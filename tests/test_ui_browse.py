@@ -19,6 +19,7 @@ import pytest
 import tifffile
 from PIL import Image as PILImage
 
+from coverslip.render.luts import get_lut
 from tests import test_ui as ui
 from tests.helpers import decode, quantize
 
@@ -652,3 +653,52 @@ def test_mean_projection_over_a_z_range(browser: object, site: Site) -> None:
     mean = site.stack[1:3].astype(np.int64).sum(axis=0) // 2
     expected = quantize(mean, start, end)
     assert np.array_equal(shown, expected), np.abs(shown - expected).max()
+
+
+def test_lut_swatch_and_what_greyscale_shows(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    page.get_by_label("Greyscale").uncheck()  # one channel opens in greyscale, as in OMERO
+    page.locator("#channels select.lut").select_option("fire.lut")
+    page.wait_for_function(
+        "() => document.querySelector('#channels canvas.swatch').dataset.shows === 'fire.lut'"
+    )
+    ends = page.evaluate(
+        "() => { const c = document.querySelector('#channels canvas.swatch');"
+        " const d = c.getContext('2d').getImageData(0, 5, c.width, 1).data;"
+        " return Array.from({ length: c.width }, (_, x) => [d[4 * x], d[4 * x + 1], d[4 * x + 2]]); }"
+    )
+    assert ends == get_lut("fire").tolist()  # every colour of the table, dark to bright
+    page.get_by_label("Greyscale").check()
+    note = page.locator("#channels .grey-note").first
+    assert "Shown in grey" in note.inner_text()
+    assert page.locator("#channels select.lut").is_disabled()
+    assert page.locator("#channels input.color").is_disabled()
+    page.get_by_label("Greyscale").uncheck()
+    assert note.inner_text() == "" and not page.locator("#channels select.lut").is_disabled()
+
+
+def test_split_channels_view(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}")
+    ui.wait_for_tiles(page)
+    assert page.locator("#scalebar").is_visible()
+    page.get_by_label("Split channels").check()
+    page.wait_for_function(
+        "(id) => performance.getEntriesByType('resource').some(e =>"
+        " e.name.includes(`render_split_channel/${id}/`) && decodeURIComponent(e.name).includes('c=1|'))",
+        arg=site.ids["stack"],
+    )
+    settled(page)
+    ui.shot(page, "browse-split")
+    assert not page.locator("#scalebar").is_visible()  # the panes are not at the image's scale
+    box = page.locator("#osd .openseadragon-canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(500)
+    assert not page.locator("#readout").is_visible()
+    assert canvas_grey(page, "browse-split-canvas").std() > 5  # the panes are drawn
+    page.get_by_label("Split channels").uncheck()
+    settled(page)
+    assert page.locator("#scalebar").is_visible()

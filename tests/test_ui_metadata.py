@@ -145,6 +145,7 @@ def test_original_metadata_filters_and_pages(browser: object, site: Site) -> Non
     assert page.locator("#original-rows tr").count() == 0  # drawn only when opened
     page.locator("#original > summary").click()
     rows = page.locator("#original-rows tr")
+    page.wait_for_function("() => document.querySelectorAll('#original-rows tr').length > 0")
     assert rows.count() == 500
     page.get_by_role("button", name="Show 500 more").click()
     assert rows.count() == 1000

@@ -11,7 +11,8 @@ import numpy as np
 
 from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, Forbidden, NotFound
-from coverslip.render.luts import LUT_NAMES
+from coverslip.render.encode import encode
+from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids
@@ -297,6 +298,24 @@ class Luts:
         }
 
 
+# Rows of each table in luts_png, one table under the other in the order of luts/.
+LUT_ROWS = 10
+
+
+class LutsPng:
+    """`luts_png/`: every lookup table of luts/ as a strip 256 colours wide, 10 rows high, one
+    under the other in the same order (for colour previews, as OMERO.web serves it)."""
+
+    def __init__(self) -> None:
+        strips = [np.repeat(get_lut(name)[np.newaxis], LUT_ROWS, axis=0) for name in LUT_NAMES]
+        self.png = encode(np.concatenate(strips), "png")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "image/png"
+        resp.cache_control = ["public", "max-age=86400"]
+        resp.data = self.png
+
+
 class Histogram:
     """`histogram_json/<iid>/channel/<c>/?theZ=&theT=&bins=`: counts over the channel's min..max."""
 
@@ -368,6 +387,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     )
     app.add_route("/webgateway/getImgRDef/{iid:id}", GetImgRDef(ctx))
     app.add_route("/webgateway/luts", Luts())
+    app.add_route("/webgateway/luts_png", LutsPng())
     app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:nat}", Histogram(ctx))
     app.add_route("/webgateway/pixel_values/{iid:id}/{z:nat}/{t:nat}", PixelValues(ctx))
     download = ArchivedFile(ctx, access.can_download)

@@ -57,6 +57,7 @@ function formatValue(value) {
 
 // Under the cursor: x, y and each channel's stored value (read from pixel_values, never from
 // the rendered picture). `plane()` says which z and t are shown.
+// ``plane()`` returns the { z, t } shown, or null when the view is not the image's pixels.
 export function addReadout(viewer, imageId, size, plane) {
   const box = document.createElement("p");
   box.className = "readout";
@@ -88,8 +89,8 @@ export function addReadout(viewer, imageId, size, plane) {
   const hide = () => { wanted = null; box.hidden = true; };
   // NOTE: in the capture phase: OpenSeadragon's own tracker keeps moves on its canvas to itself.
   viewer.element.addEventListener("pointermove", (event) => {
-    if (event.target.closest(".navigator")) {
-      hide(); // the overview map is not the image at this scale
+    if (event.target.closest(".navigator") || !plane()) {
+      hide(); // the overview map is not the image at this scale; nor is a split view
       return;
     }
     const rect = viewer.element.getBoundingClientRect();

@@ -18,6 +18,7 @@ const channelBox = document.getElementById("channels");
 
 const state = {
   z: 0, t: 0, model: "color", projection: "normal", projectionRange: null, channels: [], format: "jpeg",
+  split: false,
 };
 let info = null;
 let luts = [];
@@ -61,14 +62,26 @@ function tileSource() {
   };
 }
 
+// Split channels: each active channel in its own pane and the merge, rendered whole by the
+// server (render_split_channel); the readout and the scale bar do not apply to it.
+function splitSource() {
+  const query = renderQuery();
+  return {
+    type: "image",
+    url: `${prefix}/webgateway/render_split_channel/${imageId}/${state.z}/${state.t}/?${query}&format=${state.format}`,
+  };
+}
+
 let pending = null;
 function refresh() {
+  element.classList.toggle("split-view", state.split);
   for (const c of histograms.keys()) paintHistogram(c);
+  channelMarks();
   clearTimeout(pending);
   pending = setTimeout(() => {
     const previous = viewer.world.getItemAt(0);
     viewer.addTiledImage({
-      tileSource: tileSource(),
+      tileSource: state.split ? splitSource() : tileSource(),
       success: (event) => {
         const drop = () => previous && viewer.world.getIndexOfItem(previous) >= 0 && viewer.world.removeItem(previous);
         event.item.addOnceHandler("fully-loaded-change", drop);
@@ -194,6 +207,38 @@ function redrawHistograms() {
   for (const [c, { canvas }] of histograms) drawHistogram(canvas, c);
 }
 
+// The lookup tables as strips (luts_png: 10 rows each, in the order of luts/), for swatches.
+const lutStrips = new Image();
+lutStrips.src = `${prefix}/webgateway/luts_png/`;
+lutStrips.addEventListener("load", () => channelMarks());
+
+// Each channel's swatch (its colour, or its table from dark to bright) and, in greyscale,
+// which channel is shown: the first active one. Colours and tables do not apply then.
+function channelMarks() {
+  const grey = state.model === "greyscale";
+  const shown = state.channels.findIndex((ch) => ch.active);
+  channelBox.querySelectorAll(".channel").forEach((box, c) => {
+    const ch = state.channels[c];
+    const swatch = box.querySelector(".swatch");
+    const g = swatch.getContext("2d");
+    const row = luts.indexOf(ch.lut);
+    if (ch.lut && row >= 0 && lutStrips.complete && lutStrips.naturalWidth) {
+      g.imageSmoothingEnabled = false;
+      g.drawImage(lutStrips, 0, row * 10, 256, 10, 0, 0, 256, 10);  // one colour a column
+    } else {
+      g.fillStyle = `#${ch.color}`;
+      g.fillRect(0, 0, swatch.width, swatch.height);
+    }
+    swatch.dataset.shows = ch.lut || ch.color;
+    box.querySelector(".color").disabled = grey;
+    box.querySelector(".lut").disabled = grey;
+    box.classList.toggle("not-shown", grey && c !== shown);
+    box.querySelector(".grey-note").textContent = !grey ? ""
+      : c === shown ? "Shown in grey (greyscale shows the first active channel)"
+        : ch.active ? "Not shown in greyscale" : "";
+  });
+}
+
 let imported = null;
 // The settings the import gave (fetched once, for the Imported window preset).
 function importedSettings() {
@@ -213,7 +258,9 @@ function channelControls() {
         <label><input type="checkbox" class="active"> <span class="label"></span></label>
         <input type="color" class="color">
         <select class="lut"><option value="">colour</option></select>
+        <canvas class="swatch" width="256" height="10" aria-hidden="true"></canvas>
       </div>
+      <p class="grey-note"></p>
       <canvas class="histogram" width="240" height="36" aria-hidden="true"></canvas>
       <label class="range">Start <input type="range" class="start"> <input type="number" class="start-num"></label>
       <label class="range">End <input type="range" class="end"> <input type="number" class="end-num"></label>
@@ -288,6 +335,7 @@ function channelControls() {
     channelBox.append(box);
     drawHistogram(box.querySelector(".histogram"), c);
   });
+  channelMarks();
 }
 
 function applyInfo(data) {
@@ -414,7 +462,7 @@ async function main() {
     gestureSettingsMouse: { clickToZoom: false },
   });
   addScaleBar(viewer, info.pixel_size && info.pixel_size.x);
-  addReadout(viewer, imageId, info.size, () => ({ z: state.z, t: state.t }));
+  addReadout(viewer, imageId, info.size, () => (state.split ? null : { z: state.z, t: state.t }));
   for (const [input, key] of [[zInput, "z"], [tInput, "t"]]) {
     input?.addEventListener("input", () => {
       state[key] = Number(input.value);
@@ -487,6 +535,8 @@ function addViewTools() {
   });
   const nearest = document.getElementById("nearest");
   nearest.addEventListener("change", () => viewer.drawer.setImageSmoothingEnabled(!nearest.checked));
+  const split = document.getElementById("split");
+  split.addEventListener("change", () => { state.split = split.checked; refresh(); });
   const png = document.getElementById("png");
   png.addEventListener("change", () => { state.format = png.checked ? "png" : "jpeg"; refresh(); });
   const play = document.getElementById("play");
