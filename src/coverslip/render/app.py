@@ -24,6 +24,7 @@ from PIL import Image as PILImage
 
 from coverslip.cache import RenderCache, make_key, settings_tag, thumbnail_key
 from coverslip.errors import BadParameter, Conflict, Damaged
+from coverslip.formats import ome_rois
 from coverslip.metrics import metrics
 from coverslip.model import Image
 from coverslip.pixels import DamagedPixels, PixelStore, Pyramid, PyramidError
@@ -402,6 +403,41 @@ class RenderService:
             "z": view.z,
             "t": view.t,
             "pixel_type": image.pixel_type,
+            "channels": channels,
+        }
+
+    def shape_stats(self, view: View, shape: dict[str, Any]) -> dict[str, Any]:
+        """Return the pixel count and each channel's min, max, mean, sum and standard deviation
+        inside ``shape`` (an ROI shape of ``coverslip.formats.ome_rois``) on the view's plane."""
+        image = view.image
+        box = ome_rois.bounds(shape, image.size_x, image.size_y)
+        if box is None:
+            raise BadParameter("shape", f"a {shape['type']} encloses no pixels of the image")
+        x0, y0, x1, y1 = box
+        self.check_area("shape", Region(x0, y0, x1 - x0, y1 - y0))
+        inside = ome_rois.mask(shape, box)
+        channels = []
+        with damage_named(image):
+            for index, meta in enumerate(image.channels):
+                area = view.pyramid.read(0, view.t, index, view.z, slice(y0, y1), slice(x0, x1))
+                values = area[inside].astype(np.float64)
+                channels.append(
+                    {
+                        "index": index,
+                        "label": meta.name,
+                        "min": float(values.min()) if values.size else None,
+                        "max": float(values.max()) if values.size else None,
+                        "mean": float(values.mean()) if values.size else None,
+                        "sum": float(values.sum()),
+                        "std": float(values.std()) if values.size else None,
+                    }
+                )
+        return {
+            "shape": shape["id"],
+            "type": shape["type"],
+            "z": view.z,
+            "t": view.t,
+            "area": int(inside.sum()),
             "channels": channels,
         }
 

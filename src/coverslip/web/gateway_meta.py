@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import falcon
 import numpy as np
+import tifffile
 
 from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, Forbidden, NotFound
+from coverslip.formats import ome_rois
 from coverslip.render.encode import encode
 from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.service import resolution_count
@@ -352,6 +355,69 @@ class PixelValues:
         resp.media = self.ctx.render.values(view, **where)
 
 
+class Rois:
+    """`get_rois_json/<iid>/`: the image's regions of interest from its OME-XML, as OMERO.web
+    answers them (a list of ROIs, each with its shapes); `shape_stats/<iid>/<shape>/` (Coverslip's
+    own): the pixel count and each channel's statistics inside one shape."""
+
+    def __init__(self, ctx: RenderContext) -> None:
+        self.ctx = ctx
+        self._found: dict[tuple[int, object], list[dict[str, Any]]] = {}
+
+    def rois(self, view: View) -> list[dict[str, Any]]:
+        image = view.image
+        key = (image.id, image.updated)
+        found = self._found.get(key)
+        if found is None:
+            if len(self._found) > 256:
+                self._found.clear()
+            found = self._found[key] = self._read(image)
+        return found
+
+    def _read(self, image: Any) -> list[dict[str, Any]]:
+        services = self.ctx.services
+        path = services.original(image)
+        if not isinstance(path, Path) or not path.name.lower().endswith((".tif", ".tiff")):
+            return []
+        try:
+            with tifffile.TiffFile(path) as tif:
+                text = tif.ome_metadata
+        except (OSError, ValueError, tifffile.TiffFileError):
+            return []
+        if not text:
+            return []
+        return ome_rois.parse_rois(text, services.catalog.get_extras(image.id).series_index)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
+        view = self.ctx.view(req, iid, None, None, names=(), project=False)
+        resp.cache_control = PRIVATE
+        resp.media = self.rois(view)
+
+    def on_get_stats(
+        self, req: falcon.Request, resp: falcon.Response, iid: int, shape_id: int
+    ) -> None:
+        view = self.ctx.view(req, iid, None, None, names=(), project=False)
+        shapes = [shape for roi in self.rois(view) for shape in roi["shapes"]]
+        shape = next((found for found in shapes if found["id"] == shape_id), None)
+        if shape is None:
+            raise NotFound(f"image {iid} has no shape {shape_id}")
+        z = int_param(req, "theZ")
+        t = int_param(req, "theT")
+        z = shape["theZ"] if z is None and shape["theZ"] is not None else z
+        t = shape["theT"] if t is None and shape["theT"] is not None else t
+        if (z, t) != (view.z, view.t):
+            view = self.ctx.view(
+                req,
+                iid,
+                z if z is not None else view.z,
+                t if t is not None else view.t,
+                names=(),
+                project=False,
+            )
+        resp.cache_control = PRIVATE
+        resp.media = self.ctx.render.shape_stats(view, shape)
+
+
 class ArchivedFile:
     """`archived_files/download/<iid>/`: the original file, byte for byte (Range supported)."""
 
@@ -390,6 +456,9 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     app.add_route("/webgateway/luts_png", LutsPng())
     app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:nat}", Histogram(ctx))
     app.add_route("/webgateway/pixel_values/{iid:id}/{z:nat}/{t:nat}", PixelValues(ctx))
+    rois = Rois(ctx)
+    app.add_route("/webgateway/get_rois_json/{iid:id}", rois)
+    app.add_route("/webgateway/shape_stats/{iid:id}/{shape_id:nat}", rois, suffix="stats")
     download = ArchivedFile(ctx, access.can_download)
     app.add_route("/webgateway/archived_files/download/{iid:id}", download)
     app.add_route("/webclient/archived_files/download/{iid:id}", download)
