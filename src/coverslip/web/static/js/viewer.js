@@ -3,6 +3,7 @@
 
 import { api, prefix } from "./common.js";
 import { addExport } from "./export.js";
+import { addRois } from "./rois.js";
 import { showMetadata } from "./metadata.js";
 import { addReadout, addScaleBar } from "./overlays.js";
 
@@ -23,6 +24,7 @@ const state = {
 let info = null;
 let luts = [];
 let viewer = null;
+let updateRois = () => {};
 
 function say(text) {
   statusLine.textContent = text;
@@ -463,11 +465,13 @@ async function main() {
   });
   addScaleBar(viewer, info.pixel_size && info.pixel_size.x);
   addReadout(viewer, imageId, info.size, () => (state.split ? null : { z: state.z, t: state.t }));
+  addRois(viewer, imageId, info.size, () => ({ z: state.z, t: state.t })).then((update) => { updateRois = update; });
   for (const [input, key] of [[zInput, "z"], [tInput, "t"]]) {
     input?.addEventListener("input", () => {
       state[key] = Number(input.value);
       document.getElementById(`${key}-out`).value = state[key] + 1;
       redrawHistograms();
+      updateRois();
       refresh();
     });
   }
