@@ -271,7 +271,7 @@ class RenderService:
         # SECURITY: the renderer bounds render.max_pixels only for output sizes; a tile is read
         # as it is from its level, so its size is bounded here, before any cache or ETag.
         self.check_area("tile", area)
-        if as_stored and fmt == "jpeg":
+        if as_stored and fmt == "jpeg" and self._may_send_stored(view):
             stored = self.stored_tile(view, level, area, (area.width, area.height))
             if stored is not None:
                 return stored
@@ -348,7 +348,7 @@ class RenderService:
     ) -> Output:
         """Return an IIIF image: ``area`` at ``size``, mirrored, turned clockwise, in ``quality``."""
         jpeg = content_type(fmt) == content_type("jpeg")
-        if jpeg and quality == "color" and not mirror and not angle:
+        if jpeg and quality == "color" and not mirror and not angle and self._may_send_stored(view):
             level, at = self.renderer.level_region(view.image, view.pyramid, area, size)
             stored = self.stored_tile(view, level, at, size)
             if stored is not None:
@@ -458,13 +458,17 @@ class RenderService:
         )
         return [int(count) for count in counts]
 
+    def _may_send_stored(self, view: View) -> bool:
+        """Return whether a tile of ``view`` may be its file's own: the view's settings change
+        no pixel. Checked before the pyramid is opened, so other answers never open it here."""
+        return self.sources is not None and unchanged_rgb(view.rdef, view.image.pixel_type)
+
     def stored_tile(
         self, view: View, level: int, area: Region, size: tuple[int, int]
     ) -> Output | None:
         """Return the file's own JPEG tile when ``area`` of ``level`` at ``size`` is exactly one
-        of them and the view's settings change no pixel (``coverslip.render.source``), else None.
-        """
-        if self.sources is None or not unchanged_rgb(view.rdef, view.image.pixel_type):
+        of them (``coverslip.render.source``), else None; ``_may_send_stored`` said yes."""
+        if self.sources is None:
             return None
         sources = self.sources.of(view.image, view.pyramid)
         side = sources.tile_size(level) if sources is not None else None

@@ -401,19 +401,13 @@ class Rois:
         shape = next((found for found in shapes if found["id"] == shape_id), None)
         if shape is None:
             raise NotFound(f"image {iid} has no shape {shape_id}")
-        z = int_param(req, "theZ")
-        t = int_param(req, "theT")
-        z = shape["theZ"] if z is None and shape["theZ"] is not None else z
-        t = shape["theT"] if t is None and shape["theT"] is not None else t
+        # The plane asked, else the shape's own, else the image's default plane.
+        z, t = (
+            next(v for v in (int_param(req, name), shape[key], default) if v is not None)
+            for name, key, default in (("theZ", "theZ", view.z), ("theT", "theT", view.t))
+        )
         if (z, t) != (view.z, view.t):
-            view = self.ctx.view(
-                req,
-                iid,
-                z if z is not None else view.z,
-                t if t is not None else view.t,
-                names=(),
-                project=False,
-            )
+            view = self.ctx.view(req, iid, z, t, names=(), project=False)
         resp.cache_control = PRIVATE
         resp.media = self.ctx.render.shape_stats(view, shape)
 
