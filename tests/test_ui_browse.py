@@ -702,3 +702,30 @@ def test_split_channels_view(browser: object, site: Site) -> None:
     page.get_by_label("Split channels").uncheck()
     settled(page)
     assert page.locator("#scalebar").is_visible()
+
+
+def test_invert_and_the_quantization_curve(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['stack']}?z=0")
+    page.wait_for_function("() => document.querySelector('#channels .channel')")
+    page.get_by_label("Greyscale").check()
+    coefficient = page.locator("#channels input.coefficient")
+    assert coefficient.is_disabled()  # linear's coefficient is 1
+    page.locator("#channels select.family").select_option("polynomial")
+    coefficient.fill("2")
+    coefficient.press("Enter")
+    page.locator("#channels input.invert").check()
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource').some(e => { const u = decodeURIComponent(e.name);"
+        " return u.includes('render_image_region') && u.includes('\"family\":\"polynomial\"')"
+        " && u.includes('\"coefficient\":2') && u.includes('\"enabled\":true'); })"
+    )
+    start = float(page.locator("#channels input.start-num").input_value())
+    end = float(page.locator("#channels input.end-num").input_value())
+    with page.expect_download() as waiting:
+        page.get_by_role("button", name="Export", exact=True).click()
+    path = waiting.value.path()
+    assert path is not None
+    shown = decode(Path(path).read_bytes())[:, :, 0]
+    expected = quantize(site.stack[0], start, end, "polynomial", 2.0, inverted=True)
+    assert np.array_equal(shown, expected), np.abs(shown.astype(int) - expected).max()

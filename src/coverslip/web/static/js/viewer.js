@@ -41,7 +41,12 @@ function renderQuery() {
   const m = state.model === "greyscale" ? "g" : "c";
   const range = state.projection !== "normal" && state.projectionRange
     ? `|${state.projectionRange[0]}:${state.projectionRange[1]}` : "";
-  return `c=${encodeURIComponent(c)}&m=${m}&p=${encodeURIComponent(state.projection + range)}`;
+  const maps = state.channels.map((ch) => ({
+    inverted: { enabled: ch.inverted },
+    quantization: { family: ch.family, coefficient: ch.coefficient },
+  }));
+  return `c=${encodeURIComponent(c)}&m=${m}&p=${encodeURIComponent(state.projection + range)}`
+    + `&maps=${encodeURIComponent(JSON.stringify(maps))}`;
 }
 
 function tileSource() {
@@ -264,6 +269,12 @@ function channelControls() {
       </div>
       <p class="grey-note"></p>
       <canvas class="histogram" width="240" height="36" aria-hidden="true"></canvas>
+      <div class="mapping">
+        <label><input type="checkbox" class="invert"> Invert</label>
+        <select class="family"><option value="linear">linear</option><option value="polynomial">polynomial</option>
+          <option value="exponential">exponential</option><option value="logarithmic">logarithmic</option></select>
+        <input type="number" class="coefficient" min="0.1" max="10" step="0.1">
+      </div>
       <label class="range">Start <input type="range" class="start"> <input type="number" class="start-num"></label>
       <label class="range">End <input type="range" class="end"> <input type="number" class="end-num"></label>
       <select class="preset"><option value="">Window…</option><option value="data">Data min–max</option>
@@ -332,6 +343,29 @@ function channelControls() {
       }
     });
     active.addEventListener("change", () => { ch.active = active.checked; refresh(); });
+    // Inversion and the quantization curve (OMERO's maps=): the coefficient is linear's 1.
+    const invert = box.querySelector(".invert");
+    const family = box.querySelector(".family");
+    const coefficient = box.querySelector(".coefficient");
+    invert.checked = ch.inverted;
+    family.value = ch.family;
+    coefficient.value = String(ch.coefficient);
+    coefficient.disabled = ch.family === "linear";
+    invert.setAttribute("aria-label", `Invert channel ${ch.label}`);
+    family.setAttribute("aria-label", `Curve of channel ${ch.label}`);
+    coefficient.setAttribute("aria-label", `Curve coefficient of channel ${ch.label}`);
+    invert.addEventListener("change", () => { ch.inverted = invert.checked; refresh(); });
+    family.addEventListener("change", () => {
+      ch.family = family.value;
+      coefficient.disabled = ch.family === "linear";
+      refresh();
+    });
+    coefficient.addEventListener("change", () => {
+      const value = Number(coefficient.value);
+      const ok = Number.isFinite(value) && value > 0 && value <= 10;
+      coefficient.setCustomValidity(ok ? "" : "a coefficient above 0, at most 10");
+      if (ok) { ch.coefficient = value; refresh(); }
+    });
     color.addEventListener("input", () => { ch.color = color.value.slice(1).toUpperCase(); ch.lut = ""; lut.value = ""; refresh(); });
     lut.addEventListener("change", () => { ch.lut = lut.value; refresh(); });
     channelBox.append(box);
@@ -350,6 +384,7 @@ function applyInfo(data) {
   state.projectionRange = range ? range.split(":").map(Number) : null;
   state.channels = data.channels.map((ch) => ({
     label: ch.label, active: ch.active, color: ch.color, lut: ch.lut || "",
+    inverted: Boolean(ch.inverted), family: ch.family || "linear", coefficient: Number(ch.coefficient ?? 1),
     start: ch.window.start, end: ch.window.end, min: ch.window.min, max: ch.window.max,
   }));
   if (zInput) { zInput.value = state.z; document.getElementById("z-out").value = state.z + 1; }
@@ -370,7 +405,7 @@ function applyInfo(data) {
 async function load(imported = false) {
   const keep = new URLSearchParams(location.search);
   const wanted = imported ? ["getDefaults=true"]
-    : ["c", "m", "p"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`);
+    : ["c", "m", "p", "maps"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`);
   const query = wanted.join("&");
   applyInfo(await (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json());
 }
