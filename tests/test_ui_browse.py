@@ -729,3 +729,47 @@ def test_invert_and_the_quantization_curve(browser: object, site: Site) -> None:
     shown = decode(Path(path).read_bytes())[:, :, 0]
     expected = quantize(site.stack[0], start, end, "polynomial", 2.0, inverted=True)
     assert np.array_equal(shown, expected), np.abs(shown.astype(int) - expected).max()
+
+
+def test_two_images_side_by_side_stay_in_step(browser: object, site: Site) -> None:
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{site.ids['checker']}?dataset={site.datasets['Patterns']}")
+    page.get_by_role("link", name="Side by side").click()
+    page.wait_for_url(f"**/compare?id={site.ids['checker']}&id={site.ids['zebra']}")
+    panes = page.locator(".compare-osd")
+    assert panes.count() == 2
+    # Large enough to zoom into (a 64-pixel image is past the largest zoom at once).
+    page.goto(f"{site.base}/compare?id={site.ids['loose']}&id={site.ids['stack']}")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.compare-osd')].every(e => e.dataset.zoom)"
+    )
+    settled(page)
+    home = float(panes.nth(0).get_attribute("data-zoom") or 0)
+    box = panes.nth(0).bounding_box()
+    assert box is not None
+    for _ in range(2):  # zoom in on the first, with its own button
+        page.locator(".compare-pane").nth(0).get_by_title("Zoom in").click()
+    settled(page)
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6, steps=5)
+    page.mouse.up()
+    settled(page)
+    ui.shot(page, "browse-compare")
+    zooms = [float(z) for z in panes.evaluate_all("es => es.map(e => e.dataset.zoom)")]
+    centres = panes.evaluate_all("es => es.map(e => e.dataset.center)")
+    assert zooms[0] > 1.5 * home and zooms[0] == pytest.approx(zooms[1], rel=1e-3), (home, zooms)
+    assert centres[0] == centres[1], centres
+    # Z and T go together; an image that may not be seen makes the page a 404.
+    page.goto(f"{site.base}/compare?id={site.ids['stack']}&id={site.ids['stack']}")
+    page.wait_for_function("() => document.querySelector('.compare-osd').dataset.zoom")
+    page.get_by_label("Z plane").fill("2")
+    page.wait_for_function(
+        "(id) => performance.getEntriesByType('resource').filter(e =>"
+        " decodeURIComponent(e.name).includes(`/iiif/3/${id};z=2;t=0/`)).length >= 2",
+        arg=site.ids["stack"],
+    )
+    hidden = page.request.get(f"{site.base}/compare?id={site.ids['stack']}&id={site.ids['secret']}")
+    assert hidden.status == 404
+    one = page.request.get(f"{site.base}/compare?id={site.ids['stack']}")
+    assert one.status == 400

@@ -11,7 +11,7 @@ import falcon
 import jinja2
 
 from coverslip.catalog.records import Dataset
-from coverslip.errors import NotFound
+from coverslip.errors import BadParameter, NotFound
 from coverslip.model import Image
 from coverslip.services import Services
 from coverslip.web.access import PRIVATE, Access, install_ids
@@ -206,6 +206,41 @@ class ImagePage:
         return None, None, None
 
 
+# Images one compare page shows side by side.
+MAX_COMPARED = 4
+
+
+class ComparePage:
+    """`/compare?id=1&id=2`: two to four images side by side, zoom, pan, Z and T in step."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        access = self.pages.access
+        ids = req.get_param_as_list("id", transform=int, default=[]) or []
+        images = []
+        for image_id in ids[:MAX_COMPARED]:
+            try:
+                image = self.pages.services.metadata.image(image_id)
+            except NotFound:
+                image = None
+            if image is None or not access.visible(req, image) or image.status != "active":
+                self.pages.not_found(req, resp)
+                return
+            images.append(image)
+        if len(images) < 2:
+            raise BadParameter("id", "name two to four images to compare: ?id=1&id=2")
+        self.pages.render(
+            req,
+            resp,
+            "compare.html",
+            images=images,
+            size_z=min(image.size_z for image in images),
+            size_t=min(image.size_t for image in images),
+        )
+
+
 class UploadPage:
     """`/upload`: drag and drop files into the images API (signed-in users only)."""
 
@@ -248,6 +283,7 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
     app.add_route("/datasets/{dataset_id:id}", datasets)
     app.add_route("/datasets/none", datasets, suffix="none")
     app.add_route("/images/{image_id:id}", ImagePage(pages))
+    app.add_route("/compare", ComparePage(pages))
     app.add_route("/upload", UploadPage(pages))
     app.add_route("/favicon.ico", Favicon())
     app.add_static_route("/static", str(HERE / "static"))
