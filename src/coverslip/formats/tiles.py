@@ -100,13 +100,12 @@ class JpegLevel:
         return -(-self.width // self.tile)
 
     def stream(self, raw: bytes, adobe: bool) -> bytes:
-        """Return the tile ``raw`` as a JPEG a browser decodes on its own.
+        """Return the tile ``raw`` (a JPEG stream from its SOI) as a JPEG a browser decodes on
+        its own.
 
         With ``adobe`` it says that its samples are RGB, as a TIFF says by its photometric tag
         (some slide scanners' tiles), where a decoder would otherwise take them for YCbCr.
         """
-        if not raw.startswith(_SOI):
-            return raw
         return _SOI + (_ADOBE_RGB if adobe else b"") + self.tables + raw[2:]
 
 

@@ -280,13 +280,10 @@ class ObjectStore:
         kvstore = ts.KvStore.open(self.kvstore(folder)).result()
 
         def read(offset: int, length: int) -> bytes:
-            try:
-                found = kvstore.read(name, byte_range=slice(offset, offset + length)).result()
-            except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
-                raise StoreUnavailable(f"{self.name} does not answer for {name}") from None
-            if found.state != "value":
+            found = answer(kvstore.read(name, byte_range=slice(offset, offset + length)), self.name)
+            if found is None:
                 raise FileNotFoundError(url)
-            return bytes(found.value)
+            return found
 
         return read
 
@@ -369,6 +366,16 @@ class ObjectStore:
         """Raise StoreUnavailable unless the bucket answers."""
         bucket, _ = split_url(self.url)
         self._call("answer", "head_bucket", Bucket=bucket)
+
+
+def answer(future: Any, what: str) -> bytes | None:
+    """Return the bytes a tensorstore kvstore read found, None for a missing key; a failure is
+    StoreUnavailable (503) saying that ``what`` does not answer."""
+    try:
+        found = future.result()
+    except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
+        raise StoreUnavailable(f"{what} does not answer") from None
+    return bytes(found.value) if found.state == "value" else None
 
 
 class RangedFile(io.RawIOBase):

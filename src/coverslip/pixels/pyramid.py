@@ -16,8 +16,8 @@ from numcodecs import Blosc
 
 from coverslip.pixels.objects import (
     ObjectStore,
-    StoreUnavailable,
     WebStore,
+    answer,
     check_key,
     is_remote,
     join,
@@ -30,6 +30,7 @@ OWN_ATTRIBUTES = "coverslip"
 
 # NOTE: no chunk cache: the render cache keeps what is worth keeping, and every worker
 # process would otherwise hold its own copy of the same chunks.
+_PIXELS = "the object store holding the pixels"  # what does not answer, when a read fails
 # An object store that stops answering fails a read after two quick retries (then 503), not
 # after tensorstore's default of 32.
 _CONTEXT = ts.Context(
@@ -454,7 +455,7 @@ class StoredChunks(DirectChunks):
         futures = [self._request(key, slot) for key, slot in keys]
         out = np.empty((len(planes), y1 - y0, x1 - x0), dtype=self.dtype)
         for number, ((plane, cy, cx), future) in enumerate(zip(wanted, futures, strict=True)):
-            raw = None if future is None else _answer(future)
+            raw = None if future is None else answer(future, _PIXELS)
             chunk = self._decode(raw, *plane, cy, cx)
             top, left = cy * self.chunk_y, cx * self.chunk_x
             ya, yb = max(y0, top), min(y1, top + self.chunk_y)
@@ -470,7 +471,7 @@ class StoredChunks(DirectChunks):
         tail = slice(-self.index_bytes, None)
         reads = [self.kvstore.read(f"c/{key}", byte_range=tail) for key in missing]
         for key, future in zip(missing, reads, strict=True):
-            found = _answer(future)
+            found = answer(future, _PIXELS)
             if found is not None:
                 self._keep_index(key, found, f"shard {key} at level {self.level_name}")
 
@@ -493,15 +494,6 @@ class StoredChunks(DirectChunks):
             (cy + 1) * self.chunk_y,
             (cx + 1) * self.chunk_x,
         )[0]
-
-
-def _answer(future: Any) -> bytes | None:
-    """Return the bytes a kvstore read found, None for a missing key; a failure is 503."""
-    try:
-        found = future.result()
-    except Exception:  # noqa: BLE001 - tensorstore raises ValueError and others
-        raise StoreUnavailable("the object store holding the pixels does not answer") from None
-    return bytes(found.value) if found.state == "value" else None
 
 
 class Pyramid:

@@ -250,9 +250,10 @@ class PyramidWriter:
         rows = self.arrays[level][t, c, z, y0 : y0 + band.shape[0], :]
         step, width = self.shard_width, band.shape[1]
         # NOTE: one write per shard (per chunk in an object store), each the whole shard
-        # (bands are a row of chunks), so no shard is ever read back. A write spanning several shards reports its first failure
-        # while the others still go on, and they would recreate files of a pyramid already
-        # removed; one future per shard lets a failure wait for every write still running.
+        # (bands are a row of chunks), so no shard is ever read back. A write spanning several
+        # shards reports its first failure while the others still go on, and they would
+        # recreate files of a pyramid already removed; one future per shard lets a failure
+        # wait for every write still running.
         # PERF: let tensorstore encode and write while the next band is read; two bands in
         # flight keep memory bounded.
         starts = range(0, width, step)

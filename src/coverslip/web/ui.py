@@ -51,6 +51,16 @@ class Pages:
         resp.cache_control = PRIVATE
         resp.text = self.env.get_template(template).render(**context)
 
+    def viewable(self, req: falcon.Request, image_id: int) -> Image | None:
+        """Return the image if the caller may see it and it is active, else None (a 404)."""
+        try:
+            image = self.services.metadata.image(image_id)
+        except NotFound:
+            return None
+        if not self.access.visible(req, image) or image.status != "active":
+            return None
+        return image
+
     def not_found(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.status = falcon.HTTP_404
         self.render(
@@ -156,12 +166,8 @@ class ImagePage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, image_id: int) -> None:
         access = self.pages.access
-        try:
-            image = self.pages.services.metadata.image(image_id)
-        except NotFound:
-            self.pages.not_found(req, resp)
-            return
-        if not access.visible(req, image) or image.status != "active":
+        image = self.pages.viewable(req, image_id)
+        if image is None:
             self.pages.not_found(req, resp)
             return
         dataset, before, after = self._neighbours(req, image)
@@ -195,13 +201,12 @@ class ImagePage:
                 continue
             scope = {**access.listing(req), "dataset_id": dataset_id}
             listed = services.catalog.list_images(status="active", sort="name", **scope)
-            ids = [found.id for found in listed if access.visible(req, found)]
-            if image.id not in ids:
+            shown = [found for found in listed if access.visible(req, found)]
+            at = next((n for n, found in enumerate(shown) if found.id == image.id), None)
+            if at is None:
                 continue
-            at = ids.index(image.id)
-            by_id = {found.id: found for found in listed}
-            before = by_id[ids[at - 1]] if at > 0 else None
-            after = by_id[ids[at + 1]] if at + 1 < len(ids) else None
+            before = shown[at - 1] if at > 0 else None
+            after = shown[at + 1] if at + 1 < len(shown) else None
             return dataset, before, after
         return None, None, None
 
@@ -217,18 +222,12 @@ class ComparePage:
         self.pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        access = self.pages.access
         ids = req.get_param_as_list("id", transform=int, default=[]) or []
-        images = []
-        for image_id in ids[:MAX_COMPARED]:
-            try:
-                image = self.pages.services.metadata.image(image_id)
-            except NotFound:
-                image = None
-            if image is None or not access.visible(req, image) or image.status != "active":
-                self.pages.not_found(req, resp)
-                return
-            images.append(image)
+        found = [self.pages.viewable(req, image_id) for image_id in ids[:MAX_COMPARED]]
+        images = [image for image in found if image is not None]
+        if len(images) < len(found):
+            self.pages.not_found(req, resp)
+            return
         if len(images) < 2:
             raise BadParameter("id", "name two to four images to compare: ?id=1&id=2")
         self.pages.render(

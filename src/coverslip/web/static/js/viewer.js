@@ -108,12 +108,14 @@ const changes = {
   shown: null,
   record() {
     const query = renderQuery();
-    if (this.shown !== null && query !== this.shown) {
-      this.past.push(this.shown);
-      this.future.length = 0;
-    }
+    if (this.shown !== null && query !== this.shown) this.remember();
     this.shown = query;
     this.buttons();
+  },
+  // What is shown becomes undoable, before a new change (which ends what could be redone).
+  remember() {
+    this.past.push(this.shown);
+    this.future.length = 0;
   },
   buttons() {
     document.getElementById("undo-change").disabled = !this.past.length;
@@ -156,8 +158,7 @@ function addSettingsHistory() {
       say(`Not pasted: the settings are for ${copied.channels} channels, this image has ${state.channels.length}.`);
       return;
     }
-    changes.past.push(changes.shown);
-    changes.future.length = 0;
+    changes.remember();
     try {
       await changes.show(copied.query);
       say(`Settings of ${copied.name} pasted${canSave ? "; Save keeps them" : ""}.`);
@@ -174,9 +175,7 @@ const histograms = new Map();
 function drawHistogram(canvas, c) {
   const bins = 128;
   const plane = `${state.z},${state.t}`;
-  const known = histograms.get(c);
-  histograms.set(c, { canvas, data: known && known.plane === plane ? known.data : null, plane });
-  if (known && known.plane === plane && known.data) { paintHistogram(c); return; }
+  histograms.set(c, { canvas, data: null, plane });
   api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}`)
     .then((r) => r.json())
     .then(({ data }) => {
