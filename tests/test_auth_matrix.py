@@ -50,6 +50,7 @@ SAMPLES = {
     "token_id": str(MISSING),
     "task_id": "00000000-0000-4000-8000-000000000000",
     "plate_id": str(MISSING),
+    "project_id": str(MISSING),
     "field": "0",
     "region": "full",
     "rotation": "0",

@@ -56,6 +56,7 @@ class Image:
     message: str
     rdef_version: int = 0
     render_tag: str = ""  # random, part of every render ETag
+    description: str = ""
     properties: dict[str, Any] = field(default_factory=dict)
     channels: tuple[Channel, ...] = ()
     dataset_ids: tuple[int, ...] = ()
@@ -65,6 +66,7 @@ class Image:
         return {
             "id": self.id,
             "name": self.name,
+            "description": self.description,
             "status": self.status,
             "owner_id": self.owner_id,
             "group_id": self.group_id,

@@ -20,15 +20,17 @@ from coverslip.catalog.base import (
     Timeouts,
     _as_utc,
     _new_id,
+    contains,
     make_engine,
     now,
     owned_scope,
 )
 from coverslip.catalog.datasets import DatasetQueries
-from coverslip.catalog.filesets import FilesetQueries, ImageExtras, Plate
+from coverslip.catalog.filesets import FilesetQueries, ImageExtras, Plate, well_samples
 from coverslip.catalog.glance import ImagesApiQueries
 from coverslip.catalog.jobs import JobQueries
-from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image, Job
+from coverslip.catalog.projects import ProjectQueries
+from coverslip.catalog.records import MAX_ID, STATUSES, Channel, Dataset, Image, Job, Project
 from coverslip.errors import BadParameter, Conflict, NotFound
 
 __all__ = [
@@ -42,12 +44,13 @@ __all__ = [
     "ImageExtras",
     "Job",
     "Plate",
+    "Project",
     "make_engine",
     "now",
 ]
 
 
-class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
+class Catalog(DatasetQueries, ProjectQueries, ImagesApiQueries, FilesetQueries, JobQueries):
     """Queries and updates of the metadata; no HTTP, no pixels."""
 
     def __init__(
@@ -238,6 +241,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         limit: int | None = None,
         offset: int = 0,
         name_contains: str | None = None,
+        text_contains: str | None = None,
         sort: str = "id",
         descending: bool = False,
         or_owner_id: int | None = None,
@@ -247,7 +251,8 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         """Return images filtered as asked, ordered by ``sort`` (id, name or created).
 
         With ``group_ids``, only images in those groups, or owned by ``or_owner_id``; with
-        ``group_id``, only that group's; with ``in_no_dataset``, only images in no dataset.
+        ``group_id``, only that group's; with ``in_no_dataset``, only images in no dataset and no well;
+        ``name_contains`` matches the name, ``text_contains`` the name or the description.
         """
         query = self._image_filter(
             sa.select(t.images),
@@ -256,6 +261,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
             owner_id=owner_id,
             group_ids=group_ids,
             name_contains=name_contains,
+            text_contains=text_contains,
             or_owner_id=or_owner_id,
             group_id=group_id,
             in_no_dataset=in_no_dataset,
@@ -275,7 +281,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
     def count_images(self, **filters: Any) -> int:
         """Return how many images ``list_images`` would give without a limit, for the same
         filters (``dataset_id``, ``status``, ``owner_id``, ``group_ids``, ``name_contains``,
-        ``or_owner_id``, ``group_id``, ``in_no_dataset``)."""
+        ``text_contains``, ``or_owner_id``, ``group_id``, ``in_no_dataset``)."""
         query = self._image_filter(sa.select(sa.func.count()).select_from(t.images), **filters)
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
@@ -289,6 +295,7 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         owner_id: int | None = None,
         group_ids: Sequence[int] | None = None,
         name_contains: str | None = None,
+        text_contains: str | None = None,
         or_owner_id: int | None = None,
         group_id: int | None = None,
         in_no_dataset: bool = False,
@@ -298,10 +305,14 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
                 t.dataset_images, t.dataset_images.c.image_id == t.images.c.id
             ).where(t.dataset_images.c.dataset_id == dataset_id)
         if in_no_dataset:
+            # As OMERO's orphans: in no dataset and not a field of a plate's well.
             linked = sa.select(t.dataset_images.c.image_id).where(
                 t.dataset_images.c.image_id == t.images.c.id
             )
-            query = query.where(~linked.exists())
+            sampled = sa.select(well_samples.c.image_id).where(
+                well_samples.c.image_id == t.images.c.id
+            )
+            query = query.where(~linked.exists(), ~sampled.exists())
         if status is not None:
             query = query.where(t.images.c.status == status)
         if owner_id is not None:
@@ -312,8 +323,12 @@ class Catalog(DatasetQueries, ImagesApiQueries, FilesetQueries, JobQueries):
         if scope is not None:
             query = query.where(scope)
         if name_contains:
-            escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(t.images.c.name.ilike(f"%{escaped}%", escape="\\"))
+            query = query.where(contains(t.images.c.name, name_contains))
+        if text_contains:
+            query = query.where(
+                contains(t.images.c.name, text_contains)
+                | contains(t.images.c.description, text_contains)
+            )
         return query
 
     def find_by_sha512(self, sha512: str) -> int | None:

@@ -197,3 +197,10 @@ def owned_scope(
     if or_owner_id is not None:
         scope = scope | (table.c.owner_id == or_owner_id)
     return scope
+
+
+def contains(column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
+    """Return the condition "``column`` contains ``text``", ignoring case; ``%`` and ``_``
+    in ``text`` are themselves, not wildcards."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")

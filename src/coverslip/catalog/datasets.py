@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import _as_utc, _new_id, now, owned_scope
+from coverslip.catalog.base import _as_utc, _new_id, contains, now, owned_scope
 from coverslip.catalog.records import MAX_ID, Dataset
 from coverslip.errors import BadParameter, Conflict, NotFound
 
@@ -65,9 +65,11 @@ class DatasetQueries:
         or_owner_id: int | None = None,
         group_id: int | None = None,
         shown: bool = False,
+        text_contains: str | None = None,
     ) -> list[Dataset]:
         """Return the datasets in ``group_ids`` (None: every group) or owned by ``or_owner_id``,
-        only ``group_id``'s if given.
+        only ``group_id``'s if given, only those whose name or description contains
+        ``text_contains`` if given.
 
         ``image_count`` counts every image in the dataset; when ``shown``, only the active
         ones in the same scope (what the dataset's page shows the same caller).
@@ -79,6 +81,11 @@ class DatasetQueries:
             query = query.where(scope)
         if group_id is not None:
             query = query.where(t.datasets.c.group_id == group_id)
+        if text_contains:
+            query = query.where(
+                contains(t.datasets.c.name, text_contains)
+                | contains(t.datasets.c.description, text_contains)
+            )
         return self._datasets(query)
 
     def delete_dataset(self, dataset_id: int) -> None:
@@ -86,6 +93,9 @@ class DatasetQueries:
         with self.engine.begin() as conn:
             conn.execute(
                 t.dataset_images.delete().where(t.dataset_images.c.dataset_id == dataset_id)
+            )
+            conn.execute(
+                t.project_datasets.delete().where(t.project_datasets.c.dataset_id == dataset_id)
             )
             if conn.execute(t.datasets.delete().where(t.datasets.c.id == dataset_id)).rowcount == 0:
                 raise NotFound(f"dataset {dataset_id} does not exist")

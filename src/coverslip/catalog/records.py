@@ -8,7 +8,7 @@ from typing import Any
 
 from coverslip.model import Channel, Image
 
-__all__ = ["MAX_ID", "STATUSES", "ApiFields", "Channel", "Dataset", "Image", "Job"]
+__all__ = ["MAX_ID", "STATUSES", "ApiFields", "Channel", "Dataset", "Image", "Job", "Project"]
 
 # Ids are positive 64-bit integers (SQLite's INTEGER, PostgreSQL's bigint); a larger number
 # names nothing (and would overflow the database driver).
@@ -42,6 +42,30 @@ class Dataset:
             "group_id": self.group_id,
             "created": self.created.isoformat(),
             "image_count": self.image_count,
+        }
+
+
+@dataclass(frozen=True)
+class Project:
+    """A named set of datasets (a dataset may be in several projects, or in none)."""
+
+    id: int
+    name: str
+    description: str
+    owner_id: int
+    group_id: int
+    created: datetime
+    dataset_ids: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "owner_id": self.owner_id,
+            "group_id": self.group_id,
+            "created": self.created.isoformat(),
+            "datasets": list(self.dataset_ids),
         }
 
 

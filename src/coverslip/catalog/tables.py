@@ -89,6 +89,7 @@ images = sa.Table(
     sa.Column("properties", sa.JSON, nullable=False, default=dict),
     # Random per image, part of every render ETag: an ETag can never match another image.
     sa.Column("render_tag", sa.String(32), nullable=False, server_default=""),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
     sqlite_autoincrement=True,
 )
 
@@ -116,6 +117,30 @@ dataset_images = sa.Table(
     ),
     sa.Column(
         "image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("owner_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("groups.id"), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("group_id", "name", name="uq_projects_group_name"),
+    sqlite_autoincrement=True,
+)
+
+project_datasets = sa.Table(
+    "project_datasets",
+    metadata,
+    sa.Column(
+        "project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
     ),
 )
 

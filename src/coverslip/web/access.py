@@ -15,7 +15,7 @@ import falcon
 from falcon.routing import BaseConverter
 
 from coverslip.auth import Auth, Caller, policy
-from coverslip.catalog.records import MAX_ID, Dataset, Image
+from coverslip.catalog.records import MAX_ID, Dataset, Image, Project
 from coverslip.services import Services
 
 # SECURITY: Cache-Control of answers that depend on who asks; shared caches must not keep them.
@@ -113,9 +113,14 @@ class Access:
         """Return whether the caller may see ``dataset`` (as for an image of its owner)."""
         return self.auth.can(self.caller(req), "read", dataset)
 
-    def can_fill_dataset(self, req: falcon.Request, dataset: Dataset) -> bool:
-        """Return whether the caller may put images into ``dataset`` (link, as OMERO)."""
+    def can_fill_dataset(self, req: falcon.Request, dataset: Dataset | Project) -> bool:
+        """Return whether the caller may put images into ``dataset``, or datasets into a
+        project (link, as OMERO)."""
         return self.auth.can(self.caller(req), "edit", dataset)
+
+    def can_see_project(self, req: falcon.Request, project: Project) -> bool:
+        """Return whether the caller may see ``project`` (as for a dataset)."""
+        return self.auth.can(self.caller(req), "read", project)
 
     def user_id(self, req: falcon.Request) -> int | None:
         return self.caller(req).user_id

@@ -79,7 +79,7 @@ def image_data(
         "id": image.id,
         "meta": {
             "imageName": image.name,
-            "imageDescription": "",
+            "imageDescription": image.description,
             "imageAuthor": author,
             "imageArchived": archived,
             "projectName": "Multiple",

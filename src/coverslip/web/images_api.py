@@ -228,8 +228,11 @@ class ImageList:
             in ("disk_format", "container_format", "min_disk", "min_ram", "protected", "os_hidden")
         }
         name = values.pop("name", None) or ""
+        description = values.pop("description", None) or ""
         catalog = self.services.catalog
-        image_id = catalog.create_image(name, user_id, group_id, status="queued", properties=values)
+        image_id = catalog.create_image(
+            name, user_id, group_id, status="queued", description=description, properties=values
+        )
         try:
             catalog.set_api_fields(
                 image_id, home_group_id=group_id, tags=core.get("tags", []), **fields
@@ -278,7 +281,7 @@ class ImageItem:
         for op, name, value in changes:
             if name in QUEUED_ONLY and image.status != "queued":
                 raise Forbidden(f"Attribute {name} can be only replaced for a queued image.")
-            if name in ("name", "visibility", "dataset"):
+            if name in ("name", "description", "visibility", "dataset"):
                 core[name] = value
             elif name in (
                 "disk_format",
@@ -299,8 +302,9 @@ class ImageItem:
             else:
                 properties[name] = value
         updates: dict[str, Any] = {}
-        if "name" in core:
-            updates["name"] = core["name"] or ""
+        for text in ("name", "description"):
+            if text in core:
+                updates[text] = core[text] or ""
         if properties != image.properties:
             updates["properties"] = properties
         if "visibility" in core:

@@ -22,6 +22,11 @@ PATCH_MEDIA_TYPE = "application/openstack-images-v2.1-json-patch"
 # Attributes a client may set, with their JSON types.
 WRITABLE: dict[str, dict[str, Any]] = {
     "name": {"type": ["null", "string"], "maxLength": 255, "description": "Name of the image"},
+    "description": {
+        "type": ["null", "string"],
+        "maxLength": 65535,
+        "description": "What the image shows, in words (searched with its name)",
+    },
     "visibility": {
         "type": "string",
         "enum": list(VISIBILITIES),
@@ -138,6 +143,7 @@ def render(image: Image, fields: ApiFields, visibility: str) -> dict[str, Any]:
         {
             "id": str(image.id),
             "name": image.name,
+            "description": image.description or None,
             "status": image.status,
             "visibility": visibility,
             "protected": fields.protected,
