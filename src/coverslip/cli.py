@@ -470,6 +470,55 @@ def datasets_remove(state: State, dataset_id: int, image_ids: tuple[int, ...]) -
     click.echo(f"dataset {dataset_id}: removed {', '.join(map(str, image_ids))}")
 
 
+@main.group()
+def projects() -> None:
+    """List, create and fill projects (sets of datasets)."""
+
+
+@projects.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@guarded
+def projects_list(state: State, as_json: bool) -> None:
+    """List projects with their datasets."""
+    rows = [project.to_json() for project in state.services.catalog.list_projects()]
+    show(rows, ["id", "name", "datasets", "description"], as_json, "Projects")
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@pass_state
+@guarded
+def projects_create(state: State, name: str, description: str) -> None:
+    """Create a project."""
+    owner_id, group_id = state.services.catalog.ensure_local_admin()
+    project_id = state.services.catalog.create_project(name, owner_id, group_id, description)
+    click.echo(f"created project {project_id} ({name})")
+
+
+@projects.command("add")
+@click.argument("project_id", type=int)
+@click.argument("dataset_ids", type=int, nargs=-1, required=True)
+@pass_state
+@guarded
+def projects_add(state: State, project_id: int, dataset_ids: tuple[int, ...]) -> None:
+    """Put datasets in a project."""
+    state.services.catalog.add_to_project(project_id, dataset_ids)
+    click.echo(f"project {project_id}: added {', '.join(map(str, dataset_ids))}")
+
+
+@projects.command("remove")
+@click.argument("project_id", type=int)
+@click.argument("dataset_ids", type=int, nargs=-1, required=True)
+@pass_state
+@guarded
+def projects_remove(state: State, project_id: int, dataset_ids: tuple[int, ...]) -> None:
+    """Take datasets out of a project (the datasets stay)."""
+    state.services.catalog.remove_from_project(project_id, dataset_ids)
+    click.echo(f"project {project_id}: removed {', '.join(map(str, dataset_ids))}")
+
+
 # -- demo -------------------------------------------------------------------------------
 
 
@@ -479,7 +528,8 @@ def datasets_remove(state: State, dataset_id: int, image_ids: tuple[int, ...]) -
 @pass_state
 @guarded
 def demo(state: State, if_empty: bool, seed: int) -> None:
-    """Write a small, realistic demo set and import it into the "Demo" dataset."""
+    """Write a small, realistic demo set and import it into the "Demo" dataset, in the
+    "Demo" project."""
     services = state.services
     if if_empty and services.catalog.list_images(limit=1):
         click.echo("the catalog has images already; no demo written")
@@ -500,6 +550,13 @@ def demo(state: State, if_empty: bool, seed: int) -> None:
     click.echo("writing demo files …")
     files = write_demo_files(folder, seed=seed)
     dataset_id = _dataset_id(services, "Demo", owner_id, group_id)
+    project = services.catalog.project_by_name("Demo", group_id)
+    if project is None:
+        about = "Synthetic images of every kind Coverslip serves"
+        project_id = services.catalog.create_project("Demo", owner_id, group_id, about)
+    else:
+        project_id = project.id
+    services.catalog.add_to_project(project_id, [dataset_id])
     failed = 0
     from coverslip.imports import ImportOptions
 
