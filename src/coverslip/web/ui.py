@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -10,7 +11,8 @@ from urllib.parse import urlencode
 import falcon
 import jinja2
 
-from coverslip.catalog.records import Dataset
+from coverslip.catalog.filesets import Plate
+from coverslip.catalog.records import Dataset, Project
 from coverslip.errors import BadParameter, NotFound
 from coverslip.model import Image
 from coverslip.services import Services
@@ -71,24 +73,84 @@ class Pages:
             message="There is nothing here, or you may not see it.",
         )
 
+    def projects(self, req: falcon.Request, **filters: Any) -> list[Project]:
+        """Return the projects the caller may see (in the group they chose), each with only
+        the datasets they may see."""
+        access = self.access
+        catalog, scope = self.services.catalog, access.listing(req)
+        shown = {dataset.id for dataset in catalog.list_datasets(**scope)}
+        return [
+            replace(project, dataset_ids=tuple(d for d in project.dataset_ids if d in shown))
+            for project in catalog.list_projects(**scope, **filters)
+        ]
+
+    def plates(self, req: falcon.Request) -> list[Plate]:
+        """Return the plates the caller may see, in the group they chose."""
+        caller, group = self.access.caller(req), self.access.current_group(req)
+        return [
+            plate
+            for plate in self.services.catalog.list_plates()
+            if self.services.auth.can(caller, "read", plate)
+            and (group is None or plate.group_id == group)
+        ]
+
 
 class Index:
-    """`/`: the datasets the caller may see with the images of each they may see, all their
-    images, and the images in no dataset."""
+    """`/`: OMERO.webclient's tree, flattened into cards: the projects the caller may see,
+    the datasets in none of them, the plates, the images in no dataset, and all images;
+    every count only what the caller may see."""
 
     def __init__(self, pages: Pages) -> None:
         self.pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         catalog, scope = self.pages.services.catalog, self.pages.access.listing(req)
+        projects = self.pages.projects(req)
+        in_projects = {dataset_id for project in projects for dataset_id in project.dataset_ids}
+        datasets = catalog.list_datasets(**scope, shown=True)
         self.pages.render(
             req,
             resp,
             "index.html",
-            datasets=catalog.list_datasets(**scope, shown=True),
+            projects=projects,
+            datasets=[dataset for dataset in datasets if dataset.id not in in_projects],
+            plates=self.pages.plates(req),
             everything=catalog.count_images(status="active", **scope),
             loose=catalog.count_images(status="active", in_no_dataset=True, **scope),
         )
+
+
+class ProjectPage:
+    """`/projects/{id}`: the datasets of a project that the caller may see."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: int) -> None:
+        project = next((p for p in self.pages.projects(req) if p.id == project_id), None)
+        if project is None:
+            self.pages.not_found(req, resp)
+            return
+        catalog, scope = self.pages.services.catalog, self.pages.access.listing(req)
+        inside = set(project.dataset_ids)
+        datasets = [d for d in catalog.list_datasets(**scope, shown=True) if d.id in inside]
+        self.pages.render(req, resp, "project.html", project=project, datasets=datasets)
+
+
+class PlatePage:
+    """`/plates/{id}`: the plate's wells as a grid of thumbnails of one field, built in the
+    browser from `/webgateway/plate/{id}/{field}/`."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, plate_id: int) -> None:
+        if not any(plate.id == plate_id for plate in self.pages.plates(req)):
+            self.pages.not_found(req, resp)
+            return
+        plate = self.pages.services.catalog.get_plate(plate_id)
+        fields = max((len(well.images) for well in plate.wells), default=0)
+        self.pages.render(req, resp, "plate.html", plate=plate, fields=max(fields, 1))
 
 
 class DatasetPage:
@@ -100,7 +162,7 @@ class DatasetPage:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dataset_id: int) -> None:
         if dataset_id == 0:
-            self._grid(req, resp, listing("All images"), {})
+            self.grid(req, resp, listing("All images"), {})
             return
         try:
             dataset: Dataset | None = self.pages.services.catalog.get_dataset(dataset_id)
@@ -109,27 +171,39 @@ class DatasetPage:
         if dataset is None or not self.pages.access.can_see_dataset(req, dataset):
             self.pages.not_found(req, resp)
             return
-        self._grid(req, resp, dataset, {"dataset_id": dataset_id})
+        # The project it was reached from (?project=), else the first one it is in.
+        wanted = req.get_param_as_int("project")
+        projects = [p for p in self.pages.projects(req) if dataset_id in p.dataset_ids]
+        project = next((p for p in projects if p.id == wanted), projects[0] if projects else None)
+        self.grid(req, resp, dataset, {"dataset_id": dataset_id}, project=project)
 
     def on_get_none(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._grid(req, resp, listing("Images in no dataset"), {"in_no_dataset": True})
+        self.grid(req, resp, listing("Images in no dataset"), {"in_no_dataset": True})
 
-    def _grid(
-        self, req: falcon.Request, resp: falcon.Response, dataset: Dataset, which: dict[str, Any]
+    def grid(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        dataset: Dataset,
+        which: dict[str, Any],
+        **values: Any,
     ) -> None:
+        """Render a page of the images ``which`` selects (catalog filters) that the caller
+        may see, filtered by ``?q=`` in their names unless ``which`` is a search already."""
         services, access = self.pages.services, self.pages.access
         # The caller's own images are theirs to see in any group (a private group's members).
         scope = {**access.listing(req), **which}
         q = (req.get_param("q") or "").strip()
+        name_contains = None if "text_contains" in which else q
         sort = req.get_param("sort") or "name"
         if sort not in ("name", "created"):
             sort = "name"
-        total = services.catalog.count_images(status="active", name_contains=q, **scope)
+        total = services.catalog.count_images(status="active", name_contains=name_contains, **scope)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         page = min(pages, max(1, req.get_param_as_int("page") or 1))
         images = services.catalog.list_images(
             status="active",
-            name_contains=q,
+            name_contains=name_contains,
             sort=sort,
             descending=sort == "created",
             limit=PAGE_SIZE,
@@ -155,6 +229,31 @@ class DatasetPage:
             query_for=query_for,
             thumb_size=services.settings["thumbs.default_size"],
             batch=services.settings["thumbs.batch_max"],
+            **{"project": None, "searching": False, **values},
+        )
+
+
+class SearchPage:
+    """`/search?q=`: the projects, datasets and images whose name or description contains
+    the text, of what the caller may see."""
+
+    def __init__(self, pages: Pages, datasets: DatasetPage) -> None:
+        self.pages = pages
+        self.datasets = datasets
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        q = (req.get_param("q") or "").strip()
+        catalog, scope = self.pages.services.catalog, self.pages.access.listing(req)
+        found = {
+            "projects": self.pages.projects(req, text_contains=q) if q else [],
+            "found_datasets": catalog.list_datasets(**scope, shown=True, text_contains=q)
+            if q
+            else [],
+        }
+        # An empty search finds nothing rather than everything.
+        which = {"text_contains": q} if q else {"dataset_id": -1}
+        self.datasets.grid(
+            req, resp, listing("Search"), which, searching=True, search_text=q, **found
         )
 
 
@@ -178,6 +277,8 @@ class ImagePage:
             image=image,
             can_save=access.can_annotate(req, image),
             can_download=access.can_download(req, image),
+            can_edit=access.can_edit(req, image),
+            tags=self.pages.services.catalog.api_fields([image.id])[image.id].tags,
             dataset=dataset,
             previous=before,
             next=after,
@@ -278,9 +379,12 @@ def add_routes(app: falcon.App, services: Services, access: Access) -> Pages:
     install_ids(app)
     pages = Pages(services, access)
     app.add_route("/", Index(pages))
+    app.add_route("/projects/{project_id:id}", ProjectPage(pages))
     datasets = DatasetPage(pages)
     app.add_route("/datasets/{dataset_id:id}", datasets)
     app.add_route("/datasets/none", datasets, suffix="none")
+    app.add_route("/search", SearchPage(pages, datasets))
+    app.add_route("/plates/{plate_id:id}", PlatePage(pages))
     app.add_route("/images/{image_id:id}", ImagePage(pages))
     app.add_route("/compare", ComparePage(pages))
     app.add_route("/upload", UploadPage(pages))
