@@ -37,7 +37,7 @@ from coverslip.home import Home
 from coverslip.metrics import metrics
 from coverslip.pixels import Pyramid, PyramidError, PyramidWriter
 from coverslip.pixels.durable import sync_tree
-from coverslip.pixels.objects import SCHEME, ObjectStore, StoreUnavailable, check_key
+from coverslip.pixels.objects import SCHEME, ObjectStore, StoreUnavailable, check_key, join
 from coverslip.render.settings import default_colors
 
 RGB = ("FF0000", "00FF00", "0000FF")
@@ -765,6 +765,19 @@ class Importer:
         """Return where the pyramid of ``image_id`` is written: the store, else the home."""
         return self.objects.pyramid(image_id) if self.objects else self.home.pyramid(image_id)
 
+    def _keep_labels(self, reader: formats.Reader, target: Path | str) -> None:
+        """Keep an OME-Zarr's label images inside its pyramid, where OME-Zarr puts them."""
+        folder = getattr(reader, "labels_folder", None)
+        if folder is None:
+            return
+        # SECURITY: the OME-Zarr was refused if any link led out of it (open_fileset).
+        if isinstance(target, str):
+            if self.objects is not None:
+                self.objects.store_tree(join(target, "labels"), folder)
+        else:
+            shutil.copytree(folder, target / "labels", dirs_exist_ok=True)
+            sync_tree(target / "labels")
+
     def _remove_pyramid(self, image_id: int) -> None:
         shutil.rmtree(self.home.pyramid(image_id), ignore_errors=True)
         if self.objects is not None:
@@ -797,6 +810,7 @@ class Importer:
                 tile = int(chunks[-1] or self.tile) if chunks else self.tile
             else:
                 stats = self._write(target, reader, progress)
+                self._keep_labels(reader, target)
                 pyramid = self._open_pyramid(target)
                 pyramid_path = target if isinstance(target, str) else None
                 tile = self.tile

@@ -1,4 +1,5 @@
-"""Regions of interest of an OME-XML Image, in the JSON of OMERO.web's get_rois_json, and masks.
+"""Regions of interest of an OME-XML Image, in the JSON of OMERO.web's get_rois_json, and masks
+(a label image's Mask shapes, from ``omezarr_labels``, bring their own pixels).
 
 Shapes are numbered in the order the file lists them (ROI ids 1, 2, … and shape ids 1, 2, …
 across the image), as the file's own ids (``Shape:0:0``) are text. A pixel belongs to a
@@ -113,6 +114,11 @@ def parse_rois(text: str, image_index: int) -> list[dict[str, Any]]:
 def bounds(shape: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int] | None:
     """Return the pixel box (x0, y0, x1, y1) a shape's mask lies in, clipped to the image."""
     kind = shape["type"]
+    if kind == "Mask":  # whole pixels, its box exactly (a label image's)
+        x0, y0 = max(0, shape["x"]), max(0, shape["y"])
+        x1 = min(width, shape["x"] + shape["width"])
+        y1 = min(height, shape["y"] + shape["height"])
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
     if kind == "Rectangle":
         box = (shape["x"], shape["y"], shape["x"] + shape["width"], shape["y"] + shape["height"])
     elif kind == "Ellipse":
@@ -138,8 +144,12 @@ def _points(shape: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 def mask(shape: dict[str, Any], box: tuple[int, int, int, int]) -> np.ndarray:
     """Return the boolean mask of ``shape`` over the pixels of ``box`` (from ``bounds``)."""
     x0, y0, x1, y1 = box
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
     kind = shape["type"]
+    if kind == "Mask":  # its pixels come with it, as "bits" over its own box
+        return np.asarray(
+            shape["bits"][y0 - shape["y"] : y1 - shape["y"], x0 - shape["x"] : x1 - shape["x"]]
+        )
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
     if kind == "Rectangle":
         x, y = shape["x"], shape["y"]
         return (xx >= x) & (xx < x + shape["width"]) & (yy >= y) & (yy < y + shape["height"])

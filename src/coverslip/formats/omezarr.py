@@ -210,6 +210,12 @@ class OmeZarrReader:
             labels=label_names(folder),
         )
 
+    @property
+    def labels_folder(self) -> Path | None:
+        """The image's ``labels`` group, which the importer keeps beside the pixels; None
+        when it has no label image."""
+        return self.folder / "labels" if self.meta.labels else None
+
     def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
         return self.read_level_band(0, t, c, z, y0, y1)
 

@@ -12,13 +12,14 @@ import numpy as np
 import tifffile
 
 from coverslip.catalog import ImageExtras
-from coverslip.errors import BadParameter, Forbidden, NotFound
+from coverslip.errors import BadParameter, CoverslipError, Forbidden, NotFound
 from coverslip.formats import ome_rois
+from coverslip.formats.omezarr_labels import Masks, label_rois, mask_rgba
 from coverslip.render.encode import encode
 from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
-from coverslip.web.access import PRIVATE, install_ids
+from coverslip.web.access import PRIVATE, install_ids, parse_id
 from coverslip.web.files import send_original
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
 
@@ -253,6 +254,72 @@ class SaveImgRDef:
         resp.media = True
 
 
+class CopyImgRDef:
+    """`copyImgRDef_json/?fromid=<iid>` (POST, ``toids`` and ``to_type`` image or dataset): save
+    the settings the caller sees on one image as their settings on others, as OMERO.web's
+    "paste" and "save to all" do. Answers ``{"True": [ids], "False": [ids]}``: an image is
+    False when the caller may not see it or annotate it, or when its channel count or pixel
+    type differs from the source's."""
+
+    def __init__(self, ctx: RenderContext, access: Any) -> None:
+        self.ctx = ctx
+        self.access = access
+
+    def _targets(self, req: falcon.Request, to_type: str, ids: list[int]) -> list[int]:
+        if to_type == "image":
+            return ids
+        catalog = self.ctx.services.catalog
+        images: dict[int, None] = {}  # ordered, once each
+        for dataset_id in ids:  # the images the caller may see; the rest are not listed
+            for image in catalog.list_images(dataset_id=dataset_id, status="active"):
+                if self.access.visible(req, image):
+                    images[image.id] = None
+        return list(images)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user_id = self.access.user_id(req)
+        if user_id is None:
+            raise Forbidden("sign in to copy rendering settings")
+        form = req.get_media(default_when_empty={})
+        if not isinstance(form, dict):
+            raise BadParameter("body", "send toids and to_type as a form")
+        fields = {**form, **{k: v for k, v in req.params.items() if k in ("fromid", "to_type")}}
+        fromid = parse_id(str(fields.get("fromid", "")))
+        if fromid is None:
+            raise BadParameter("fromid", "fromid is required: the image whose settings are copied")
+        raw = fields.get("toids", [])
+        listed = raw if isinstance(raw, list) else [raw]
+        ids = [parse_id(str(value)) for value in listed]
+        if not ids or any(value is None for value in ids):
+            raise BadParameter("toids", "toids must list one or more ids")
+        to_type = str(fields.get("to_type", "image"))
+        if to_type not in ("image", "dataset"):
+            raise BadParameter("to_type", f"{to_type!r} is not image or dataset")
+        source = self.ctx.image(req, fromid)
+        _tag, rdef = self.ctx.settings(req, source, names=())
+        done: dict[str, list[int]] = {"True": [], "False": []}
+        catalog = self.ctx.services.catalog
+        for target_id in self._targets(req, to_type, [i for i in ids if i is not None]):
+            try:
+                target = self.ctx.image(req, target_id)
+            except CoverslipError:
+                done["False"].append(target_id)
+                continue
+            fits = (target.size_c, target.pixel_type) == (source.size_c, source.pixel_type)
+            if not fits or not self.access.can_annotate(req, target):
+                done["False"].append(target_id)
+                continue
+            placed = replace(
+                rdef,
+                default_z=min(rdef.default_z, target.size_z - 1),
+                default_t=min(rdef.default_t, target.size_t - 1),
+            )
+            catalog.save_rdef(target.id, user_id, placed.to_json())
+            self.ctx.services.cache.purge_image(target.id)
+            done["True"].append(target_id)
+        resp.media = done
+
+
 class ResetRDef:
     """`resetRDef/<iid>/` (POST): drop the caller's own settings; the owner's or the defaults apply."""
 
@@ -356,15 +423,17 @@ class PixelValues:
 
 
 class Rois:
-    """`get_rois_json/<iid>/`: the image's regions of interest from its OME-XML, as OMERO.web
-    answers them (a list of ROIs, each with its shapes); `shape_stats/<iid>/<shape>/` (Coverslip's
-    own): the pixel count and each channel's statistics inside one shape."""
+    """`get_rois_json/<iid>/`: the image's regions of interest, from its OME-XML and its
+    OME-Zarr label images, as OMERO.web answers them (a list of ROIs, each with its shapes);
+    `shape_stats/<iid>/<shape>/` (Coverslip's own): the pixel count and each channel's
+    statistics inside one shape; `render_shape_mask/<iid>/<shape>/`: a Mask shape's pixels
+    as a PNG of its box, in its colour."""
 
     def __init__(self, ctx: RenderContext) -> None:
         self.ctx = ctx
-        self._found: dict[tuple[int, object], list[dict[str, Any]]] = {}
+        self._found: dict[tuple[int, object], Masks] = {}
 
-    def rois(self, view: View) -> list[dict[str, Any]]:
+    def masks(self, view: View) -> Masks:
         image = view.image
         key = (image.id, image.updated)
         found = self._found.get(key)
@@ -374,7 +443,27 @@ class Rois:
             found = self._found[key] = self._read(image)
         return found
 
-    def _read(self, image: Any) -> list[dict[str, Any]]:
+    def _read(self, image: Any) -> Masks:
+        rois = self._ome_rois(image)
+        first_roi = max((roi["id"] for roi in rois), default=0) + 1
+        first_shape = max((s["id"] for roi in rois for s in roi["shapes"]), default=0) + 1
+        labels = self.ctx.services.catalog.get_extras(image.id).labels
+        where = self._labels_group(image) if labels else None
+        if where is None:
+            return Masks(rois, {})
+        shape = (image.size_t, image.size_z, image.size_y, image.size_x)
+        found = label_rois(where, labels, shape, first_roi, first_shape)
+        return Masks(rois + found.rois, found.bits)
+
+    def _labels_group(self, image: Any) -> Path | None:
+        """Return the ``labels`` group kept with the image's pixels, when on this machine."""
+        if image.pyramid_path is None:
+            return Path(self.ctx.services.home.pyramid(image.id)) / "labels"
+        if "://" in image.pyramid_path:
+            return None  # NOTE: labels kept in an object store are not read yet
+        return Path(image.pyramid_path) / "labels"
+
+    def _ome_rois(self, image: Any) -> list[dict[str, Any]]:
         services = self.ctx.services
         path = services.original(image)
         if not isinstance(path, Path) or not path.name.lower().endswith((".tif", ".tiff")):
@@ -388,19 +477,25 @@ class Rois:
             return []
         return ome_rois.parse_rois(text, services.catalog.get_extras(image.id).series_index)
 
+    def _shape(self, view: View, shape_id: int) -> dict[str, Any]:
+        masks = self.masks(view)
+        for roi in masks.rois:
+            for shape in roi["shapes"]:
+                if shape["id"] == shape_id:
+                    bits = masks.bits.get(shape_id)
+                    return shape if bits is None else {**shape, "bits": bits}
+        raise NotFound(f"image {view.image.id} has no shape {shape_id}")
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
         view = self.ctx.view(req, iid, None, None, names=(), project=False)
         resp.cache_control = PRIVATE
-        resp.media = self.rois(view)
+        resp.media = self.masks(view).rois
 
     def on_get_stats(
         self, req: falcon.Request, resp: falcon.Response, iid: int, shape_id: int
     ) -> None:
         view = self.ctx.view(req, iid, None, None, names=(), project=False)
-        shapes = [shape for roi in self.rois(view) for shape in roi["shapes"]]
-        shape = next((found for found in shapes if found["id"] == shape_id), None)
-        if shape is None:
-            raise NotFound(f"image {iid} has no shape {shape_id}")
+        shape = self._shape(view, shape_id)
         # The plane asked, else the shape's own, else the image's default plane.
         z, t = (
             next(v for v in (int_param(req, name), shape[key], default) if v is not None)
@@ -410,6 +505,17 @@ class Rois:
             view = self.ctx.view(req, iid, z, t, names=(), project=False)
         resp.cache_control = PRIVATE
         resp.media = self.ctx.render.shape_stats(view, shape)
+
+    def on_get_mask(
+        self, req: falcon.Request, resp: falcon.Response, iid: int, shape_id: int
+    ) -> None:
+        view = self.ctx.view(req, iid, None, None, names=(), project=False)
+        shape = self._shape(view, shape_id)
+        if "bits" not in shape:
+            raise NotFound(f"shape {shape_id} of image {iid} is a {shape['type']}, not a Mask")
+        resp.content_type = "image/png"
+        resp.cache_control = PRIVATE
+        resp.data = encode(mask_rgba(shape, shape["bits"]), "png")
 
 
 class ArchivedFile:
@@ -446,6 +552,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
         "/webgateway/resetRDef/{iid:id}", ResetRDef(ctx, access.can_annotate, access.user_id)
     )
     app.add_route("/webgateway/getImgRDef/{iid:id}", GetImgRDef(ctx))
+    app.add_route("/webgateway/copyImgRDef_json", CopyImgRDef(ctx, access))
     app.add_route("/webgateway/luts", Luts())
     app.add_route("/webgateway/luts_png", LutsPng())
     app.add_route("/webgateway/histogram_json/{iid:id}/channel/{c:nat}", Histogram(ctx))
@@ -453,6 +560,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     rois = Rois(ctx)
     app.add_route("/webgateway/get_rois_json/{iid:id}", rois)
     app.add_route("/webgateway/shape_stats/{iid:id}/{shape_id:nat}", rois, suffix="stats")
+    app.add_route("/webgateway/render_shape_mask/{iid:id}/{shape_id:nat}", rois, suffix="mask")
     download = ArchivedFile(ctx, access.can_download)
     app.add_route("/webgateway/archived_files/download/{iid:id}", download)
     app.add_route("/webclient/archived_files/download/{iid:id}", download)

@@ -1,7 +1,7 @@
 // Regions of interest over the image (get_rois_json), drawn in SVG in image pixels, and listed
 // with each channel's statistics inside the shape (shape_stats) for the plane shown.
 
-import { api } from "./common.js";
+import { api, prefix } from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -11,7 +11,7 @@ function element(name, attrs) {
   return made;
 }
 
-function drawn(shape) {
+function drawn(shape, imageId) {
   const stroke = { stroke: shape.strokeColor || "#ffff00", "vector-effect": "non-scaling-stroke" };
   const fill = shape.fillColor && shape.fillAlpha ? shape.fillColor : "none";
   const paint = { ...stroke, fill, "fill-opacity": shape.fillAlpha ?? 0, "stroke-width": 2 };
@@ -28,6 +28,12 @@ function drawn(shape) {
       return element("line", { x1: shape.x1, y1: shape.y1, x2: shape.x2, y2: shape.y2, ...paint });
     case "Point":
       return element("circle", { cx: shape.x, cy: shape.y, r: 3, ...paint });
+    case "Mask": // a label image's pixels, drawn by the server in the label's colour
+      return element("image", {
+        href: `${prefix}/webgateway/render_shape_mask/${imageId}/${shape.id}/`,
+        x: shape.x, y: shape.y, width: shape.width, height: shape.height,
+        preserveAspectRatio: "none", style: "image-rendering: pixelated",
+      });
     default: {
       const text = element("text", { x: shape.x, y: shape.y, fill: stroke.stroke, "font-size": 14 });
       text.textContent = shape.textValue;
@@ -58,7 +64,7 @@ export async function addRois(viewer, imageId, size, plane) {
   const svg = element("svg", { viewBox: `0 0 ${size.width} ${size.height}`, preserveAspectRatio: "none", class: "roi-layer" });
   const marks = new Map();
   for (const shape of shapes) {
-    const mark = drawn(shape);
+    const mark = drawn(shape, imageId);
     mark.dataset.shape = shape.id;
     marks.set(shape.id, mark);
     svg.append(mark);
