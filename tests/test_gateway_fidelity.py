@@ -406,6 +406,23 @@ def test_histogram_counts_the_whole_plane_up_to_3192_squared(
     assert got["data"] == np.histogram(medium, bins=256, range=(0, 255))[0].tolist()
 
 
+def test_histogram_of_a_projection_counts_the_projected_plane(
+    client: testing.TestClient, flat: tuple[int, np.ndarray]
+) -> None:
+    image_id, data = flat
+    low, high = float(data[:, 1].min()), float(data[:, 1].max())
+    stack = data[0, 1, 1:3].astype(np.int64)  # T 0, channel 1, Z 2..3 (1:2 0-based)
+    for p, plane in (("intmax|1:2", stack.max(axis=0)), ("intmean|1:2", stack.sum(axis=0) // 2)):
+        url = f"/webgateway/histogram_json/{image_id}/channel/1/?theT=0&bins=64&p={p}"
+        got = client.simulate_get(url).json["data"]
+        assert got == np.histogram(plane, bins=64, range=(low, high))[0].tolist(), p
+    # A sum beyond the channel's max is not counted: the bins stay the channel's.
+    url = f"/webgateway/histogram_json/{image_id}/channel/1/?theT=0&bins=8&p=intsum"
+    total = data[0, 1].astype(np.int64).sum(axis=0)
+    got = client.simulate_get(url).json["data"]
+    assert got == np.histogram(total, bins=8, range=(low, high))[0].tolist()
+
+
 def test_histogram_of_a_big_image_counts_its_largest_level_that_fits(
     client: testing.TestClient, big: tuple[int, np.ndarray]
 ) -> None:

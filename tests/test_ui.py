@@ -222,7 +222,7 @@ def test_viewer_window_change_save_and_reload(browser: object, site: Site) -> No
     )
     changed = np.abs(after[box] - before[box]).mean()
     assert changed > 5, f"the picture hardly changed ({changed:.1f})"
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
     page.goto(f"{site.base}/images/{site.public_id}")
     page.wait_for_function("() => document.querySelector('#channels input.end')")

@@ -211,7 +211,7 @@ def test_reset_shows_the_imported_settings_and_undo_brings_back_the_saved(
     )
     saved = window_end(page)
     assert abs(saved - imported) > 1
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_function("() => document.getElementById('status').textContent === 'Saved.'")
     page.get_by_role("button", name="Reset", exact=True).click()
     page.wait_for_function("() => !document.getElementById('undo').hidden")
@@ -639,6 +639,11 @@ def test_mean_projection_over_a_z_range(browser: object, site: Site) -> None:
     page.wait_for_function(
         "() => performance.getEntriesByType('resource').some(e =>"
         " decodeURIComponent(e.name).includes('p=intmean|1:2'))"
+    )
+    # The histogram is the projection's, not the plane's.
+    page.wait_for_function(
+        "() => document.querySelector('#channels canvas.histogram').dataset.plane"
+        " === 'intmean|1:2,0'"
     )
     start = float(page.locator("#channels input.start-num").input_value())
     end = float(page.locator("#channels input.end-num").input_value())

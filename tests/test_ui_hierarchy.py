@@ -381,3 +381,28 @@ def test_catalog_projects_survive_their_datasets(tmp_path: Path) -> None:
         catalog.create_project("p", owner, group)
     catalog.delete_project(project)
     assert catalog.list_projects() == []
+
+
+def test_save_to_all_images_of_the_dataset(browser: object, site: Site) -> None:
+    day3, beta, gamma = site.datasets["Day 3"], site.ids["beta"], site.ids["gamma"]
+    into = [{"op": "replace", "path": "/dataset", "value": day3}]
+    assert site.call("PATCH", f"/api/v2/images/{beta}", into, PATCH)[0] == 200
+    page = signed_in(browser, site)
+    page.goto(f"{site.base}/images/{gamma}?dataset={day3}")
+    ui.wait_for_tiles(page)
+    end = page.locator("#channels input.end").first
+    end.evaluate(
+        "(el) => { el.value = '100'; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
+    wanted = float(end.input_value())
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Save to all").click()
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent === 'Saved on 2 images of Day 3.'"
+    )
+    # Beta, never opened, now renders with gamma's window for Ann.
+    status, rdef = site.call("GET", f"/webgateway/getImgRDef/{beta}/")
+    assert status == 200
+    assert float(rdef["rdef"]["c"].split("|")[1].split(":")[1].split("$")[0]) == wanted
+    back = [{"op": "replace", "path": "/dataset", "value": site.datasets["Day 2"]}]
+    assert site.call("PATCH", f"/api/v2/images/{beta}", back, PATCH)[0] == 200

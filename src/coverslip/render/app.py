@@ -30,6 +30,7 @@ from coverslip.model import Image
 from coverslip.pixels import DamagedPixels, PixelStore, Pyramid, PyramidError
 from coverslip.render.encode import content_type, encode
 from coverslip.render.kernel import unchanged_rgb
+from coverslip.render.projection import project
 from coverslip.render.service import (
     MAX_PLANE_HEIGHT,
     MAX_PLANE_WIDTH,
@@ -37,6 +38,7 @@ from coverslip.render.service import (
     Renderer,
     check_plane,
     check_region,
+    projected_planes,
     split_layout,
     thumbnail_size,
     tile_region,
@@ -442,15 +444,23 @@ class RenderService:
         }
 
     def histogram(self, view: View, channel: int, bins: int) -> list[int]:
-        """Return the counts of ``bins`` bins over channel ``channel``'s min..max on the view's plane."""
+        """Return the counts of ``bins`` bins over channel ``channel``'s min..max on the view's
+        plane, or on the projection its settings ask (``p=``; sums above the max are not counted)."""
         image = view.image
         if not 0 <= channel < image.size_c:
             raise BadParameter("c", f"{channel} is outside 0..{image.size_c - 1}")
         if not 1 <= bins <= 65536:
             raise BadParameter("bins", f"{bins} is not between 1 and 65536")
         level = histogram_level(view.pyramid)
+        zs = projected_planes(view.rdef, image.size_z)
+        every = slice(None)
         with damage_named(image):
-            plane = view.pyramid.read(level, view.t, channel, view.z, slice(None), slice(None))
+            if zs is None:
+                plane = view.pyramid.read(level, view.t, channel, view.z, every, every)
+            else:
+                asked = [(view.t, channel, z) for z in zs]
+                stack = view.pyramid.read_planes(level, asked, every, every)
+                plane = project(stack, view.rdef.projection, image.pixel_type)
         meta = image.channels[channel]
         values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
         counts, _edges = np.histogram(

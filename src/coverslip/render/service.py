@@ -23,6 +23,17 @@ from coverslip.render.projection import project
 from coverslip.render.settings import RenderingDef
 
 
+def projected_planes(rdef: RenderingDef, size_z: int) -> range | None:
+    """Return the Z planes the settings project (their range clipped to the image), or None
+    when they show one plane: no projection, or a single-plane image."""
+    if rdef.projection == "normal" or size_z <= 1:
+        return None
+    start = rdef.projection_start if rdef.projection_start is not None else 0
+    end = rdef.projection_end if rdef.projection_end is not None else size_z - 1
+    start, end = max(0, min(start, end)), min(size_z - 1, max(start, end))
+    return range(start, end + 1)
+
+
 @dataclass(frozen=True)
 class Region:
     """A rectangle in full-resolution pixels."""
@@ -267,11 +278,8 @@ class Renderer:
         planes: list[np.ndarray | None] = [None] * image.size_c
         if not active:
             return planes
-        if rdef.projection != "normal" and image.size_z > 1:
-            start = rdef.projection_start if rdef.projection_start is not None else 0
-            end = rdef.projection_end if rdef.projection_end is not None else image.size_z - 1
-            start, end = max(0, min(start, end)), min(image.size_z - 1, max(start, end))
-            zs = range(start, end + 1)
+        zs = projected_planes(rdef, image.size_z)
+        if zs is not None:
             for c in active:
                 stack = pyramid.read_planes(level, [(t, c, zz) for zz in zs], ys, xs)
                 planes[c] = project(stack, rdef.projection, image.pixel_type)

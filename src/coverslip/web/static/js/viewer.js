@@ -34,18 +34,23 @@ function colorOrLut(ch) {
   return ch.lut ? ch.lut : ch.color;
 }
 
+// The p= of the view: "normal", or a method with its Z range ("intmax|2:5", 0-based).
+function projectionParam() {
+  const range = state.projection !== "normal" && state.projectionRange
+    ? `|${state.projectionRange[0]}:${state.projectionRange[1]}` : "";
+  return state.projection + range;
+}
+
 function renderQuery() {
   const c = state.channels
     .map((ch, i) => `${ch.active ? "" : "-"}${i + 1}|${ch.start}:${ch.end}$${colorOrLut(ch)}`)
     .join(",");
   const m = state.model === "greyscale" ? "g" : "c";
-  const range = state.projection !== "normal" && state.projectionRange
-    ? `|${state.projectionRange[0]}:${state.projectionRange[1]}` : "";
   const maps = state.channels.map((ch) => ({
     inverted: { enabled: ch.inverted },
     quantization: { family: ch.family, coefficient: ch.coefficient },
   }));
-  return `c=${encodeURIComponent(c)}&m=${m}&p=${encodeURIComponent(state.projection + range)}`
+  return `c=${encodeURIComponent(c)}&m=${m}&p=${encodeURIComponent(projectionParam())}`
     + `&maps=${encodeURIComponent(JSON.stringify(maps))}`;
 }
 
@@ -168,15 +173,18 @@ function addSettingsHistory() {
   });
 }
 
-// Each channel's histogram on the shown plane (log counts over the data's min..max), with its
-// window drawn over it; fetched again when Z or T changes, redrawn when the window moves.
+// Each channel's histogram on the shown plane or projection (log counts over the data's
+// min..max), with its window drawn over it; fetched again when Z, T or the projection
+// changes, redrawn when the window moves.
 const histograms = new Map();
 
 function drawHistogram(canvas, c) {
   const bins = 128;
-  const plane = `${state.z},${state.t}`;
+  const projected = state.projection !== "normal";
+  const p = projected ? `&p=${encodeURIComponent(projectionParam())}` : "";
+  const plane = projected ? `${projectionParam()},${state.t}` : `${state.z},${state.t}`;
   histograms.set(c, { canvas, data: null, plane });
-  api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}`)
+  api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}${p}`)
     .then((r) => r.json())
     .then(({ data }) => {
       const found = histograms.get(c);
@@ -443,6 +451,7 @@ function addProjection() {
     state.projectionRange = a === 1 && b === info.size.z ? null : [a - 1, b - 1];
     projectionControls();
     refresh();
+    redrawHistograms();
   };
   projectionInput.addEventListener("change", apply);
   first.addEventListener("change", apply);
@@ -516,10 +525,28 @@ async function main() {
   const baseName = document.querySelector("h1.image-name").textContent.trim().replace(/[^\w.-]+/g, "_");
   addExport(viewer, imageId, baseName, () => ({ query: renderQuery(), z: state.z, t: state.t }), say);
   addViewTools();
+  const save = () => api(`/webgateway/saveImgRDef/${imageId}/?${renderQuery()}&z=${state.z + 1}&t=${state.t + 1}`, { method: "POST" });
   document.getElementById("save")?.addEventListener("click", async () => {
     try {
-      await api(`/webgateway/saveImgRDef/${imageId}/?${renderQuery()}&z=${state.z + 1}&t=${state.t + 1}`, { method: "POST" });
+      await save();
       say("Saved.");
+    } catch (error) {
+      say(`Not saved: ${error.message}`);
+    }
+  });
+  // "Save to all": these settings saved here, then copied to every image of the dataset
+  // (OMERO.web's copyImgRDef_json with to_type=dataset); the server says which took them.
+  const saveToAll = document.getElementById("save-to-all");
+  saveToAll?.addEventListener("click", async () => {
+    const { datasetId, datasetName } = saveToAll.dataset;
+    if (!confirm(`Save these settings on every image of ${datasetName} you may change?`)) return;
+    try {
+      await save();
+      const body = new URLSearchParams({ to_type: "dataset", toids: datasetId });
+      const done = await (await api(`/webgateway/copyImgRDef_json/?fromid=${imageId}`, { method: "POST", body })).json();
+      const left = done.False.length;
+      say(`Saved on ${done.True.length} images of ${datasetName}` +
+        (left ? `; ${left} kept their own (other channels or pixel type, or not yours to change).` : "."));
     } catch (error) {
       say(`Not saved: ${error.message}`);
     }
