@@ -79,3 +79,60 @@ def test_rois_drawn_in_place_and_listed_with_their_statistics(
     assert not page.locator(".roi-layer rect").is_visible()
     page.get_by_label("Show them on the image").uncheck()
     assert not page.locator(".roi-layer ellipse").is_visible()
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, np.ndarray]]:
+    """An OME-Zarr of two channels and two planes with its "nuclei" label image."""
+    from tests.test_format_omezarr import group, write_image
+    from tests.test_rois_labels import HEIGHT as H
+    from tests.test_rois_labels import WIDTH as W
+    from tests.test_rois_labels import nuclei
+
+    folder = tmp_path_factory.mktemp("ui-labels")
+    data = np.random.default_rng(9).integers(0, 4000, (2, 2, H, W), dtype=np.uint16)
+    path = folder / "cells.zarr"
+    write_image(path, [data], 2, "czyx")
+    group(path / "labels", 2, {"labels": ["nuclei"]})
+    write_image(path / "labels" / "nuclei", [nuclei()], 2, "zyx")
+    home = folder / "home"
+    ui.coverslip(home, "user", "ensure-admin")
+    found = json.loads(ui.coverslip(home, "import", str(path), "--group", "Public", "--json"))
+    with ui.served(home) as url:
+        yield url, int(found["imported"][0]), data
+
+
+def test_label_masks_drawn_and_listed(
+    browser: object, labelled: tuple[str, int, np.ndarray]
+) -> None:
+    from tests.test_rois_labels import nuclei
+
+    base, image_id, data = labelled
+    page = ui.new_page(browser, 1366, 768)
+    page.goto(f"{base}/images/{image_id}?z=0")
+    ui.wait_for_tiles(page)
+    page.wait_for_function("() => document.querySelector('#rois tbody').dataset.plane === '0,0'")
+    # Plane 0 holds label 1 and label 2 (one mask each); each mask's picture is loaded.
+    rows = page.locator("#rois tbody tr")
+    assert rows.count() == 2
+    masks = page.evaluate(
+        "() => [...document.querySelectorAll('.roi-layer image')]"
+        ".filter(i => i.style.display !== 'none').map(i => ["
+        "Number(i.getAttribute('x')), Number(i.getAttribute('y')),"
+        " Number(i.getAttribute('width')), Number(i.getAttribute('height'))])"
+    )
+    labels = nuclei()[0]
+    boxes = []
+    for value in (1, 2):
+        ys, xs = np.nonzero(labels == value)
+        boxes.append([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1])
+    assert sorted(masks) == sorted(boxes)
+    ui.shot(page, "roi-labels")
+    second = rows.nth(1)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#rois tbody tr')[1].querySelector(\"[data-stat='0-max']\")"
+    )
+    inside = labels == 2
+    assert int(second.locator("td.area").inner_text()) == int(inside.sum())
+    mean = float(second.locator("[data-stat='0-mean']").inner_text())
+    assert mean == pytest.approx(data[0, 0][inside].mean(), rel=1e-4)
