@@ -38,6 +38,10 @@ def main() -> None:
             ["tiles_peer.py", *(["--runs", "1", "--copies", "1"] if quick else [])],
         ),
         (
+            "Viewer: the first tiles in Chromium against OpenSeadragon on IIPImage",
+            ["viewer_first_tiles.py", *(["--runs", "1", "--size", "4096"] if quick else [])],
+        ),
+        (
             "HTTP: signed-in thumbnails against anonymous",
             ["thumbs_signed_in.py", *(["--runs", "1", "--seconds", "5"] if quick else [])],
         ),

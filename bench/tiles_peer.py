@@ -78,8 +78,9 @@ def nginx(folder: Path, site: str, probe: str) -> Iterator[None]:
 
 
 @contextmanager
-def iipimage(root: Path, processes: int = 2) -> Iterator[str]:
-    """Serve the TIFFs in ``root`` with IIPImage, ``processes`` FastCGI processes behind nginx."""
+def iipimage(root: Path, processes: int = 2, locations: str = "") -> Iterator[str]:
+    """Serve the TIFFs in ``root`` with IIPImage, ``processes`` FastCGI processes behind nginx
+    (with ``locations``, more nginx location blocks, on the same server)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1024)
@@ -106,6 +107,7 @@ def iipimage(root: Path, processes: int = 2) -> Iterator[str]:
         include /etc/nginx/fastcgi_params;
         fastcgi_pass 127.0.0.1:{listener_port};
     }}
+    {locations}
 }}"""
     base = f"http://127.0.0.1:{port}"
     try:

@@ -228,7 +228,7 @@ def test_reset_shows_the_imported_settings_and_undo_brings_back_the_saved(
     assert abs(window_end(page) - saved) <= 1
 
 
-@pytest.mark.parametrize(("width", "height"), [(1366, 768), (1280, 720), (1400, 900)])
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (1280, 720), (1400, 900), (1920, 1080)])
 def test_plane_controls_are_above_the_fold(
     browser: object, site: Site, width: int, height: int
 ) -> None:

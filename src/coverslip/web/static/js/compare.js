@@ -38,6 +38,7 @@ for (const element of panes) {
     prefixUrl: `${prefix}/static/vendor/openseadragon/images/`,
     tileSources: source(element.dataset.imageId),
     maxZoomPixelRatio: 4,
+    drawer: "canvas",
     crossOriginPolicy: false,
     gestureSettingsMouse: { clickToZoom: false },
   });

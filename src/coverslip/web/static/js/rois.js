@@ -62,16 +62,20 @@ export async function addRois(viewer, imageId, size, plane) {
   if (!shapes.length) return () => {};
   section.hidden = false;
   const svg = element("svg", { viewBox: `0 0 ${size.width} ${size.height}`, preserveAspectRatio: "none", class: "roi-layer" });
+  // OpenSeadragon sets the overlay element's own display as it draws, so the shapes are hidden
+  // by a group inside it.
+  const layer = element("g", {});
+  svg.append(layer);
   const marks = new Map();
   for (const shape of shapes) {
     const mark = drawn(shape, imageId);
     mark.dataset.shape = shape.id;
     marks.set(shape.id, mark);
-    svg.append(mark);
+    layer.append(mark);
   }
   viewer.addOverlay({ element: svg, location: new OpenSeadragon.Rect(0, 0, 1, size.height / size.width) });
   const show = document.getElementById("rois-shown");
-  show.addEventListener("change", () => { svg.style.display = show.checked ? "" : "none"; });
+  show.addEventListener("change", () => { layer.style.display = show.checked ? "" : "none"; });
   const body = section.querySelector("tbody");
   const head = section.querySelector("thead tr");
   const channels = (await (await api(`/webgateway/imgData/${imageId}/`)).json()).channels.map((c) => c.label);

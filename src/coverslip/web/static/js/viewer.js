@@ -177,6 +177,10 @@ function addSettingsHistory() {
 // min..max), with its window drawn over it; fetched again when Z, T or the projection
 // changes, redrawn when the window moves.
 const histograms = new Map();
+// The first view's tiles go first: histograms are asked once they are drawn (or after 1.5 s),
+// so that a worker computing a histogram does not hold up the image.
+let viewShown;
+const firstView = new Promise((resolve) => { viewShown = resolve; });
 
 function drawHistogram(canvas, c) {
   const bins = 128;
@@ -184,7 +188,8 @@ function drawHistogram(canvas, c) {
   const p = projected ? `&p=${encodeURIComponent(projectionParam())}` : "";
   const plane = projected ? `${projectionParam()},${state.t}` : `${state.z},${state.t}`;
   histograms.set(c, { canvas, data: null, plane });
-  api(`/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}${p}`)
+  const url = `/webgateway/histogram_json/${imageId}/channel/${c}/?theZ=${state.z}&theT=${state.t}&bins=${bins}${p}`;
+  firstView.then(() => api(url))
     .then((r) => r.json())
     .then(({ data }) => {
       const found = histograms.get(c);
@@ -409,12 +414,17 @@ function applyInfo(data) {
 
 // Read the image and its settings: the URL's c, m and p over the saved ones, or (imported)
 // the settings the import gave.
-async function load(imported = false) {
+// imgData with the settings in the page's query (or the imported ones).
+async function fetchInfo(imported = false) {
   const keep = new URLSearchParams(location.search);
   const wanted = imported ? ["getDefaults=true"]
     : ["c", "m", "p", "maps"].filter((k) => keep.has(k)).map((k) => `${k}=${encodeURIComponent(keep.get(k))}`);
   const query = wanted.join("&");
-  applyInfo(await (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json());
+  return (await api(`/webgateway/imgData/${imageId}/${query ? `?${query}` : ""}`)).json();
+}
+
+async function load(imported = false) {
+  applyInfo(await fetchInfo(imported));
 }
 
 // Step Z or T; false when the image has no such axis (the key then does what it did before).
@@ -484,8 +494,10 @@ function addShortcuts() {
 
 async function main() {
   try {
-    luts = (await (await api("/webgateway/luts/")).json()).luts.map((l) => l.name);
-    await load();
+    // Both at once; the channel controls need the table names before the image's settings.
+    const [tables, data] = await Promise.all([api("/webgateway/luts/"), fetchInfo()]);
+    luts = (await tables.json()).luts.map((l) => l.name);
+    applyInfo(data);
   } catch (error) {
     say(`Cannot load the image: ${error.message}`);
     return;
@@ -503,9 +515,14 @@ async function main() {
     tileSources: viaIiif ? `${location.origin}${prefix}/iiif/3/${imageId}/info.json` : tileSource(),
     showNavigator: true,
     maxZoomPixelRatio: 4,
+    // OpenSeadragon 6's default WebGL drawer copies every frame back to a 2D canvas; the
+    // canvas drawer draws there at once (measured in bench/viewer_first_tiles.py).
+    drawer: "canvas",
     crossOriginPolicy: false,
     gestureSettingsMouse: { clickToZoom: false },
   });
+  viewer.addOnceHandler("open", () => viewer.world.getItemAt(0).addOnceHandler("fully-loaded-change", viewShown));
+  setTimeout(viewShown, 1500);
   addScaleBar(viewer, info.pixel_size && info.pixel_size.x);
   addReadout(viewer, imageId, info.size, () => (state.split ? null : { z: state.z, t: state.t }));
   addRois(viewer, imageId, info.size, () => ({ z: state.z, t: state.t })).then((update) => { updateRois = update; });
