@@ -162,11 +162,27 @@ def shot(page, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
 
 
 def sign_in(page, site: Site) -> None:  # type: ignore[no-untyped-def]
-    page.goto(site.base + "/login")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(site.password)
+    log_in(page, site.base, "admin", site.password)
+
+
+def log_in(page, base: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base + "/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(site.base + "/")
+    page.wait_for_url(base + "/")
+
+
+def cards(page, within: str = "main") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Return each card's title and its count line, of the cards inside ``within``."""
+    return dict(
+        page.evaluate(
+            "(within) => [...document.querySelectorAll(`${within} .card`)].map(c => "
+            "[c.querySelector('.card-title').textContent.trim(),"
+            " c.querySelector('.card-meta').textContent.trim()])",
+            within,
+        )
+    )
 
 
 def wait_for_tiles(page) -> None:  # type: ignore[no-untyped-def]

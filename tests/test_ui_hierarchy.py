@@ -107,23 +107,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def signed_in(browser: object, site: Site, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]
     page = ui.new_page(browser, width, height)
-    page.goto(site.base + "/login")
-    page.get_by_label("Username").fill("ann")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(site.base + "/")
+    ui.log_in(page, site.base, "ann", PASSWORD)
     return page
 
 
-def cards(page, within: str = "main") -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return dict(
-        page.evaluate(
-            "(within) => [...document.querySelectorAll(`${within} .card`)].map(c => "
-            "[c.querySelector('.card-title').textContent.trim(),"
-            " c.querySelector('.card-meta').textContent.trim()])",
-            within,
-        )
-    )
+cards = ui.cards
 
 
 def grid_ids(page) -> list[int]:  # type: ignore[no-untyped-def]

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
+from coverslip.errors import BadParameter, Conflict
+
 LOCAL_ADMIN = "admin"
 DEFAULT_GROUP = "default"
 
@@ -204,3 +206,29 @@ def contains(column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]
     in ``text`` are themselves, not wildcards."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return column.ilike(f"%{escaped}%", escape="\\")
+
+
+def create_named(
+    engine: Engine, table: sa.Table, name: str, owner_id: int, group_id: int, description: str
+) -> int:
+    """Insert a named row (a dataset, a project) of ``owner_id`` in ``group_id`` and return
+    its id; the name is unique within the group (Conflict names the one that has it)."""
+    what = table.name.rstrip("s")
+    if not name.strip():
+        raise BadParameter("name", f"a {what} needs a name")
+    with engine.begin() as conn:
+        existing = conn.scalar(
+            sa.select(table.c.id).where(table.c.name == name, table.c.group_id == group_id)
+        )
+        if existing is not None:
+            raise Conflict(f"{what} {name!r} exists already (id {existing})")
+        result = conn.execute(
+            table.insert().values(
+                name=name,
+                description=description,
+                owner_id=owner_id,
+                group_id=group_id,
+                created=now(),
+            )
+        )
+        return _new_id(result)

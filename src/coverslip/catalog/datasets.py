@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from coverslip.catalog import tables as t
-from coverslip.catalog.base import _as_utc, _new_id, contains, now, owned_scope
+from coverslip.catalog.base import _as_utc, contains, create_named, owned_scope
 from coverslip.catalog.records import MAX_ID, Dataset
-from coverslip.errors import BadParameter, Conflict, NotFound
+from coverslip.errors import NotFound
 
 
 class DatasetQueries:
@@ -21,26 +21,7 @@ class DatasetQueries:
 
     def create_dataset(self, name: str, owner_id: int, group_id: int, description: str = "") -> int:
         """Create a dataset and return its id; a name is unique within a group."""
-        if not name.strip():
-            raise BadParameter("name", "a dataset needs a name")
-        with self.engine.begin() as conn:
-            existing = conn.scalar(
-                sa.select(t.datasets.c.id).where(
-                    t.datasets.c.name == name, t.datasets.c.group_id == group_id
-                )
-            )
-            if existing is not None:
-                raise Conflict(f"dataset {name!r} exists already (id {existing})")
-            result = conn.execute(
-                t.datasets.insert().values(
-                    name=name,
-                    description=description,
-                    owner_id=owner_id,
-                    group_id=group_id,
-                    created=now(),
-                )
-            )
-            return _new_id(result)
+        return create_named(self.engine, t.datasets, name, owner_id, group_id, description)
 
     def dataset_by_name(self, name: str, group_id: int | None = None) -> Dataset | None:
         """Return the dataset called ``name`` (in ``group_id`` if given), or None."""
