@@ -6,6 +6,7 @@ files and Redis stands for another process, and must see every revocation on its
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from coverslip.auth import Auth
 from coverslip.auth import tables as at
-from coverslip.auth.fresh import StampFile
+from coverslip.auth.fresh import RequestScope, StampFile
 from coverslip.auth.passwords import Passwords
 from coverslip.auth.sessions import RedisSessionStore, SessionStore, SqlSessionStore, hash_key
 from coverslip.catalog import Catalog
@@ -314,3 +315,30 @@ def test_idle_timer_is_written_at_most_once_per_touch_every(
     clock.advance(store.touch_every)
     assert store.get(key) is not None
     assert seen() == clock.now
+
+
+def test_a_stamp_is_read_once_per_request_and_its_own_touch_seen_at_once(tmp_path: Path) -> None:
+    stamp = StampFile(tmp_path / "auth.stamp")
+    stamp.touch()
+    other_process = StampFile(tmp_path / "auth.stamp")  # the same file, as another worker sees it
+    scope = RequestScope()
+    scope.process_request(None, None)
+    first = stamp()
+    os.replace(write_stamp(tmp_path), tmp_path / "auth.stamp")  # moved by someone else
+    assert stamp() == first  # the request goes on with what it read
+    stamp.touch()  # moved by this request: seen at once
+    moved = stamp()
+    assert moved != first
+    scope.process_response(None, None, None, True)
+    os.replace(write_stamp(tmp_path), tmp_path / "auth.stamp")
+    assert stamp() != moved  # outside a request every call reads the file
+    assert stamp() == other_process()
+    scope.process_request(None, None)
+    assert stamp() == other_process()  # a new request reads it anew
+    scope.process_response(None, None, None, True)
+
+
+def write_stamp(folder: Path) -> Path:
+    fresh = folder / "stamp.new"
+    fresh.write_text("changed")
+    return fresh

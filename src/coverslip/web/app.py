@@ -7,6 +7,7 @@ import os
 import falcon
 
 from coverslip import logs
+from coverslip.auth.fresh import RequestScope
 from coverslip.cache import RenderCache
 from coverslip.catalog import Catalog
 from coverslip.config import Settings
@@ -47,6 +48,7 @@ def create_app(
     errors.install(app, settings["web.prefix"])
     auth_middleware = AuthMiddleware(services.auth, settings)
     app.add_middleware(ops.Measure())
+    app.add_middleware(RequestScope())
     app.add_middleware(auth_middleware)
     ops.add_routes(app, services, role)
     access = Access(services)
