@@ -265,7 +265,14 @@ def test_phone_width(browser: object, site: Site) -> None:
     wait_for_tiles(page)
     panel = page.locator(".panel").bounding_box()
     assert panel is not None and panel["width"] <= 390
+    # The image and its Z slider fit the screen; the settings follow below them.
+    slider = page.get_by_label("Z plane").bounding_box()
+    assert slider is not None and slider["y"] + slider["height"] <= 844, slider
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     shot(page, "viewer-phone")
+    for path in ("/", f"/datasets/{site.dataset_id}", "/upload"):
+        page.goto(site.base + path)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, path
 
 
 def test_openseadragon_reads_iiif(browser: object, site: Site) -> None:
