@@ -16,6 +16,7 @@ from PIL import Image
 from coverslip.home import Home
 from coverslip.imports import ImportOptions
 from coverslip.web import create_app
+from tests.servers import object_server
 from tests.test_format_omezarr import group, write_image
 
 RNG = np.random.default_rng(12)
@@ -41,7 +42,8 @@ def cells() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[testing.TestClient, int, np.ndarray, Home]:  # fmt: skip
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """An OME-Zarr image with a labels group, and its pixels (C, Z, Y, X)."""
     folder = tmp_path_factory.mktemp("labels")
     data = RNG.integers(0, 4000, (2, Z, HEIGHT, WIDTH), dtype=np.uint16)  # C, Z, Y, X
     path = folder / "cells.zarr"
@@ -54,13 +56,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[testing.TestClient
     write_image(path / "labels" / "cells", [cells()], 2, "yx")
     write_image(path / "labels" / "floats", [np.ones((HEIGHT, WIDTH), np.float32)], 2, "yx")
     write_image(path / "labels" / "small", [np.ones((HEIGHT // 2, WIDTH), np.uint8)], 2, "yx")
-    home = Home(folder / "home")
-    app = create_app(home.settings({}, {}), home)
+    return path, data
+
+
+def imported(home: Home, path: Path, **settings: str) -> tuple[testing.TestClient, int]:
+    app = create_app(home.settings({}, settings), home)
     services = app.services
     owner, _default = services.catalog.ensure_local_admin()
     options = ImportOptions(owner_id=owner, group_id=services.auth.ensure_public_group())
-    image_id = services.importer().import_path(path, options)
-    return testing.TestClient(app), image_id, data, home
+    return testing.TestClient(app), services.importer().import_path(path, options)
+
+
+@pytest.fixture(scope="module")
+def served(
+    labelled: tuple[Path, np.ndarray], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[testing.TestClient, int, np.ndarray, Home]:
+    path, data = labelled
+    home = Home(tmp_path_factory.mktemp("labels-home") / "home")
+    client, image_id = imported(home, path)
+    return client, image_id, data, home
 
 
 def test_each_label_value_is_an_roi_with_a_mask_per_plane(
@@ -148,3 +162,37 @@ def test_an_image_without_labels_draws_no_mask(tmp_path: Path) -> None:
     assert client.simulate_get(f"/webgateway/get_rois_json/{image_id}/").json == []
     assert not (home.pyramid(image_id) / "labels").exists()
     assert client.simulate_get(f"/webgateway/render_shape_mask/{image_id}/1/").status_code == 404
+
+
+@pytest.mark.slow
+def test_labels_kept_in_an_object_store_are_served_as_the_same_masks(
+    labelled: tuple[Path, np.ndarray],
+    served: tuple[testing.TestClient, int, np.ndarray, Home],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local, local_id, _, _ = served
+    with object_server(tmp_path) as server:
+        server.client().create_bucket(Bucket="coverslip-labels")  # type: ignore[attr-defined]
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        settings = {
+            "pixels.store": "s3://coverslip-labels/i",
+            "pixels.s3_endpoint": server.endpoint,
+        }
+        home = Home(tmp_path / "home")
+        client, image_id = imported(home, labelled[0], **settings)
+        assert not (home.pyramid(image_id) / "labels").exists()  # in the store only
+        keys = [
+            item["Key"]
+            for item in server.client().list_objects_v2(Bucket="coverslip-labels")["Contents"]  # type: ignore[attr-defined]
+        ]
+        assert any("/labels/nuclei/" in key for key in keys), keys
+        stored = client.simulate_get(f"/webgateway/get_rois_json/{image_id}/")
+        assert stored.status_code == 200, stored.text
+        assert stored.json == local.simulate_get(f"/webgateway/get_rois_json/{local_id}/").json
+        shape = shapes_by_name(client, image_id)["nuclei 2"][0]
+        answer = client.simulate_get(f"/webgateway/render_shape_mask/{image_id}/{shape['id']}/")
+        picture = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGBA"))
+        x, y, w, h = shape["x"], shape["y"], shape["width"], shape["height"]
+        assert np.array_equal(picture[..., 3] > 0, nuclei()[0, y : y + h, x : x + w] == 2)

@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from coverslip.errors import ImportFailed
 from coverslip.formats.omezarr_arrays import attributes, inside, is_group, open_levels
-from coverslip.pixels.pyramid import axis_names
+from coverslip.pixels.objects import ObjectStore, is_remote
+from coverslip.pixels.pyramid import Pyramid, PyramidError, axis_names, confined_key, read_group
 
 # Label images larger than this (pixels over every plane) are kept but not turned into ROIs:
 # finding each value's box reads the whole label image.
@@ -54,20 +55,71 @@ def _colours(attrs: dict[str, Any]) -> dict[int, tuple[int, int, int, int]]:
     return found
 
 
-def _planes(
-    folder: Path, shape: tuple[int, int, int, int]
-) -> Iterator[tuple[int | None, int | None, np.ndarray]]:
-    """Yield (z, t, plane) of the label image at ``folder`` for an image of ``shape`` (T, Z,
-    Y, X); z or t is None when the labels have one plane for the image's several (they hold
-    on every plane). ImportFailed when the labels are unusable."""
-    attrs = attributes(folder)
+class _Remote:
+    """A label image in an object store or on a web server, read as a pyramid is."""
+
+    def __init__(self, url: str, objects: ObjectStore | None) -> None:
+        try:
+            self.pyramid = Pyramid(url, objects)
+        except PyramidError as exc:
+            raise ImportFailed(str(exc)) from None
+        self.shape, self.dtype = self.pyramid.shape, self.pyramid.dtype
+
+    def band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
+        return self.pyramid.read(0, t, c, z, slice(y0, y1), slice(0, self.shape[4]))
+
+
+def _level(folder: Path | str, objects: ObjectStore | None) -> Any:
+    """Return the full-resolution level of the label image at ``folder``."""
+    if is_remote(folder):
+        return _Remote(str(folder), objects)
+    attrs = attributes(Path(folder))
     multiscales = attrs.get("multiscales")
     if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
         raise ImportFailed("no multiscales metadata")
     datasets = multiscales[0].get("datasets")
     if not isinstance(datasets, list) or not datasets:
         raise ImportFailed("multiscales metadata lists no datasets")
-    level = open_levels(folder, datasets[:1], axis_names(multiscales[0]))[0]
+    return open_levels(Path(folder), datasets[:1], axis_names(multiscales[0]))[0]
+
+
+def _attributes(folder: Path | str, objects: ObjectStore | None) -> dict[str, Any]:
+    if not is_remote(folder):
+        return attributes(Path(folder))
+    try:
+        found = read_group(str(folder), objects)[1]
+    except PyramidError as exc:
+        raise ImportFailed(str(exc)) from None
+    return found if isinstance(found, dict) else {}
+
+
+def _inside(labels: Path | str, name: str) -> Path | str:
+    # SECURITY: a label's name is the uploader's text; it stays below the labels group.
+    if not is_remote(labels):
+        return inside(Path(labels), name)
+    try:
+        return confined_key(str(labels), name)
+    except PyramidError as exc:
+        raise ImportFailed(str(exc)) from None
+
+
+def _is_group(labels: Path | str, objects: ObjectStore | None) -> bool:
+    if not is_remote(labels):
+        return is_group(Path(labels))
+    try:
+        read_group(str(labels), objects)
+    except PyramidError:
+        return False
+    return True
+
+
+def _planes(
+    folder: Path | str, shape: tuple[int, int, int, int], objects: ObjectStore | None = None
+) -> Iterator[tuple[int | None, int | None, np.ndarray]]:
+    """Yield (z, t, plane) of the label image at ``folder`` for an image of ``shape`` (T, Z,
+    Y, X); z or t is None when the labels have one plane for the image's several (they hold
+    on every plane). ImportFailed when the labels are unusable."""
+    level = _level(folder, objects)
     t, c, z, y, x = level.shape
     if level.dtype.kind not in "iu":
         raise ImportFailed(f"labels are {level.dtype}, not integers")
@@ -84,29 +136,30 @@ def _planes(
 
 
 def label_rois(
-    labels: Path,
+    labels: Path | str,
     names: list[str],
     shape: tuple[int, int, int, int],
     first_roi: int,
     first_shape: int,
+    objects: ObjectStore | None = None,
 ) -> Masks:
-    """Return the ROIs of the label images ``names`` in the ``labels`` group at ``labels``,
-    for an image of ``shape`` (T, Z, Y, X); ROI and shape ids count on from ``first_roi``
-    and ``first_shape``.
+    """Return the ROIs of the label images ``names`` in the ``labels`` group at ``labels`` (a
+    folder, or a URL read through ``objects``), for an image of ``shape`` (T, Z, Y, X); ROI
+    and shape ids count on from ``first_roi`` and ``first_shape``.
 
     A label image that cannot be used is left out; the others still count.
     """
     rois: list[dict[str, Any]] = []
     bits: dict[int, np.ndarray] = {}
     roi_id, shape_id = first_roi - 1, first_shape - 1
-    if not is_group(labels):
+    if not _is_group(labels, objects):
         return Masks(rois, bits)
     for name in names:
         try:
-            folder = inside(labels, name)  # SECURITY: a label's name is the uploader's text
-            colours = _colours(attributes(folder))
+            folder = _inside(labels, name)
+            colours = _colours(_attributes(folder, objects))
             by_value: dict[int, list[dict[str, Any]]] = {}
-            for z, t, plane in _planes(folder, shape):
+            for z, t, plane in _planes(folder, shape, objects):
                 if plane.min() < 0 or plane.max() > MAX_VALUE:
                     raise ImportFailed(f"label values outside 0..{MAX_VALUE}")
                 boxes = ndimage.find_objects(plane.astype(np.int64, copy=False))

@@ -15,6 +15,7 @@ from coverslip.catalog import ImageExtras
 from coverslip.errors import BadParameter, CoverslipError, Forbidden, NotFound
 from coverslip.formats import ome_rois
 from coverslip.formats.omezarr_labels import Masks, label_rois, mask_rgba
+from coverslip.pixels.objects import is_remote, join
 from coverslip.render.encode import encode
 from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.service import resolution_count
@@ -448,19 +449,21 @@ class Rois:
         first_roi = max((roi["id"] for roi in rois), default=0) + 1
         first_shape = max((s["id"] for roi in rois for s in roi["shapes"]), default=0) + 1
         labels = self.ctx.services.catalog.get_extras(image.id).labels
-        where = self._labels_group(image) if labels else None
-        if where is None:
+        if not labels:
             return Masks(rois, {})
+        where = self._labels_group(image)
         shape = (image.size_t, image.size_z, image.size_y, image.size_x)
-        found = label_rois(where, labels, shape, first_roi, first_shape)
+        objects = self.ctx.services.pixels.objects
+        found = label_rois(where, labels, shape, first_roi, first_shape, objects)
         return Masks(rois + found.rois, found.bits)
 
-    def _labels_group(self, image: Any) -> Path | None:
-        """Return the ``labels`` group kept with the image's pixels, when on this machine."""
+    def _labels_group(self, image: Any) -> Path | str:
+        """Return the ``labels`` group kept with the image's pixels: a folder, or the URL of
+        one in an object store or on a web server."""
         if image.pyramid_path is None:
             return Path(self.ctx.services.home.pyramid(image.id)) / "labels"
-        if "://" in image.pyramid_path:
-            return None  # NOTE: labels kept in an object store are not read yet
+        if is_remote(image.pyramid_path):
+            return join(image.pyramid_path, "labels")
         return Path(image.pyramid_path) / "labels"
 
     def _ome_rois(self, image: Any) -> list[dict[str, Any]]:
