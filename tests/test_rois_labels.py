@@ -196,3 +196,18 @@ def test_labels_kept_in_an_object_store_are_served_as_the_same_masks(
         picture = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGBA"))
         x, y, w, h = shape["x"], shape["y"], shape["width"], shape["height"]
         assert np.array_equal(picture[..., 3] > 0, nuclei()[0, y : y + h, x : x + w] == 2)
+        # The same OME-Zarr in a bucket, registered where it is: its labels are read there.
+        for path in sorted(p for p in labelled[0].rglob("*") if p.is_file()):
+            key = f"public/cells.zarr/{path.relative_to(labelled[0]).as_posix()}"
+            server.client().put_object(Bucket="coverslip-labels", Key=key, Body=path.read_bytes())  # type: ignore[attr-defined]
+        services = client.app.services  # type: ignore[attr-defined]
+        options = ImportOptions(
+            owner_id=services.catalog.ensure_local_admin()[0],
+            group_id=services.auth.ensure_public_group(),
+            in_place=True,
+        )
+        [in_place] = services.importer().register_url(
+            "s3://coverslip-labels/public/cells.zarr", options
+        )
+        there = client.simulate_get(f"/webgateway/get_rois_json/{in_place}/").json
+        assert there == stored.json

@@ -22,6 +22,7 @@ from coverslip.formats.omezarr_arrays import (
     open_levels,
     own_levels,
 )
+from coverslip.formats.omezarr_labels import listed_labels
 from coverslip.formats.omezarr_xml import OmeImage, OmeXml, read_ome_xml
 from coverslip.pixels.pyramid import axis_names, escaping_links
 
@@ -125,18 +126,7 @@ def merge_channels(
 
 def label_names(folder: Path) -> list[str]:
     """Return the names of the label images in the ``labels`` group of an image, as stored."""
-    group = folder / "labels"
-    if not is_group(group):
-        return []
-    listed = attributes(group).get("labels") or []
-    if not isinstance(listed, list):
-        raise ImportFailed("labels/: the labels attribute is not a list")
-    names = []
-    for name in listed:
-        text = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
-        if is_group(inside(group, text)):
-            names.append(str(text))
-    return names
+    return listed_labels(folder / "labels")
 
 
 class OmeZarrReader:

@@ -93,7 +93,7 @@ def _attributes(folder: Path | str, objects: ObjectStore | None) -> dict[str, An
     return found if isinstance(found, dict) else {}
 
 
-def _inside(labels: Path | str, name: str) -> Path | str:
+def _inside(labels: Path | str, name: object) -> Path | str:
     # SECURITY: a label's name is the uploader's text; it stays below the labels group.
     if not is_remote(labels):
         return inside(Path(labels), name)
@@ -111,6 +111,22 @@ def _is_group(labels: Path | str, objects: ObjectStore | None) -> bool:
     except PyramidError:
         return False
     return True
+
+
+def listed_labels(labels: Path | str, objects: ObjectStore | None = None) -> list[str]:
+    """Return the names of the label images the ``labels`` group lists and holds (a folder,
+    or a URL read through ``objects``); ImportFailed when its ``labels`` is not a list."""
+    if not _is_group(labels, objects):
+        return []
+    listed = _attributes(labels, objects).get("labels") or []
+    if not isinstance(listed, list):
+        raise ImportFailed("labels/: the labels attribute is not a list")
+    names = []
+    for name in listed:
+        text = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
+        if _is_group(_inside(labels, text), objects):
+            names.append(str(text))
+    return names
 
 
 def _planes(

@@ -8,7 +8,8 @@ import numpy as np
 from coverslip.errors import ImportFailed, StoreUnavailable, UnsupportedFormat
 from coverslip.formats import ImageMeta, check_pixel_type
 from coverslip.formats.omezarr import omero_channels, physical_sizes
-from coverslip.pixels.objects import ObjectStore
+from coverslip.formats.omezarr_labels import listed_labels
+from coverslip.pixels.objects import ObjectStore, join
 from coverslip.pixels.pyramid import Pyramid, PyramidError, axis_names, read_group
 
 
@@ -50,6 +51,7 @@ class RemoteOmeZarr:
             physical_size_y=psy,
             physical_size_z=psz,
             levels=[(level.height, level.width) for level in self.pyramid.levels[1:]],
+            labels=listed_labels(join(self.url, "labels"), objects),
         )
 
     def read_band(self, t: int, c: int, z: int, y0: int, y1: int) -> np.ndarray:
