@@ -414,7 +414,6 @@ function applyInfo(data) {
 
 // Read the image and its settings: the URL's c, m and p over the saved ones, or (imported)
 // the settings the import gave.
-// imgData with the settings in the page's query (or the imported ones).
 async function fetchInfo(imported = false) {
   const keep = new URLSearchParams(location.search);
   const wanted = imported ? ["getDefaults=true"]
