@@ -501,9 +501,11 @@ class ObjectServer:
         except Exception:  # noqa: BLE001 - not ready yet, whatever it says
             return False
 
-    def stop(self) -> None:
+    def stop(self, discard: bool = False) -> None:
+        """Stop the store; ``discard`` when its data goes with it (no need for weed's slow
+        SIGTERM, which it takes longer than STOP_TIMEOUT to act on)."""
         if self.process is not None:
-            _stop(self.process, signal.SIGTERM)
+            _stop(self.process, signal.SIGKILL if discard else signal.SIGTERM)
             self.process = None
 
 
@@ -518,6 +520,6 @@ def object_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[Obje
         server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(discard=True)
         shutil.rmtree(directory, ignore_errors=True)
         _directories.discard(directory)
