@@ -501,11 +501,11 @@ class ObjectServer:
         except Exception:  # noqa: BLE001 - not ready yet, whatever it says
             return False
 
-    def stop(self, discard: bool = False) -> None:
-        """Stop the store; ``discard`` when its data goes with it (no need for weed's slow
-        SIGTERM, which it takes longer than STOP_TIMEOUT to act on)."""
+    def stop(self, kill: bool = False) -> None:
+        """Stop the store: with SIGTERM, or with ``kill`` at once, as a crash (weed takes
+        longer than STOP_TIMEOUT to act on SIGTERM; what it stored is in the files either way)."""
         if self.process is not None:
-            _stop(self.process, signal.SIGKILL if discard else signal.SIGTERM)
+            _stop(self.process, signal.SIGKILL if kill else signal.SIGTERM)
             self.process = None
 
 
@@ -520,6 +520,6 @@ def object_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[Obje
         server.start()
         yield server
     finally:
-        server.stop(discard=True)
+        server.stop(kill=True)
         shutil.rmtree(directory, ignore_errors=True)
         _directories.discard(directory)

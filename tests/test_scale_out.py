@@ -306,7 +306,7 @@ def test_a_store_that_stops_answering_gets_503_and_service_comes_back(
 ) -> None:
     path, data = plane
     image_id = cluster.imported(cluster.a, path)
-    cluster.store.stop()
+    cluster.store.stop(kill=True)  # the store crashes
     try:
         status, _h, body = get(
             cluster.b.web_port,
