@@ -60,8 +60,8 @@ SAMPLES = {
 }
 # Parameters naming something inside the image, which may rightly be missing (404).
 SUB_RESOURCES = {"tag", "shape_id"}
-# Routes that take the image id in the query string instead of the path.
-QUERY_IMAGE = re.compile(r"/get_thumbnails(/|$)")
+# Routes that take the image id in the query string instead of the path (its parameter).
+QUERY_IMAGE = re.compile(r"/(get_thumbnails(/|$)|archived_files/download$)")
 # Unsafe routes a reader may use without being able to change the image.
 OWN_SETTINGS_ROUTES = {"resetRDef"}  # any signed-in reader: drops their own settings
 ANNOTATE_ROUTES = {"saveImgRDef"}  # readers who may annotate (read-write, public members)
@@ -254,7 +254,8 @@ def call(world: World, who: str, route: Route, method: str, level: str | None) -
     image_id = world.images[level] if level else MISSING
     dataset_id = world.datasets[level] if level else MISSING
     path = route.path(image_id, dataset_id)
-    query = f"id={image_id}" if QUERY_IMAGE.search(route.template) else ""
+    name = "image" if route.template.endswith("/archived_files/download") else "id"
+    query = f"{name}={image_id}" if QUERY_IMAGE.search(route.template) else ""
     return world.callers[who].request(method, path, query)
 
 
@@ -415,6 +416,7 @@ RENDER_ROUTES = {
     "/webgateway/render_image_region/{iid:id}/{z:nat}/{t:nat}",
     "/webgateway/render_split_channel/{iid:id}/{z:nat}/{t:nat}",
     "/webgateway/archived_files/download/{iid:id}",
+    "/webgateway/archived_files/download",
 }
 
 

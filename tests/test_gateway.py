@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -442,16 +444,22 @@ def test_missing_image_is_404(client: testing.TestClient) -> None:
     assert placeholder.status_code == 200 and placeholder.headers["content-type"] == "image/png"
 
 
-def test_archived_file_download(
-    app: CoverslipApp, client: testing.TestClient, tmp_path: Path
-) -> None:
+def with_original(app: CoverslipApp, name: str, payload: bytes) -> int:
+    """Add an image whose original is ``payload`` under ``name``; return its id."""
     data = RNG.integers(0, 255, (1, 1, 1, 30, 30), dtype=np.uint8)
     image_id = add_image(app, data, "orig")
     original = app.services.home.original_dir(image_id)
     original.mkdir(parents=True, exist_ok=True)
+    (original / name).write_bytes(payload)
+    app.services.catalog.update_image(image_id, original_name=name)
+    return image_id
+
+
+def test_archived_file_download(
+    app: CoverslipApp, client: testing.TestClient, tmp_path: Path
+) -> None:
     payload = bytes(range(256)) * 4
-    (original / "orig.bin").write_bytes(payload)
-    app.services.catalog.update_image(image_id, original_name="orig.bin")
+    image_id = with_original(app, "orig.bin", payload)
     whole = client.simulate_get(f"/webgateway/archived_files/download/{image_id}/")
     assert whole.status_code == 200 and whole.content == payload
     assert "orig.bin" in whole.headers["content-disposition"]
@@ -466,6 +474,36 @@ def test_archived_file_download(
         ).status_code
         == 416
     )
+
+
+def test_several_originals_download_as_one_zip(
+    app: CoverslipApp, client: testing.TestClient
+) -> None:
+    payloads = [RNG.bytes(3 * 1024 * 1024 + 17), b"second", b""]
+    ids = [
+        with_original(app, name, data)
+        for name, data in zip(
+            ("cells.ome.tif", "cells.ome.tif", "empty.png"), payloads, strict=True
+        )
+    ]
+    query = "&".join(f"image={i}" for i in [*ids, ids[0]])  # asked twice, zipped once
+    answer = client.simulate_get("/webgateway/archived_files/download/", query_string=query)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/zip"
+    assert "originals.zip" in answer.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        assert archive.testzip() is None  # every CRC right
+        names = archive.namelist()
+        assert names == ["cells.ome.tif", f"cells ({ids[1]}).ome.tif", "empty.png"]
+        assert [archive.read(name) for name in names] == payloads
+    # Nothing is sent unless every image may be downloaded: one missing is a 404, no zip.
+    missing = client.simulate_get(
+        "/webgateway/archived_files/download/", query_string=f"image={ids[0]}&image=424242"
+    )
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+    for bad in ("", "image=x", "image=1&image=-2"):
+        refused = client.simulate_get("/webgateway/archived_files/download/", query_string=bad)
+        assert refused.status_code == 400 and refused.json["title"], bad
 
 
 SEGMENT = st.one_of(st.integers(-5, 10**6).map(str), st.text(max_size=6))

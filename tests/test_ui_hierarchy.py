@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,16 @@ def test_select_move_compare_and_delete(browser: object, site: Site, tmp_path: P
     assert sorted(grid_ids(page)) == sorted([site.ids["gamma"], site.ids["delta"]])
     page.get_by_label("Select all").check()
     assert page.locator("#selected-count").inner_text() == "2 selected"
+    # Two at once come as one zip of both originals.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download originals").click()
+    zipped = tmp_path / "originals.zip"
+    download.value.save_as(zipped)
+    assert download.value.suggested_filename == "originals.zip"
+    with zipfile.ZipFile(zipped) as archive:
+        assert archive.testzip() is None
+        sizes = sorted(info.file_size for info in archive.infolist())
+    assert sizes == sorted(image_doc(site, site.ids[n])["size"] for n in ("gamma", "delta"))
     with page.expect_navigation():
         page.get_by_role("button", name="Side by side").click()
     assert page.url.startswith(f"{site.base}/compare?")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -138,3 +140,54 @@ def send_file(
         resp.stream = wrapper(path.open("rb"), CHUNK)
     else:
         resp.stream = _stream(path, first, last - first + 1)
+
+
+class _Sink:
+    """A write-only file that keeps what was written until it is taken (zipfile's output)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out, self.parts = b"".join(self.parts), []
+        return out
+
+
+def zip_stream(entries: list[tuple[str, Callable[[], Iterator[bytes]]]]) -> Iterator[bytes]:
+    """Yield a zip of ``entries`` (name in the archive, the blocks of its bytes) as it is made.
+
+    # PERF: stored, not deflated (originals are compressed images already), one block at a
+    # time: memory stays at a block whatever the files' sizes; ZIP64 allows files over 4 GB.
+    """
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, blocks in entries:
+            with archive.open(name, "w", force_zip64=True) as member:
+                for block in blocks():
+                    member.write(block)
+                    if sink.parts:
+                        yield sink.take()
+            yield sink.take()  # the entry's data descriptor
+    yield sink.take()  # the central directory
+
+
+def original_blocks(services: Services, where: Path | str) -> Callable[[], Iterator[bytes]]:
+    """Return a function yielding the blocks of an original kept ``where`` (file or store)."""
+    if isinstance(where, Path):
+        return lambda: _stream(where, 0, where.stat().st_size)
+    objects = services.pixels.objects
+    assert objects is not None
+    size = objects.size(where)
+    if size is None:
+        raise NotFound("the original file is not in the object store")
+    return lambda: objects.stream(where, 0, size - 1) if size else iter(())

@@ -21,11 +21,13 @@ from coverslip.render.luts import LUT_NAMES, get_lut
 from coverslip.render.service import resolution_count
 from coverslip.render.settings import apply_query
 from coverslip.web.access import PRIVATE, install_ids, parse_id
-from coverslip.web.files import send_original
+from coverslip.web.files import original_blocks, send_original, zip_stream
 from coverslip.web.rendering import RENDER_PARAMS, RenderContext, View, int_param
 
 # OMERO's names of the pixel types (omero.model.enums.PixelsType*).
 PIXELS_TYPES = {"float32": "float", "float64": "double"}
+# The most images one zip of originals may hold (a selection of a dataset page is far less).
+ZIP_MAX_IMAGES = 500
 
 
 def pixel_range(pixel_type: str) -> list[float]:
@@ -522,23 +524,53 @@ class Rois:
 
 
 class ArchivedFile:
-    """`archived_files/download/<iid>/`: the original file, byte for byte (Range supported)."""
+    """`archived_files/download/<iid>/`: the original file, byte for byte (Range supported);
+    `archived_files/download/?image=1&image=2`: the originals of several images in one zip,
+    as OMERO.web answers it."""
 
     def __init__(self, ctx: RenderContext, can_download: Any) -> None:
         self.ctx = ctx
         self.can_download = can_download
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
+    def _original(self, req: falcon.Request, iid: int) -> tuple[Any, Path | str]:
         image = self.ctx.services.auth.visible_image(self.ctx.caller(req), iid)
         if not self.can_download(req, image):
-            raise Forbidden("downloading the original of this image is not allowed")
-        services = self.ctx.services
-        where = services.original(image)
+            raise Forbidden(f"downloading the original of image {iid} is not allowed")
+        where = self.ctx.services.original(image)
         if where is None:
             raise NotFound(f"image {iid} has no original file")
-        send_original(req, resp, services, image, where)
+        return image, where
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
+        image, where = self._original(req, iid)
+        send_original(req, resp, self.ctx.services, image, where)
 
     on_head = on_get
+
+    def on_get_many(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raw = req.get_param_as_list("image") or []
+        ids = [parse_id(value) for value in raw]
+        if not ids or any(value is None for value in ids):
+            raise BadParameter("image", "name the images with image=ID, one or more")
+        if len(set(ids)) > ZIP_MAX_IMAGES:
+            raise BadParameter("image", f"at most {ZIP_MAX_IMAGES} images in one download")
+        # Every image is checked before the first byte: a refusal is an error, not a cut zip.
+        entries, names = [], set()
+        for iid in dict.fromkeys(i for i in ids if i is not None):
+            image, where = self._original(req, iid)
+            name = image.original_name or f"image-{iid}"
+            if name in names:
+                stem, dot, suffix = name.partition(".")
+                name = f"{stem} ({iid}){dot}{suffix}"
+            names.add(name)
+            entries.append((name, original_blocks(self.ctx.services, where)))
+        resp.content_type = "application/zip"
+        resp.cache_control = ["private"]
+        resp.downloadable_as = "originals.zip"
+        if req.method != "HEAD":
+            resp.stream = zip_stream(entries)
+
+    on_head_many = on_get_many
 
 
 def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
@@ -565,5 +597,6 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     app.add_route("/webgateway/shape_stats/{iid:id}/{shape_id:nat}", rois, suffix="stats")
     app.add_route("/webgateway/render_shape_mask/{iid:id}/{shape_id:nat}", rois, suffix="mask")
     download = ArchivedFile(ctx, access.can_download)
-    app.add_route("/webgateway/archived_files/download/{iid:id}", download)
-    app.add_route("/webclient/archived_files/download/{iid:id}", download)
+    for prefix in ("/webgateway", "/webclient"):
+        app.add_route(f"{prefix}/archived_files/download/{{iid:id}}", download)
+        app.add_route(f"{prefix}/archived_files/download", download, suffix="many")
