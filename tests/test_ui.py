@@ -173,6 +173,20 @@ def log_in(page, base: str, username: str, password: str) -> None:  # type: igno
     page.wait_for_url(base + "/")
 
 
+def signed_in_page(browser: object, base: str, username: str, password: str, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Return a new page of a new context at ``width`` × ``height``, signed in."""
+    page = new_page(browser, width, height)
+    log_in(page, base, username, password)
+    return page
+
+
+def grid_ids(page) -> list[int]:  # type: ignore[no-untyped-def]
+    """Return the image ids of a dataset page's grid, in its order."""
+    return [
+        int(i) for i in page.eval_on_selector_all("#grid .tile", "t => t.map(e => e.dataset.id)")
+    ]
+
+
 def cards(page, within: str = "main") -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Return each card's title and its count line, of the cards inside ``within``."""
     return dict(

@@ -94,18 +94,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def signed_in(browser: object, site: Site, width: int = 1366, height: int = 768):  # type: ignore[no-untyped-def]
-    page = ui.new_page(browser, width, height)
-    ui.log_in(page, site.base, "ann", PASSWORD)
-    return page
+    return ui.signed_in_page(browser, site.base, "ann", PASSWORD, width, height)
 
 
-cards = ui.cards
-
-
-def grid_ids(page) -> list[int]:  # type: ignore[no-untyped-def]
-    return [
-        int(i) for i in page.eval_on_selector_all("#grid .tile", "t => t.map(e => e.dataset.id)")
-    ]
+cards, grid_ids = ui.cards, ui.grid_ids
 
 
 def test_home_counts_only_what_ann_sees_and_links_images_in_no_dataset(

@@ -25,26 +25,25 @@ function tagsOf(text) {
   return [...new Set(text.split(",").map((tag) => tag.trim()).filter(Boolean))];
 }
 
+// The paragraph with ``id`` (made after ``before`` with ``className`` when the page has none).
+function paragraph(id, className, before) {
+  let found = document.getElementById(id);
+  if (!found) {
+    found = document.createElement("p");
+    found.id = id;
+    found.className = className;
+    before.after(found);
+  }
+  return found;
+}
+
 function showDetails(doc) {
   document.getElementById("image-name").textContent = doc.name;
   document.title = `${doc.name} · Coverslip`;
-  const panel = document.getElementById("image-name");
-  let description = document.getElementById("image-description");
-  if (!description) {
-    description = document.createElement("p");
-    description.id = "image-description";
-    description.className = "description";
-    panel.after(description);
-  }
+  const description = paragraph("image-description", "description", document.getElementById("image-name"));
   description.textContent = doc.description || "";
   description.hidden = !doc.description;
-  let tags = document.getElementById("image-tags");
-  if (!tags) {
-    tags = document.createElement("p");
-    tags.id = "image-tags";
-    tags.className = "tags";
-    description.after(tags);
-  }
+  const tags = paragraph("image-tags", "tags", description);
   tags.replaceChildren(...doc.tags.map((tag) => {
     const span = document.createElement("span");
     span.className = "tag";
