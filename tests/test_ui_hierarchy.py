@@ -220,6 +220,8 @@ def test_search_finds_names_and_descriptions_of_what_ann_may_see(
     assert grid_ids(page) == [site.ids["alpha"]]
     page.goto(f"{site.base}/search?q=day")
     assert set(cards(page)) == {"Screen A", "Day 1", "Day 2", "Day 3"}
+    page.goto(f"{site.base}/search?q=SCREEN-")
+    assert cards(page) == {"screen-7": "plate, 2 × 3 wells"}
     for hidden in ("secret", "Hidden", "%", "_"):
         page.goto(f"{site.base}/search?q={hidden}")
         assert grid_ids(page) == [] and cards(page) == {}, hidden

@@ -235,7 +235,7 @@ class DatasetPage:
 
 class SearchPage:
     """`/search?q=`: the projects, datasets and images whose name or description contains
-    the text, of what the caller may see."""
+    the text, and the plates whose name does, of what the caller may see."""
 
     def __init__(self, pages: Pages, datasets: DatasetPage) -> None:
         self.pages = pages
@@ -247,6 +247,9 @@ class SearchPage:
         found = {
             "projects": self.pages.projects(req, text_contains=q) if q else [],
             "found_datasets": catalog.list_datasets(**scope, shown=True, text_contains=q)
+            if q
+            else [],
+            "found_plates": [p for p in self.pages.plates(req) if q.casefold() in p.name.casefold()]
             if q
             else [],
         }
