@@ -163,6 +163,32 @@ def test_bad_shapes_are_named(served: tuple[testing.TestClient, int, np.ndarray]
     assert unknown.status_code == 404
 
 
+def test_a_planes_statistics_come_in_one_answer(
+    served: tuple[testing.TestClient, int, np.ndarray],
+) -> None:
+    client, image_id, data = served
+    answer = client.simulate_get(f"/webgateway/shape_stats/{image_id}/?theZ=0&theT=0")
+    assert answer.status_code == 200, answer.text
+    plane = answer.json
+    assert (plane["z"], plane["t"]) == (0, 0)
+    # The rectangle is on Z 2 only: the image's other four shapes are on every plane.
+    by_shape = {found["shape"]: found for found in plane["shapes"]}
+    assert sorted(by_shape) == [2, 3, 4, 5]
+    assert by_shape[5]["area"] is None and "encloses no pixels" in by_shape[5]["why"]  # the line
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH] + 0.5
+    ellipse = ((xx - 80) / 20.5) ** 2 + ((yy - 45.5) / 12) ** 2 <= 1
+    assert by_shape[2]["area"] == int(ellipse.sum())
+    for c, channel in enumerate(by_shape[2]["channels"]):
+        values = data[c, 0][ellipse].astype(np.float64)
+        assert channel["mean"] == pytest.approx(values.mean())
+        assert (channel["min"], channel["max"]) == (values.min(), values.max())
+    point = data[:, 0, 3, 100]  # the point at (100.7, 3.2) holds the pixel it falls in
+    assert [ch["max"] for ch in by_shape[4]["channels"]] == [float(v) for v in point]
+    on_z2 = client.simulate_get(f"/webgateway/shape_stats/{image_id}/?theZ=1").json
+    assert 1 in {found["shape"] for found in on_z2["shapes"]}
+    assert client.simulate_get(f"/webgateway/shape_stats/{image_id}/?theZ=9").status_code == 400
+
+
 def test_an_image_without_rois_has_an_empty_list(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     app = create_app(home.settings({}, {}), home)

@@ -130,6 +130,18 @@ def test_mask_statistics_equal_numpy_over_the_label(
         assert channel["sum"] == pytest.approx(values.sum())
 
 
+def test_a_planes_mask_statistics_are_each_masks(
+    served: tuple[testing.TestClient, int, np.ndarray, Home],
+) -> None:
+    client, image_id, _, _ = served
+    plane = client.simulate_get(f"/webgateway/shape_stats/{image_id}/?theZ=1").json
+    on_z1 = [s for shapes in shapes_by_name(client, image_id).values() for s in shapes if s["theZ"] in (None, 1)]  # fmt: skip
+    assert sorted(found["shape"] for found in plane["shapes"]) == sorted(s["id"] for s in on_z1)
+    for found in plane["shapes"]:
+        one = client.simulate_get(f"/webgateway/shape_stats/{image_id}/{found['shape']}/?theZ=1")
+        assert found == one.json
+
+
 def test_a_mask_is_served_as_a_png_of_its_box(
     served: tuple[testing.TestClient, int, np.ndarray, Home],
 ) -> None:

@@ -511,6 +511,36 @@ class Rois:
         resp.cache_control = PRIVATE
         resp.media = self.ctx.render.shape_stats(view, shape)
 
+    def on_get_plane_stats(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
+        """`shape_stats/<iid>/?theZ=&theT=`: the statistics of every shape on one plane in one
+        answer (a label image has hundreds); one without any (a line, a label, one too large)
+        has ``area`` null and says ``why``."""
+        view = self.ctx.view(req, iid, int_param(req, "theZ"), int_param(req, "theT"), names=(), project=False)  # fmt: skip
+        masks = self.masks(view)
+        found = []
+        for roi in masks.rois:
+            for shape in roi["shapes"]:
+                if shape["theZ"] not in (None, view.z) or shape["theT"] not in (None, view.t):
+                    continue
+                bits = masks.bits.get(shape["id"])
+                try:
+                    found.append(
+                        self.ctx.render.shape_stats(
+                            view, shape if bits is None else {**shape, "bits": bits}
+                        )
+                    )
+                except BadParameter as exc:  # a line or a label; a shape too large to read
+                    found.append(
+                        {
+                            "shape": shape["id"],
+                            "type": shape["type"],
+                            "area": None,
+                            "why": exc.message,
+                        }
+                    )
+        resp.cache_control = PRIVATE
+        resp.media = {"z": view.z, "t": view.t, "shapes": found}
+
     def on_get_mask(
         self, req: falcon.Request, resp: falcon.Response, iid: int, shape_id: int
     ) -> None:
@@ -595,6 +625,7 @@ def add_routes(app: falcon.App, ctx: RenderContext, access: Any) -> None:
     rois = Rois(ctx)
     app.add_route("/webgateway/get_rois_json/{iid:id}", rois)
     app.add_route("/webgateway/shape_stats/{iid:id}/{shape_id:nat}", rois, suffix="stats")
+    app.add_route("/webgateway/shape_stats/{iid:id}", rois, suffix="plane_stats")
     app.add_route("/webgateway/render_shape_mask/{iid:id}/{shape_id:nat}", rois, suffix="mask")
     download = ArchivedFile(ctx, access.can_download)
     for prefix in ("/webgateway", "/webclient"):

@@ -1,5 +1,6 @@
 // Regions of interest over the image (get_rois_json), drawn in SVG in image pixels, and listed
-// with each channel's statistics inside the shape (shape_stats) for the plane shown.
+// with each channel's statistics inside the shape (shape_stats, all of a plane at once) for the
+// plane shown.
 
 import { api, prefix } from "./common.js";
 
@@ -92,6 +93,7 @@ export async function addRois(viewer, imageId, size, plane) {
     const run = ++runs; // a later plane change wins over one still reading statistics
     const { z, t } = plane();
     body.replaceChildren();
+    const rows = new Map();
     for (const shape of shapes) {
       const visible = onPlane(shape, z, t);
       marks.get(shape.id).style.display = visible ? "" : "none";
@@ -108,24 +110,32 @@ export async function addRois(viewer, imageId, size, plane) {
       area.className = "area";
       row.append(area);
       body.append(row);
+      rows.set(shape.id, row);
+    }
+    // Every shape of the plane in one answer (a label image has hundreds).
+    let found = [];
+    if (rows.size) {
       try {
-        const answer = await api(`/webgateway/shape_stats/${imageId}/${shape.id}/?theZ=${z}&theT=${t}`);
-        const stats = await answer.json();
-        if (run !== runs) return;
-        area.textContent = String(stats.area);
-        for (const channel of stats.channels) {
-          for (const what of ["mean", "min", "max"]) {
-            const td = document.createElement("td");
-            td.textContent = format(channel[what]);
-            td.dataset.stat = `${channel.index}-${what}`;
-            row.append(td);
-          }
-        }
+        found = (await (await api(`/webgateway/shape_stats/${imageId}/?theZ=${z}&theT=${t}`)).json()).shapes;
       } catch (_) {
-        area.textContent = "–"; // lines and labels enclose no pixels
+        found = [];
       }
     }
-    if (run === runs) body.dataset.plane = `${z},${t}`;
+    if (run !== runs) return;
+    for (const stats of found) {
+      const row = rows.get(stats.shape);
+      if (!row) continue;
+      row.querySelector(".area").textContent = stats.area === null ? "–" : String(stats.area); // lines and labels enclose no pixels
+      for (const channel of stats.channels || []) {
+        for (const what of ["mean", "min", "max"]) {
+          const td = document.createElement("td");
+          td.textContent = format(channel[what]);
+          td.dataset.stat = `${channel.index}-${what}`;
+          row.append(td);
+        }
+      }
+    }
+    body.dataset.plane = `${z},${t}`;
   };
   await update();
   return update;
