@@ -540,11 +540,13 @@ def test_undo_redo_and_settings_pasted_on_another_image(browser: object, site: S
         page.wait_for_function(
             "(v) => decodeURIComponent(location.search).includes(v)", arg=f":{value}$"
         )
-    # The URL changes first, the inputs once imgData has answered: wait for the inputs.
-    at_200 = "() => Number(document.querySelector('#channels input.end-num').value) === 200"
+    # The inputs follow imgData's answer, the URL the redraw after it: wait for both.
+    at_200 = (
+        "() => Number(document.querySelector('#channels input.end-num').value) === 200"
+        " && decodeURIComponent(location.search).includes(':200$')"
+    )
     undo.click()
     page.wait_for_function(at_200)
-    assert ":200$" in page.evaluate("() => decodeURIComponent(location.search)")
     undo.click()
     page.wait_for_function(
         "(v) => Number(document.querySelector('#channels input.end-num').value) === v", arg=given
@@ -552,7 +554,6 @@ def test_undo_redo_and_settings_pasted_on_another_image(browser: object, site: S
     assert undo.is_disabled() and not redo.is_disabled()
     redo.click()
     page.wait_for_function(at_200)
-    assert ":200$" in page.evaluate("() => decodeURIComponent(location.search)")
     page.get_by_role("button", name="Copy settings").click()
     # On zebra (one 8-bit channel too) the copied window shows, and Undo takes it back.
     page.goto(f"{site.base}/images/{site.ids['zebra']}")

@@ -127,6 +127,7 @@ const changes = {
     document.getElementById("redo-change").disabled = !this.future.length;
   },
   async show(query) {
+    clearTimeout(pending); // a redraw still waiting would write the settings shown before
     history.replaceState(null, "", `${location.pathname}?${query}&z=${state.z}&t=${state.t}`);
     const { z, t } = state;
     await load();
