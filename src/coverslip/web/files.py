@@ -17,6 +17,7 @@ from coverslip.errors import NotFound
 from coverslip.model import Image
 
 if TYPE_CHECKING:
+    from coverslip.pixels.objects import ObjectStore
     from coverslip.services import Services
 
 CHUNK = 1024 * 1024
@@ -91,11 +92,7 @@ def send_original(
     if isinstance(where, Path):
         send_file(req, resp, where, name, md5, settings)
         return
-    objects = services.pixels.objects
-    assert objects is not None
-    size = objects.size(where)
-    if size is None:
-        raise NotFound("the original file is not in the object store")
+    objects, size = _stored(services, where)
     _download_headers(resp, name, md5)
     if size == 0:
         resp.status = falcon.HTTP_204
@@ -181,13 +178,19 @@ def zip_stream(entries: list[tuple[str, Callable[[], Iterator[bytes]]]]) -> Iter
     yield sink.take()  # the central directory
 
 
+def _stored(services: Services, url: str) -> tuple[ObjectStore, int]:
+    """Return the object store and the size of the original at ``url`` (NotFound if gone)."""
+    objects = services.pixels.objects
+    assert objects is not None
+    size = objects.size(url)
+    if size is None:
+        raise NotFound("the original file is not in the object store")
+    return objects, size
+
+
 def original_blocks(services: Services, where: Path | str) -> Callable[[], Iterator[bytes]]:
     """Return a function yielding the blocks of an original kept ``where`` (file or store)."""
     if isinstance(where, Path):
         return lambda: _stream(where, 0, where.stat().st_size)
-    objects = services.pixels.objects
-    assert objects is not None
-    size = objects.size(where)
-    if size is None:
-        raise NotFound("the original file is not in the object store")
+    objects, size = _stored(services, where)
     return lambda: objects.stream(where, 0, size - 1) if size else iter(())

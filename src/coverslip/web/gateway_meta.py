@@ -487,8 +487,7 @@ class Rois:
         for roi in masks.rois:
             for shape in roi["shapes"]:
                 if shape["id"] == shape_id:
-                    bits = masks.bits.get(shape_id)
-                    return shape if bits is None else {**shape, "bits": bits}
+                    return with_bits(masks, shape)
         raise NotFound(f"image {view.image.id} has no shape {shape_id}")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, iid: int) -> None:
@@ -522,13 +521,8 @@ class Rois:
             for shape in roi["shapes"]:
                 if shape["theZ"] not in (None, view.z) or shape["theT"] not in (None, view.t):
                     continue
-                bits = masks.bits.get(shape["id"])
                 try:
-                    found.append(
-                        self.ctx.render.shape_stats(
-                            view, shape if bits is None else {**shape, "bits": bits}
-                        )
-                    )
+                    found.append(self.ctx.render.shape_stats(view, with_bits(masks, shape)))
                 except BadParameter as exc:  # a line or a label; a shape too large to read
                     found.append(
                         {
@@ -551,6 +545,12 @@ class Rois:
         resp.content_type = "image/png"
         resp.cache_control = PRIVATE
         resp.data = encode(mask_rgba(shape, shape["bits"]), "png")
+
+
+def with_bits(masks: Masks, shape: dict[str, Any]) -> dict[str, Any]:
+    """Return ``shape`` with its pixels (``bits``) when it is a label image's Mask."""
+    bits = masks.bits.get(shape["id"])
+    return shape if bits is None else {**shape, "bits": bits}
 
 
 class ArchivedFile:

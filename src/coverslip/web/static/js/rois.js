@@ -118,7 +118,7 @@ export async function addRois(viewer, imageId, size, plane) {
       try {
         found = (await (await api(`/webgateway/shape_stats/${imageId}/?theZ=${z}&theT=${t}`)).json()).shapes;
       } catch (_) {
-        found = [];
+        // the rows stay without statistics
       }
     }
     if (run !== runs) return;
