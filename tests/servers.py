@@ -510,6 +510,19 @@ class ObjectServer:
 
 
 @contextlib.contextmanager
+def store_settings(
+    tmpdir: str | os.PathLike[str], bucket: str, monkeypatch: Any
+) -> Iterator[tuple[ObjectServer, dict[str, str]]]:
+    """Run a throwaway SeaweedFS with ``bucket``, its credentials in the environment (through
+    pytest's ``monkeypatch``); yield it and the settings that keep new pixels in it."""
+    with object_server(tmpdir) as server:
+        server.client().create_bucket(Bucket=bucket)
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield server, {"pixels.store": f"s3://{bucket}/i", "pixels.s3_endpoint": server.endpoint}
+
+
+@contextlib.contextmanager
 def object_server(tmpdir: str | os.PathLike[str] | None = None) -> Iterator[ObjectServer]:
     """Run a throwaway SeaweedFS; yield it (its ``endpoint`` and ``env`` reach it)."""
     parent = None if tmpdir is None else os.fspath(tmpdir)

@@ -16,7 +16,7 @@ from PIL import Image
 from coverslip.home import Home
 from coverslip.imports import ImportOptions
 from coverslip.web import create_app
-from tests.servers import object_server
+from tests.servers import store_settings
 from tests.test_format_omezarr import group, write_image
 
 RNG = np.random.default_rng(12)
@@ -184,14 +184,7 @@ def test_labels_kept_in_an_object_store_are_served_as_the_same_masks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local, local_id, _, _ = served
-    with object_server(tmp_path) as server:
-        server.client().create_bucket(Bucket="coverslip-labels")  # type: ignore[attr-defined]
-        for name, value in server.env.items():
-            monkeypatch.setenv(name, value)
-        settings = {
-            "pixels.store": "s3://coverslip-labels/i",
-            "pixels.s3_endpoint": server.endpoint,
-        }
+    with store_settings(tmp_path, "coverslip-labels", monkeypatch) as (server, settings):
         home = Home(tmp_path / "home")
         client, image_id = imported(home, labelled[0], **settings)
         assert not (home.pyramid(image_id) / "labels").exists()  # in the store only

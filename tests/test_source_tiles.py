@@ -23,7 +23,7 @@ from coverslip.imports import ImportOptions
 from coverslip.web import create_app
 from coverslip.web.app import CoverslipApp
 from tests.helpers import decode
-from tests.servers import object_server
+from tests.servers import store_settings
 
 RNG = np.random.default_rng(11)
 
@@ -231,14 +231,7 @@ def test_shared_tables_and_rgb_samples_are_spliced_into_each_tile() -> None:
 def test_an_original_in_an_object_store_sends_its_own_tiles(
     tmp_path: Path, slide: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with object_server(tmp_path) as server:
-        server.client().create_bucket(Bucket="coverslip-source")  # type: ignore[attr-defined]
-        for name, value in server.env.items():
-            monkeypatch.setenv(name, value)
-        settings = {
-            "pixels.store": "s3://coverslip-source/i",
-            "pixels.s3_endpoint": server.endpoint,
-        }
+    with store_settings(tmp_path, "coverslip-source", monkeypatch) as (_server, settings):
         http, image_id = served(tmp_path / "home", slide, **settings)
         assert not list((tmp_path / "home").rglob("slide.tif"))  # kept in the store only
         path = f"/iiif/3/{image_id}/768,256,256,256/256,256/0/default.jpg"

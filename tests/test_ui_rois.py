@@ -3,6 +3,7 @@ statistics for the plane shown, equal to numpy's over the shape's mask."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,27 @@ from tests.test_rois import HEIGHT, OME, WIDTH
 browser = ui.browser  # the same headless Chromium as the other UI tests
 
 
+@contextlib.contextmanager
+def public_site(home: Path, path: Path) -> Iterator[tuple[str, int]]:
+    """Import ``path`` into the Public group of a new instance and serve it; yield the
+    server's URL and the image's id."""
+    ui.coverslip(home, "user", "ensure-admin")
+    found = json.loads(ui.coverslip(home, "import", str(path), "--group", "Public", "--json"))
+    with ui.served(home) as url:
+        yield url, int(found["imported"][0])
+
+
+def viewer_at(browser: object, base: str, image_id: int, z: int):  # type: ignore[no-untyped-def]
+    """Open the viewer on plane ``z`` and wait for its tiles and its ROI table of that plane."""
+    page = ui.new_page(browser, 1366, 768)
+    page.goto(f"{base}/images/{image_id}?z={z}")
+    ui.wait_for_tiles(page)
+    page.wait_for_function(
+        "(z) => document.querySelector('#rois tbody').dataset.plane === `${z},0`", arg=z
+    )
+    return page
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, np.ndarray]]:
     folder = tmp_path_factory.mktemp("ui-rois")
@@ -27,21 +49,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, n
         tif.write(planes[0], description=OME.format(w=WIDTH, h=HEIGHT), metadata=None)
         for plane in planes[1:]:
             tif.write(plane, metadata=None)
-    home = folder / "home"
-    ui.coverslip(home, "user", "ensure-admin")
-    found = json.loads(ui.coverslip(home, "import", str(path), "--group", "Public", "--json"))
-    with ui.served(home) as url:
-        yield url, int(found["imported"][0]), data
+    with public_site(folder / "home", path) as (url, image_id):
+        yield url, image_id, data
 
 
 def test_rois_drawn_in_place_and_listed_with_their_statistics(
     browser: object, site: tuple[str, int, np.ndarray], tmp_path: Path
 ) -> None:
     base, image_id, data = site
-    page = ui.new_page(browser, 1366, 768)
-    page.goto(f"{base}/images/{image_id}?z=1")
-    ui.wait_for_tiles(page)
-    page.wait_for_function("() => document.querySelector('#rois tbody').dataset.plane === '1,0'")
+    page = viewer_at(browser, base, image_id, 1)
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(1500)  # OpenSeadragon's animation to the home view
     ui.shot(page, "rois")
@@ -95,11 +111,8 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, in
     write_image(path, [data], 2, "czyx")
     group(path / "labels", 2, {"labels": ["nuclei"]})
     write_image(path / "labels" / "nuclei", [nuclei()], 2, "zyx")
-    home = folder / "home"
-    ui.coverslip(home, "user", "ensure-admin")
-    found = json.loads(ui.coverslip(home, "import", str(path), "--group", "Public", "--json"))
-    with ui.served(home) as url:
-        yield url, int(found["imported"][0]), data
+    with public_site(folder / "home", path) as (url, image_id):
+        yield url, image_id, data
 
 
 def test_label_masks_drawn_and_listed(
@@ -108,10 +121,7 @@ def test_label_masks_drawn_and_listed(
     from tests.test_rois_labels import nuclei
 
     base, image_id, data = labelled
-    page = ui.new_page(browser, 1366, 768)
-    page.goto(f"{base}/images/{image_id}?z=0")
-    ui.wait_for_tiles(page)
-    page.wait_for_function("() => document.querySelector('#rois tbody').dataset.plane === '0,0'")
+    page = viewer_at(browser, base, image_id, 0)
     # Plane 0 holds label 1 and label 2 (one mask each); each mask's picture is loaded.
     rows = page.locator("#rois tbody tr")
     assert rows.count() == 2
